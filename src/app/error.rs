@@ -1,0 +1,67 @@
+use crate::domain::Invalid;
+use crate::store::{Constraint, StoreError};
+
+/// Everything a use case can fail with. The HTTP layer renders each as problem+json with a
+/// stable `code` (see `http::error`); the CLI prints the message.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Validation(#[from] Invalid),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("email or password is incorrect")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { message: String, field: Option<&'static str> },
+    #[error("the organization's plan allows {limit} members; upgrade the plan to add more")]
+    PlanLimit { limit: i64 },
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("signup is disabled on this server; ask an operator for an account")]
+    SignupDisabled,
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn conflict(message: impl Into<String>, field: Option<&'static str>) -> Self {
+        AppError::Conflict {
+            message: message.into(),
+            field,
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(err.into())
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(constraint) => {
+                let (message, field) = match constraint {
+                    Constraint::UserEmail => ("an account with this email already exists", Some("email")),
+                    Constraint::OrganizationSlug => ("this slug is taken", Some("slug")),
+                    Constraint::Membership => ("this user is already a member", Some("email")),
+                    Constraint::ConnectionOrgAccount | Constraint::ConnectionLiveAccount => (
+                        "this platform account is already connected",
+                        Some("platform_user_id"),
+                    ),
+                    Constraint::Other => ("conflicts with existing data", None),
+                };
+                AppError::conflict(message, field)
+            }
+            StoreError::PlanLimit { limit } => AppError::PlanLimit { limit },
+            StoreError::NotFound => AppError::NotFound,
+            StoreError::Unavailable(_) => AppError::Unavailable,
+            err @ (StoreError::Database(_) | StoreError::Migrate(_)) => AppError::internal(err),
+        }
+    }
+}

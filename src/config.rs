@@ -1,0 +1,399 @@
+//! One typed configuration, layered: built-in defaults < TOML file < `SNORQ_*` environment
+//! variables (and the conventional `DATABASE_URL`) < command-line flags. Validated once at start,
+//! with messages that say what to fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::crypto::{EncryptionKey, Keyring};
+
+/// The raw settings as read from all sources, before validation. No `Debug`: it holds keys.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `sqlite://path` or `postgres://...`; defaults to a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded database and the dev-mode key live.
+    pub data_dir: PathBuf,
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Development mode: generates and keeps a local encryption key when none is configured.
+    pub dev: bool,
+    /// Base64 AES-256 keys; the first encrypts, all decrypt. Comma-separated in the environment.
+    #[serde(deserialize_with = "string_or_list")]
+    pub encryption_keys: Vec<String>,
+    /// Whether `POST /api/v1/auth/signup` is open.
+    pub signup_enabled: bool,
+    /// Lifetime of a login session token.
+    pub session_ttl_hours: u32,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Largest JSON request body accepted by the API, in bytes.
+    pub max_body_bytes: usize,
+    /// Failed-or-not login attempts allowed per minute, per email and per client address.
+    pub login_attempts_per_minute: u32,
+    /// Upper bound of the database connection pool.
+    pub database_max_connections: u32,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            listen: "127.0.0.1:8080".into(),
+            dev: false,
+            encryption_keys: Vec::new(),
+            signup_enabled: true,
+            session_ttl_hours: 24 * 30,
+            log_format: LogFormat::Text,
+            max_body_bytes: 1024 * 1024,
+            login_attempts_per_minute: 10,
+            database_max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(de)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Which database, picked by the URL scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseUrl::Sqlite(url.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else {
+            Err(ConfigError::new(
+                "database_url",
+                "must start with sqlite: (e.g. sqlite://data/snorq.db) or postgres://",
+            ))
+        }
+    }
+
+    /// The URL without any password, safe to log.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(url) => url.clone(),
+            DatabaseUrl::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The validated configuration the service runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub dev: bool,
+    pub encryption_keys: Vec<SecretString>,
+    pub signup_enabled: bool,
+    pub session_ttl: chrono::Duration,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub login_attempts_per_minute: u32,
+    pub database_max_connections: u32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url.redacted())
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("dev", &self.dev)
+            .field("encryption_keys", &format!("[{} configured]", self.encryption_keys.len()))
+            .field("signup_enabled", &self.signup_enabled)
+            .field("session_ttl", &self.session_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting that is missing or wrong, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{setting}`: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Settings given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads every layer: defaults, the TOML file (if given), the environment, the flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::new("config", format!("file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let raw: RawConfig = figment
+            .merge(Env::prefixed("SNORQ_").ignore(&["config"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| {
+                let setting = e.path.join(".");
+                ConfigError::new(if setting.is_empty() { "config" } else { &setting }, e.kind.to_string())
+            })?;
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let database_url = match &self.database_url {
+            Some(url) if !url.trim().is_empty() => DatabaseUrl::parse(url.trim())?,
+            _ => DatabaseUrl::Sqlite(format!(
+                "sqlite://{}",
+                self.data_dir.join("snorq.db").display()
+            )),
+        };
+        let listen = self.listen.parse().map_err(|_| {
+            ConfigError::new("listen", format!("{:?} is not an address like 127.0.0.1:8080", self.listen))
+        })?;
+        for (i, key) in self.encryption_keys.iter().enumerate() {
+            EncryptionKey::from_base64(key).map_err(|e| {
+                ConfigError::new("encryption_keys", format!("key #{} is not usable: {e}", i + 1))
+            })?;
+        }
+        if self.session_ttl_hours == 0 {
+            return Err(ConfigError::new("session_ttl_hours", "must be at least 1"));
+        }
+        if self.login_attempts_per_minute == 0 {
+            return Err(ConfigError::new("login_attempts_per_minute", "must be at least 1"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::new("max_body_bytes", "must be at least 1024"));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::new("database_max_connections", "must be at least 1"));
+        }
+        Ok(Config {
+            database_url,
+            data_dir: self.data_dir,
+            listen,
+            dev: self.dev,
+            encryption_keys: self
+                .encryption_keys
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
+            signup_enabled: self.signup_enabled,
+            session_ttl: chrono::Duration::hours(i64::from(self.session_ttl_hours)),
+            log_format: self.log_format,
+            max_body_bytes: self.max_body_bytes,
+            login_attempts_per_minute: self.login_attempts_per_minute,
+            database_max_connections: self.database_max_connections,
+        })
+    }
+}
+
+impl Config {
+    /// The keyring from configuration, or, in dev mode only, from a key file kept in the data
+    /// directory (created on first use). Outside dev mode a missing key is an error: tokens are
+    /// never stored unencrypted.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let configured: Result<Vec<_>, _> = self
+            .encryption_keys
+            .iter()
+            .map(|k| EncryptionKey::from_base64(k.expose_secret()))
+            .collect();
+        let configured = configured.map_err(|e| ConfigError::new("encryption_keys", e.to_string()))?;
+        if let Some(ring) = Keyring::new(configured) {
+            return Ok(ring);
+        }
+        if !self.dev {
+            return Err(ConfigError::new(
+                "encryption_keys",
+                "no encryption key configured. Generate one with `snorq keys generate` and set \
+                 SNORQ_ENCRYPTION_KEYS, or run with --dev to use a local development key",
+            ));
+        }
+        let key = dev_key(&self.data_dir)?;
+        Ok(Keyring::new(vec![key]).unwrap_or_else(|| unreachable!("one key")))
+    }
+}
+
+const DEV_KEY_FILE: &str = "dev-encryption.key";
+
+fn dev_key(data_dir: &Path) -> Result<EncryptionKey, ConfigError> {
+    let path = data_dir.join(DEV_KEY_FILE);
+    let io_err = |e: std::io::Error| ConfigError::new("data_dir", format!("{}: {e}", path.display()));
+    let text = if path.exists() {
+        std::fs::read_to_string(&path).map_err(io_err)?
+    } else {
+        std::fs::create_dir_all(data_dir).map_err(io_err)?;
+        let text = EncryptionKey::generate_base64();
+        write_private(&path, &text).map_err(io_err)?;
+        text
+    };
+    let key = EncryptionKey::from_base64(&text)
+        .map_err(|e| ConfigError::new("data_dir", format!("{}: {e}", path.display())))?;
+    tracing::warn!(
+        key_file = %path.display(),
+        key_id = key.id(),
+        "DEV MODE: platform tokens are encrypted with a development key kept next to the database. \
+         Do not use this in production: set SNORQ_ENCRYPTION_KEYS instead."
+    );
+    Ok(key)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_select_sqlite_in_the_data_dir() {
+        let config = RawConfig::default().validate().unwrap();
+        assert_eq!(config.database_url, DatabaseUrl::Sqlite("sqlite://data/snorq.db".into()));
+        assert_eq!(config.listen.port(), 8080);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let raw = RawConfig {
+            database_url: Some("mysql://x".into()),
+            ..RawConfig::default()
+        };
+        assert_eq!(raw.validate().unwrap_err().setting, "database_url");
+        let raw = RawConfig {
+            listen: "nowhere".into(),
+            ..RawConfig::default()
+        };
+        assert_eq!(raw.validate().unwrap_err().setting, "listen");
+        let raw = RawConfig {
+            encryption_keys: vec!["short".into()],
+            ..RawConfig::default()
+        };
+        let err = raw.validate().unwrap_err();
+        assert_eq!(err.setting, "encryption_keys");
+        assert!(!err.message.contains("short"), "the key itself is not echoed");
+    }
+
+    #[test]
+    fn keys_are_required_outside_dev_mode_and_generated_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = RawConfig {
+            data_dir: dir.path().to_owned(),
+            ..RawConfig::default()
+        };
+        let err = raw.clone().validate().unwrap().keyring().unwrap_err();
+        assert!(err.message.contains("snorq keys generate"));
+
+        let dev = RawConfig { dev: true, ..raw }.validate().unwrap();
+        let first = dev.keyring().unwrap().primary().id().to_owned();
+        assert!(dir.path().join(DEV_KEY_FILE).exists());
+        // The same key is read back on the next start.
+        assert_eq!(dev.keyring().unwrap().primary().id(), first);
+    }
+
+    #[test]
+    fn keys_come_as_a_comma_separated_string_or_a_list() {
+        let a = EncryptionKey::generate_base64();
+        let b = EncryptionKey::generate_base64();
+        let figment = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(("encryption_keys", format!("{a}, {b}")));
+        let raw: RawConfig = figment.extract().unwrap();
+        assert_eq!(raw.encryption_keys, vec![a.clone(), b.clone()]);
+        let ring = raw.validate().unwrap().keyring().unwrap();
+        assert_eq!(ring.primary().id(), EncryptionKey::from_base64(&a).unwrap().id());
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        let url = DatabaseUrl::parse("postgres://snorq:hunter2@db:5432/snorq").unwrap();
+        assert_eq!(url.redacted(), "postgres://snorq:***@db:5432/snorq");
+        let config = RawConfig {
+            database_url: Some("postgres://snorq:hunter2@db/snorq".into()),
+            ..RawConfig::default()
+        }
+        .validate()
+        .unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

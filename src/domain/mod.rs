@@ -1,0 +1,41 @@
+//! Domain values that validate on construction, and the enums stored in the database.
+//!
+//! Enums are stored upper-case in the database (as in the schema seed) and travel lower-case
+//! in JSON; `as_db`/`from_db` are the only place that mapping lives.
+
+mod email;
+mod enums;
+mod names;
+
+pub use email::Email;
+pub use enums::{ConnectionStatus, Plan, Role};
+pub use names::{DisplayName, OrgName, Password, Slug};
+
+/// A value that failed validation, with the field it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// The current time, truncated to microseconds: PostgreSQL keeps microseconds, so a value
+/// read back compares equal to the one written, on both backends.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A new time-ordered id (UUID v7), as DESIGN.md asks for every primary key.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

@@ -1,0 +1,195 @@
+//! Request extractors: JSON bodies with field-level errors, the bearer session, the caller's
+//! organization access, and the client address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::Problem;
+use crate::app::orgs::{self, OrgAccess};
+use crate::app::{AppError, auth};
+use crate::store::Session;
+
+/// A JSON body. Syntax errors answer 400 `malformed_json`; a wrong, missing or unknown field
+/// answers 422 `validation_failed` naming the field; over the size limit, 413.
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(status, "payload_too_large", "the request body is too large")
+            } else {
+                Problem::new(status, "bad_request", rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ValidJson)
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return Problem::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {inner}"));
+        }
+        let message = strip_position(&inner.to_string());
+        // Unknown and missing fields are reported by serde at the parent's path; name the field.
+        let field = match field_from_message(&message) {
+            Some(f) if path == "." => f,
+            Some(f) if path != f && !path.ends_with(&format!(".{f}")) => format!("{path}.{f}"),
+            _ => path,
+        };
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message).with_field(field)
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    message
+        .rsplit_once(" at line ")
+        .map_or(message, |(head, _)| head)
+        .to_owned()
+}
+
+fn field_from_message(message: &str) -> Option<String> {
+    for prefix in ["unknown field `", "missing field `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.split('`').next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// The authenticated bearer session.
+pub struct Authenticated(pub Session);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AppError::Unauthorized)?;
+        let session = auth::authenticate(&state.app, token).await?;
+        Ok(Authenticated(session))
+    }
+}
+
+/// The caller's access to the organization in the `{org_id}` path segment. Not a member (or a
+/// malformed id): 404, so that other organizations' existence is not revealed.
+pub struct OrgScope(pub OrgAccess);
+
+impl FromRequestParts<AppState> for OrgScope {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Authenticated(session) = Authenticated::from_request_parts(parts, state).await?;
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        let org_id = params
+            .get("org_id")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or(AppError::NotFound)?;
+        Ok(OrgScope(orgs::access(&state.app, &session, org_id).await?))
+    }
+}
+
+/// A path id (`{user_id}`, `{connection_id}`, ...) that answers 404 when it is not a UUID.
+pub struct PathId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        params
+            .iter()
+            .find(|(k, _)| k.as_str() != "org_id")
+            .and_then(|(_, v)| Uuid::parse_str(v).ok())
+            .map(PathId)
+            .ok_or_else(|| AppError::NotFound.into())
+    }
+}
+
+/// The peer address, when the server was started with connection info.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        count: u32,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let p = parse_json::<Body>(br#"{"email": "a", "extra": 1}"#).unwrap_err();
+        assert_eq!((p.status, p.code, p.field.as_deref()), (422, "validation_failed", Some("extra")));
+        let p = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("email"));
+        let p = parse_json::<Body>(br#"{"email": 5}"#).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("email"));
+        let p = parse_json::<Body>(br#"{"email": "a", "nested": {"count": -1}}"#).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("nested.count"));
+        let p = parse_json::<Body>(br#"{"email": "#).unwrap_err();
+        assert_eq!((p.status, p.code), (400, "malformed_json"));
+    }
+}

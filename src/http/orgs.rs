@@ -1,0 +1,184 @@
+//! `/api/v1/orgs` and `/api/v1/orgs/{org_id}/members`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, patch};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiResult;
+use super::extract::{Authenticated, OrgScope, PathId, ValidJson};
+use crate::app::orgs::{self, OrgChanges};
+use crate::domain::{Plan, Role};
+use crate::store::{Member, Membership};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orgs", get(list).post(create))
+        .route("/orgs/{org_id}", get(show).patch(update))
+        .route("/orgs/{org_id}/members", get(members).post(add_member))
+        .route("/orgs/{org_id}/members/{user_id}", patch(update_member).delete(remove_member))
+}
+
+/// An organization as seen by the caller, with the caller's role in it.
+#[derive(Serialize)]
+struct OrgBody {
+    id: Uuid,
+    name: String,
+    slug: String,
+    plan: Plan,
+    owner_id: Uuid,
+    role: Role,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Membership> for OrgBody {
+    fn from(m: Membership) -> Self {
+        let o = m.organization;
+        OrgBody {
+            id: o.id,
+            name: o.name,
+            slug: o.slug,
+            plan: o.plan,
+            owner_id: o.owner_id,
+            role: m.role,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MemberBody {
+    user_id: Uuid,
+    email: String,
+    name: String,
+    role: Role,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Member> for MemberBody {
+    fn from(m: Member) -> Self {
+        MemberBody {
+            user_id: m.user_id,
+            email: m.email,
+            name: m.name,
+            role: m.role,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A list response. These lists are bounded (a user's organizations, an organization's seats
+/// and connections), so they come whole.
+#[derive(Serialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+impl<T> Items<T> {
+    pub fn from_iter<S: Into<T>>(rows: impl IntoIterator<Item = S>) -> axum::Json<Self> {
+        axum::Json(Items {
+            items: rows.into_iter().map(Into::into).collect(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrgBody {
+    name: String,
+    slug: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateOrgBody {
+    name: Option<String>,
+    slug: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMemberBody {
+    email: String,
+    #[serde(default = "default_role")]
+    role: Role,
+}
+
+fn default_role() -> Role {
+    Role::Member
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateMemberBody {
+    role: Role,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    ValidJson(body): ValidJson<CreateOrgBody>,
+) -> ApiResult<(StatusCode, axum::Json<OrgBody>)> {
+    if session.token_organization_id.is_some() {
+        return Err(crate::app::AppError::Forbidden("organization API keys cannot create organizations").into());
+    }
+    let created = orgs::create(&state.app, session.user.id, &body.name, body.slug.as_deref(), Plan::Free).await?;
+    Ok((StatusCode::CREATED, axum::Json(created.into())))
+}
+
+async fn list(State(state): State<AppState>, Authenticated(session): Authenticated) -> ApiResult<axum::Json<Items<OrgBody>>> {
+    Ok(Items::from_iter(orgs::list(&state.app, &session).await?))
+}
+
+async fn show(OrgScope(access): OrgScope) -> axum::Json<OrgBody> {
+    axum::Json(access.membership.into())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    ValidJson(body): ValidJson<UpdateOrgBody>,
+) -> ApiResult<axum::Json<OrgBody>> {
+    let changes = OrgChanges {
+        name: body.name.as_deref(),
+        slug: body.slug.as_deref(),
+    };
+    Ok(axum::Json(orgs::update(&state.app, &access, changes).await?.into()))
+}
+
+async fn members(State(state): State<AppState>, OrgScope(access): OrgScope) -> ApiResult<axum::Json<Items<MemberBody>>> {
+    Ok(Items::from_iter(orgs::members(&state.app, &access).await?))
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    ValidJson(body): ValidJson<AddMemberBody>,
+) -> ApiResult<(StatusCode, axum::Json<MemberBody>)> {
+    let member = orgs::add_member(&state.app, &access, &body.email, body.role).await?;
+    Ok((StatusCode::CREATED, axum::Json(member.into())))
+}
+
+async fn update_member(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(user_id): PathId,
+    ValidJson(body): ValidJson<UpdateMemberBody>,
+) -> ApiResult<axum::Json<MemberBody>> {
+    Ok(axum::Json(orgs::set_role(&state.app, &access, user_id, body.role).await?.into()))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(user_id): PathId,
+) -> ApiResult<StatusCode> {
+    orgs::remove_member(&state.app, &access, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,80 @@
+//! Assembling and running the service: store, vault, use cases, HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::crypto::Vault;
+use crate::http::{self, AppState, Limits};
+use crate::{store, telemetry};
+
+/// Connects to the database, runs migrations, loads the keyring and builds the use cases.
+pub async fn bootstrap(config: &Config) -> anyhow::Result<Arc<App>> {
+    let keyring = config.keyring()?;
+    tracing::info!(database = %config.database_url.redacted(), "connecting to the database");
+    let store = store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database_url.redacted()))?;
+    store.migrate().await.context("database migrations failed")?;
+    tracing::info!(backend = store.backend(), key_ids = ?keyring.ids(), "storage ready");
+    Ok(Arc::new(App::new(store, Vault::new(keyring), config)))
+}
+
+pub fn router(app: Arc<App>, config: &Config) -> axum::Router {
+    let state = AppState {
+        app,
+        metrics: telemetry::metrics(),
+    };
+    http::router(
+        state,
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: Duration::from_secs(30),
+        },
+    )
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,102 @@
+//! Storage: one [`Store`] trait of intent-level operations, implemented for PostgreSQL and
+//! SQLite and picked by the database URL scheme. Transactions live inside the store; callers
+//! never hold a connection.
+//!
+//! Both backends run the same SQL where the dialects agree (`$n` placeholders work in both);
+//! that shared body is `shared_sql.rs`, compiled once per backend so that every query is typed
+//! against a concrete driver. What differs (connecting, locking, transaction start, error codes)
+//! is in `postgres.rs` and `sqlite.rs`.
+
+mod error;
+mod postgres;
+mod records;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use snorq_connectors::Platform;
+use uuid::Uuid;
+
+pub use error::{Constraint, StoreError};
+pub use postgres::PgStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use crate::config::DatabaseUrl;
+use crate::domain::Role;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Connects to the database named by `url`, runs the embedded migrations, and returns the store.
+pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    Ok(match url {
+        DatabaseUrl::Postgres(url) => Arc::new(PgStore::connect(url, max_connections).await?),
+        DatabaseUrl::Sqlite(url) => Arc::new(SqliteStore::connect(url, max_connections).await?),
+    })
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is ("postgres" or "sqlite"), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Runs the embedded migrations (idempotent).
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// A cheap round trip to the database, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- users and tokens ---
+
+    /// Fails with `Conflict(UserEmail)` when the (case-insensitive) email is taken.
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    async fn user_credentials(&self, email_normalized: &str) -> StoreResult<Option<UserCredentials>>;
+    async fn insert_api_token(&self, token: &NewApiToken) -> StoreResult<()>;
+    /// The live (unrevoked, unexpired) token with this hash, and its user.
+    async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>>;
+    async fn revoke_api_token(&self, token_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+
+    // --- organizations and members ---
+
+    /// Creates the organization and makes its owner an OWNER member, atomically.
+    async fn insert_organization(&self, org: &NewOrganization) -> StoreResult<Organization>;
+    async fn organization_by_slug(&self, slug: &str) -> StoreResult<Option<Organization>>;
+    /// Organizations the user belongs to, with the user's role, oldest first.
+    async fn memberships(&self, user_id: Uuid) -> StoreResult<Vec<Membership>>;
+    async fn membership(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<Membership>>;
+    async fn update_organization(&self, org_id: Uuid, update: &OrganizationUpdate) -> StoreResult<Organization>;
+    async fn members(&self, org_id: Uuid) -> StoreResult<Vec<Member>>;
+    async fn member(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<Member>>;
+    /// Adds a member unless the plan's seat limit is reached (`PlanLimit`) or the user already
+    /// is one (`Conflict(Membership)`). The check and the insert are one transaction.
+    async fn add_member(&self, org_id: Uuid, user_id: Uuid, role: Role, now: DateTime<Utc>) -> StoreResult<Member>;
+    /// Changes a non-owner's role; `NotFound` when the user is not a member.
+    async fn set_member_role(&self, org_id: Uuid, user_id: Uuid, role: Role) -> StoreResult<Member>;
+    /// Makes `to` the OWNER and the previous owner an ADMIN, atomically.
+    async fn transfer_ownership(&self, org_id: Uuid, from: Uuid, to: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Removes a non-owner member; false when there was no such member.
+    async fn remove_member(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
+
+    // --- platform connections ---
+
+    /// Fails with `Conflict(ConnectionLiveAccount)` when the account is connected anywhere.
+    async fn insert_connection(&self, connection: &Connection) -> StoreResult<Connection>;
+    async fn connections(&self, org_id: Uuid) -> StoreResult<Vec<Connection>>;
+    async fn connection(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Connection>>;
+    async fn connection_by_account(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<Option<Connection>>;
+    /// Writes every mutable field of the connection; `NotFound` when it is not in that org.
+    async fn save_connection(&self, connection: &Connection) -> StoreResult<Connection>;
+    /// Encrypted token columns of every connection with an id after `after`, in id order.
+    async fn connection_secrets_page(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<ConnectionSecrets>>;
+    /// Replaces the encrypted tokens only if they are still `old` (a concurrent change wins);
+    /// true when the row was updated.
+    async fn replace_connection_secrets(&self, old: &ConnectionSecrets, new: &ConnectionSecrets) -> StoreResult<bool>;
+}

@@ -1,0 +1,49 @@
+//! The PostgreSQL store (production).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use snorq_connectors::Platform;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::*;
+
+const BACKEND: &str = "postgres";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1 FOR UPDATE";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+type Backend = PgStore;
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(db_error)?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn begin_write(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
+    pool.begin().await.map_err(db_error)
+}
+
+fn db_error(err: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(err, |db| db.constraint().map_or(Constraint::Other, Constraint::from_postgres))
+}
+
+include!("shared_sql.rs");

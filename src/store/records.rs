@@ -1,0 +1,158 @@
+//! Rows as the store reads and writes them. Field names follow the columns.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use snorq_connectors::Platform;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::domain::{ConnectionStatus, Plan, Role};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub email_normalized: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserCredentials {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Session,
+    ApiKey,
+}
+
+impl TokenKind {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            TokenKind::Session => "SESSION",
+            TokenKind::ApiKey => "API_KEY",
+        }
+    }
+}
+
+pub struct NewApiToken {
+    pub id: Uuid,
+    pub token_hash: String,
+    pub user_id: Uuid,
+    pub organization_id: Option<Uuid>,
+    pub kind: TokenKind,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An authenticated bearer token and its user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub token_id: Uuid,
+    /// Set for organization API keys: the token is valid only inside this organization.
+    pub token_organization_id: Option<Uuid>,
+    #[sqlx(flatten)]
+    pub user: User,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    #[sqlx(try_from = "String")]
+    pub plan: Plan,
+    pub owner_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub struct NewOrganization {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub plan: Plan,
+    pub owner_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationUpdate {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub plan: Option<Plan>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// An organization seen by one of its members.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Membership {
+    #[sqlx(flatten)]
+    pub organization: Organization,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Connection {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: PlatformColumn,
+    pub platform_user_id: String,
+    pub name: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: ConnectionStatus,
+    /// Vault envelopes; never plaintext (see `crypto::vault`).
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+    pub token_fingerprint: Option<String>,
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    pub settings: Json<Value>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `Platform` as a column value (the connectors crate owns `Platform` and knows no SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformColumn(pub Platform);
+
+impl TryFrom<String> for PlatformColumn {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        value.parse().map(PlatformColumn).map_err(|e| e.to_string())
+    }
+}
+
+/// The encrypted columns of one connection, for key rotation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConnectionSecrets {
+    pub id: Uuid,
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+}
