@@ -257,14 +257,15 @@ impl Store for Backend {
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
-        let already: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM organization_members WHERE organization_id = $1 AND user_id = $2")
-                .bind(org_id)
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        if already.is_some() {
+        let already: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM organization_members WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if already > 0 {
             return Err(StoreError::Conflict(Constraint::Membership));
         }
         if seats >= plan.seat_limit() {
@@ -320,14 +321,7 @@ impl Store for Backend {
             .await
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
-        let promoted = sqlx::query(
-            "UPDATE organization_members SET role = 'OWNER' WHERE organization_id = $1 AND user_id = $2",
-        )
-        .bind(org_id)
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        // Demote first: it proves `from` is the owner right now (inside the lock).
         let demoted = sqlx::query(
             "UPDATE organization_members SET role = 'ADMIN' \
              WHERE organization_id = $1 AND user_id = $2 AND role = 'OWNER'",
@@ -337,7 +331,18 @@ impl Store for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        if promoted.rows_affected() != 1 || demoted.rows_affected() != 1 {
+        if demoted.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        let promoted = sqlx::query(
+            "UPDATE organization_members SET role = 'OWNER' WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org_id)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if promoted.rows_affected() != 1 {
             return Err(StoreError::NotFound);
         }
         sqlx::query("UPDATE organizations SET owner_id = $2, updated_at = $3 WHERE id = $1")

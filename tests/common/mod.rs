@@ -1,0 +1,335 @@
+//! Test support: a fresh database per test on either backend, the real service on a random
+//! port, and a small HTTP client. Every end-to-end test runs once per backend through
+//! [`backend_tests!`], so the names show which backend ran (`sqlite::x`, `postgres::x`).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use snorq::app::App;
+use snorq::config::{Config, DatabaseUrl, RawConfig};
+use snorq::crypto::EncryptionKey;
+use snorq::store::{self, Store};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The PostgreSQL server tests create their databases on (needs CREATEDB).
+pub fn postgres_admin_url() -> String {
+    std::env::var("SNORQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty database: a SQLite file in a temporary directory, or a new PostgreSQL
+/// database that is dropped when this value is.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => TestDb {
+                url: DatabaseUrl::Sqlite(format!("sqlite://{}", dir.path().join("snorq.db").display())),
+                dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                let name = format!("snorq_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running for the postgres tests (see README: Tests)");
+                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+                TestDb {
+                    url: DatabaseUrl::Postgres(format!("{base}/{name}")),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.url {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub fn url_string(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(u) | DatabaseUrl::Postgres(u) => u.clone(),
+        }
+    }
+
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let store = store::connect(&self.url, 5).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Every byte the database keeps: the SQLite files, or a `pg_dump` of the PostgreSQL database.
+    pub fn raw_contents(&self) -> Vec<u8> {
+        match &self.pg_name {
+            None => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(self.dir.path()).expect("read dir") {
+                    let path = entry.expect("entry").path();
+                    if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("snorq.db")) {
+                        bytes.extend(std::fs::read(&path).expect("read db file"));
+                    }
+                }
+                assert!(!bytes.is_empty(), "no SQLite files found");
+                bytes
+            }
+            Some(_) => {
+                let output = std::process::Command::new("pg_dump")
+                    .arg("--data-only")
+                    .arg(self.url_string())
+                    .output()
+                    .expect("pg_dump must be installed (it comes with the PostgreSQL client)");
+                assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
+                output.stdout
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL database now (to simulate an outage); a no-op for SQLite.
+    pub fn drop_now(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            drop_pg_database(&name);
+        }
+    }
+}
+
+fn drop_pg_database(name: &str) {
+    let name = name.to_owned();
+    // Drop runs outside any runtime we can block on: use a private one on a helper thread.
+    let done = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await {
+                let _ = sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                )
+                .await;
+            }
+        });
+    });
+    let _ = done.join();
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+/// A fixed test key, and a second one for rotation tests.
+pub fn test_key() -> String {
+    "dGVzdC1rZXktMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA=".into()
+}
+
+pub fn other_key() -> String {
+    "b3RoZXIta2V5LTAwMDAwMDAwMDAwMDAwMDAwMDAwMDA=".into()
+}
+
+pub fn config_for(db: &TestDb) -> RawConfig {
+    assert!(EncryptionKey::from_base64(&test_key()).is_ok());
+    RawConfig {
+        database_url: Some(db.url_string()),
+        data_dir: db.dir.path().to_owned(),
+        encryption_keys: vec![test_key()],
+        login_attempts_per_minute: 1000,
+        ..RawConfig::default()
+    }
+}
+
+/// The real service on a random port against a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub config: Config,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut RawConfig)) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let mut raw = config_for(&db);
+        configure(&mut raw);
+        let config = raw.validate().expect("valid test config");
+        let app = snorq::server::bootstrap(&config).await.expect("bootstrap");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = snorq::server::router(app.clone(), &config);
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(snorq::server::serve(listener, router, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            app,
+            config,
+            db,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; returns status and JSON
+    /// (Null for an empty body).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let response = self.send(method, path, token, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Signs up a user; returns (token, user id).
+    pub async fn signup(&self, email: &str) -> (String, String) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/signup",
+                None,
+                Some(json!({"email": email, "name": "Test User", "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "signup {email}: {body}");
+        (str_of(&body["token"]), str_of(&body["user"]["id"]))
+    }
+
+    /// Creates an organization as `token`'s user; returns its id.
+    pub async fn create_org(&self, token: &str, name: &str) -> String {
+        let (status, body) = self.post("/api/v1/orgs", token, json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "create org: {body}");
+        str_of(&body["id"])
+    }
+
+    /// Moves an organization to a plan (as an operator would with `snorq admin set-plan`).
+    pub async fn set_plan(&self, org_id: &str, plan: snorq::domain::Plan) {
+        let id = uuid::Uuid::parse_str(org_id).expect("uuid");
+        snorq::app::orgs::set_plan(&self.app, id, plan).await.expect("set plan");
+    }
+
+    /// Adds `email` to the org with `role`, as the org's owner (`owner_token`).
+    pub async fn add_member(&self, owner_token: &str, org_id: &str, email: &str, role: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/orgs/{org_id}/members"),
+                owner_token,
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add member: {body}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn str_of(value: &Value) -> String {
+    value.as_str().unwrap_or_else(|| panic!("expected a string, got {value}")).to_owned()
+}
+
+/// Asserts a problem+json answer with this status and code.
+pub fn assert_problem(status: StatusCode, body: &Value, expected_status: StatusCode, code: &str) {
+    assert_eq!(status, expected_status, "body: {body}");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], expected_status.as_u16(), "body: {body}");
+}
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
