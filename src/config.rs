@@ -200,7 +200,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         let raw: RawConfig = figment
-            .merge(Env::prefixed("SNORQ_").ignore(&["config"]))
+            // SNORQ_CONFIG and SNORQ_LOG are read elsewhere; SNORQ_TEST_* belong to the tests.
+            .merge(Env::prefixed("SNORQ_").filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key != "config" && key != "log" && !key.starts_with("test_")
+            }))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Serialized::defaults(overrides))
             .extract()
