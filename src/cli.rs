@@ -228,7 +228,10 @@ async fn run_admin(config: &Config, command: AdminCommand) -> anyhow::Result<()>
             let owner = user_by_email(&app, &owner).await?;
             let created = orgs::create(&app, owner, &name, slug.as_deref(), plan).await?;
             let org = created.organization;
-            println!("created organization {} ({}), plan {:?}", org.id, org.slug, org.plan);
+            println!(
+                "created organization {} ({}), plan {:?}",
+                org.id, org.slug, org.plan
+            );
         }
         AdminCommand::AddMember { org, email, role } => {
             let org_id = org_by_id_or_slug(&app, &org).await?;

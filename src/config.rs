@@ -150,7 +150,10 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("dev", &self.dev)
-            .field("encryption_keys", &format!("[{} configured]", self.encryption_keys.len()))
+            .field(
+                "encryption_keys",
+                &format!("[{} configured]", self.encryption_keys.len()),
+            )
             .field("signup_enabled", &self.signup_enabled)
             .field("session_ttl", &self.session_ttl)
             .finish_non_exhaustive()
@@ -195,7 +198,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::new("config", format!("file {} does not exist", path.display())));
+                return Err(ConfigError::new(
+                    "config",
+                    format!("file {} does not exist", path.display()),
+                ));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -210,7 +216,10 @@ impl Config {
             .extract()
             .map_err(|e| {
                 let setting = e.path.join(".");
-                ConfigError::new(if setting.is_empty() { "config" } else { &setting }, e.kind.to_string())
+                ConfigError::new(
+                    if setting.is_empty() { "config" } else { &setting },
+                    e.kind.to_string(),
+                )
             })?;
         raw.validate()
     }
@@ -220,13 +229,13 @@ impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let database_url = match &self.database_url {
             Some(url) if !url.trim().is_empty() => DatabaseUrl::parse(url.trim())?,
-            _ => DatabaseUrl::Sqlite(format!(
-                "sqlite://{}",
-                self.data_dir.join("snorq.db").display()
-            )),
+            _ => DatabaseUrl::Sqlite(format!("sqlite://{}", self.data_dir.join("snorq.db").display())),
         };
         let listen = self.listen.parse().map_err(|_| {
-            ConfigError::new("listen", format!("{:?} is not an address like 127.0.0.1:8080", self.listen))
+            ConfigError::new(
+                "listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.listen),
+            )
         })?;
         for (i, key) in self.encryption_keys.iter().enumerate() {
             EncryptionKey::from_base64(key).map_err(|e| {
@@ -237,7 +246,10 @@ impl RawConfig {
             return Err(ConfigError::new("session_ttl_hours", "must be at least 1"));
         }
         if self.login_attempts_per_minute == 0 {
-            return Err(ConfigError::new("login_attempts_per_minute", "must be at least 1"));
+            return Err(ConfigError::new(
+                "login_attempts_per_minute",
+                "must be at least 1",
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new("max_body_bytes", "must be at least 1024"));
@@ -250,11 +262,7 @@ impl RawConfig {
             data_dir: self.data_dir,
             listen,
             dev: self.dev,
-            encryption_keys: self
-                .encryption_keys
-                .into_iter()
-                .map(SecretString::from)
-                .collect(),
+            encryption_keys: self.encryption_keys.into_iter().map(SecretString::from).collect(),
             signup_enabled: self.signup_enabled,
             session_ttl: chrono::Duration::hours(i64::from(self.session_ttl_hours)),
             log_format: self.log_format,
@@ -334,7 +342,10 @@ mod tests {
     #[test]
     fn defaults_select_sqlite_in_the_data_dir() {
         let config = RawConfig::default().validate().unwrap();
-        assert_eq!(config.database_url, DatabaseUrl::Sqlite("sqlite://data/snorq.db".into()));
+        assert_eq!(
+            config.database_url,
+            DatabaseUrl::Sqlite("sqlite://data/snorq.db".into())
+        );
         assert_eq!(config.listen.port(), 8080);
     }
 

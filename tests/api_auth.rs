@@ -13,7 +13,10 @@ async fn signup_login_me_logout(backend: Backend) {
 
     let (status, me) = app.get("/api/v1/me", &signup_token).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((str_of(&me["id"]), str_of(&me["email"])), (user_id.clone(), "Ana@Example.com".to_owned()));
+    assert_eq!(
+        (str_of(&me["id"]), str_of(&me["email"])),
+        (user_id.clone(), "Ana@Example.com".to_owned())
+    );
     assert!(me.get("password_hash").is_none());
 
     // Email matching is case-insensitive; a new, different token comes back.
@@ -31,7 +34,9 @@ async fn signup_login_me_logout(backend: Backend) {
     assert_eq!(str_of(&login["user"]["id"]), user_id);
     assert!(token.starts_with("snq_") && token.len() > 40);
 
-    let (status, _) = app.call(Method::POST, "/api/v1/auth/logout", Some(&token), None).await;
+    let (status, _) = app
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = app.get("/api/v1/me", &token).await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -56,8 +61,17 @@ async fn login_failures_look_the_same(backend: Backend) {
     };
     let (s1, wrong_password) = attempt("ana@example.com", "not the password").await;
     let (s2, unknown_email) = attempt("nobody@example.com", "not the password").await;
-    assert_problem(s1, &wrong_password, StatusCode::UNAUTHORIZED, "invalid_credentials");
-    assert_eq!((s1, &wrong_password), (s2, &unknown_email), "same answer whether or not the account exists");
+    assert_problem(
+        s1,
+        &wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert_eq!(
+        (s1, &wrong_password),
+        (s2, &unknown_email),
+        "same answer whether or not the account exists"
+    );
 }
 
 async fn logins_are_rate_limited(backend: Backend) {
@@ -65,10 +79,14 @@ async fn logins_are_rate_limited(backend: Backend) {
     app.signup("ana@example.com").await;
     let body = json!({"email": "ana@example.com", "password": "wrong password"});
     for _ in 0..3 {
-        let (status, _) = app.call(Method::POST, "/api/v1/auth/login", None, Some(body.clone())).await;
+        let (status, _) = app
+            .call(Method::POST, "/api/v1/auth/login", None, Some(body.clone()))
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let response = app.send(Method::POST, "/api/v1/auth/login", None, Some(body)).await;
+    let response = app
+        .send(Method::POST, "/api/v1/auth/login", None, Some(body))
+        .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
     let problem: serde_json::Value = response.json().await.unwrap();
@@ -90,25 +108,48 @@ async fn signup_validates_and_can_be_switched_off(backend: Backend) {
     app.signup("ana@example.com").await;
     let signup = |body: serde_json::Value| app.call(Method::POST, "/api/v1/auth/signup", None, Some(body));
 
-    let (status, body) = signup(json!({"email": "ANA@example.com", "name": "A", "password": "long enough"})).await;
+    let (status, body) =
+        signup(json!({"email": "ANA@example.com", "name": "A", "password": "long enough"})).await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     assert_eq!(body["field"], "email");
 
-    let (status, body) = signup(json!({"email": "not-an-email", "name": "A", "password": "long enough"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (status, body) =
+        signup(json!({"email": "not-an-email", "name": "A", "password": "long enough"})).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "email");
 
     let (status, body) = signup(json!({"email": "b@example.com", "name": "B", "password": "short"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "password");
 
     let (status, body) = signup(json!({"email": "b@example.com", "name": "B"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "password");
 
     let (status, body) =
-        signup(json!({"email": "b@example.com", "name": "B", "password": "long enough", "admin": true})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        signup(json!({"email": "b@example.com", "name": "B", "password": "long enough", "admin": true}))
+            .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "admin");
 
     let closed = TestApp::spawn_with(backend, |c| c.signup_enabled = false).await;
@@ -144,18 +185,34 @@ async fn http_conventions(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["code"], "malformed_json");
-    let response = app.http.post(app.url("/api/v1/auth/signup")).body("email=a").send().await.unwrap();
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "malformed_json"
+    );
+    let response = app
+        .http
+        .post(app.url("/api/v1/auth/signup"))
+        .body("email=a")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = json!({"email": "a@example.com", "name": "x".repeat(8000), "password": "long enough"});
-    let (status, body) = app.call(Method::POST, "/api/v1/auth/signup", None, Some(huge)).await;
+    let (status, body) = app
+        .call(Method::POST, "/api/v1/auth/signup", None, Some(huge))
+        .await;
     assert_problem(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // Unknown routes and methods answer problem+json too.
     let (status, body) = app.call(Method::GET, "/api/v1/nothing-here", None, None).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = app.call(Method::DELETE, "/api/v1/auth/login", None, None).await;
-    assert_problem(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
 
     // Every response carries a request id; a caller's own id is kept.
     let response = app.send(Method::GET, "/healthz", None, None).await;
@@ -182,17 +239,28 @@ async fn health_readiness_and_metrics(backend: Backend) {
     };
     assert_eq!(body["database"], expected);
 
-    let metrics = app.send(Method::GET, "/metrics", None, None).await.text().await.unwrap();
+    let metrics = app
+        .send(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("http_requests_total{"), "{metrics}");
     assert!(metrics.contains("route=\"/readyz\""), "{metrics}");
-    assert!(metrics.contains("http_request_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
 
     if backend == Backend::Postgres {
         // The database goes away: not ready, but still alive.
         app.db.drop_now();
         let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
         assert_problem(status, &body, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-        assert_eq!(app.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
+        assert_eq!(
+            app.call(Method::GET, "/healthz", None, None).await.0,
+            StatusCode::OK
+        );
     }
 }
 

@@ -25,7 +25,10 @@ fn whatsapp(account: &str) -> Value {
 
 fn assert_no_token(body: &Value) {
     let text = body.to_string();
-    assert!(!text.contains(ACCESS) && !text.contains(REFRESH), "a token leaked: {text}");
+    assert!(
+        !text.contains(ACCESS) && !text.contains(REFRESH),
+        "a token leaked: {text}"
+    );
 }
 
 async fn tokens_never_leave_in_clear(backend: Backend) {
@@ -47,15 +50,35 @@ async fn tokens_never_leave_in_clear(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_no_token(&shown);
     let (status, list) = app.get(&base, &token).await;
-    assert_eq!((status, list["items"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert_eq!(
+        (status, list["items"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
     assert_no_token(&list);
 
     // Stored encrypted, and the vault opens it for this row and field only.
-    let connection = app.app.store.connection(org_id.parse().unwrap(), id.parse().unwrap()).await.unwrap().unwrap();
+    let connection = app
+        .app
+        .store
+        .connection(org_id.parse().unwrap(), id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let sealed = connection.access_token_enc.clone().unwrap();
     assert!(sealed.starts_with("snorq1."));
-    assert_eq!(app.app.vault.decrypt(SecretField::ConnectionAccessToken, connection.id, &sealed).unwrap(), ACCESS);
-    assert!(app.app.vault.decrypt(SecretField::ConnectionRefreshToken, connection.id, &sealed).is_err());
+    assert_eq!(
+        app.app
+            .vault
+            .decrypt(SecretField::ConnectionAccessToken, connection.id, &sealed)
+            .unwrap(),
+        ACCESS
+    );
+    assert!(
+        app.app
+            .vault
+            .decrypt(SecretField::ConnectionRefreshToken, connection.id, &sealed)
+            .is_err()
+    );
 
     // Not a byte of either token anywhere in the database (SQLite files / pg_dump).
     let raw = app.db.raw_contents();
@@ -78,16 +101,26 @@ async fn create_update_disconnect_reconnect(backend: Backend) {
 
     // Rename, then clear the name; the tokens stay.
     let (status, renamed) = app.patch(&item, &token, json!({"name": "Sales"})).await;
-    assert_eq!((status, renamed["name"].as_str()), (StatusCode::OK, Some("Sales")));
+    assert_eq!(
+        (status, renamed["name"].as_str()),
+        (StatusCode::OK, Some("Sales"))
+    );
     let (_, cleared) = app.patch(&item, &token, json!({"name": null})).await;
     assert_eq!(cleared["name"], Value::Null);
     assert_eq!(cleared["token_fingerprint"], created["token_fingerprint"]);
 
     // New credentials: new fingerprint; refresh token without access token is refused.
     let (status, body) = app.patch(&item, &token, json!({"refresh_token": "x"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "access_token");
-    let (status, rotated) = app.patch(&item, &token, json!({"access_token": "EAAnewtoken"})).await;
+    let (status, rotated) = app
+        .patch(&item, &token, json!({"access_token": "EAAnewtoken"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(rotated["token_fingerprint"], created["token_fingerprint"]);
     assert_eq!(rotated["has_refresh_token"], false);
@@ -103,25 +136,54 @@ async fn create_update_disconnect_reconnect(backend: Backend) {
     let (_, gone) = app.get(&item, &token).await;
     assert_eq!(gone["status"], "disconnected");
     assert_eq!(gone["token_fingerprint"], Value::Null);
-    let stored = app.app.store.connection(org_id.parse().unwrap(), id.parse().unwrap()).await.unwrap().unwrap();
+    let stored = app
+        .app
+        .store
+        .connection(org_id.parse().unwrap(), id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((stored.access_token_enc, stored.refresh_token_enc), (None, None));
 
     // Connecting the same account again revives the same connection.
     let (status, again) = app.post(&base, &token, whatsapp("1001")).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
-    assert_eq!((str_of(&again["id"]), again["status"].as_str()), (id, Some("active")));
+    assert_eq!(
+        (str_of(&again["id"]), again["status"].as_str()),
+        (id, Some("active"))
+    );
     assert_eq!(again["name"], "Support line");
 
     // Validation names the field.
     for (body, field) in [
-        (json!({"platform": "myspace", "platform_user_id": "1", "access_token": "t"}), "platform"),
-        (json!({"platform": "tiktok", "platform_user_id": " ", "access_token": "t"}), "platform_user_id"),
-        (json!({"platform": "tiktok", "platform_user_id": "1", "access_token": ""}), "access_token"),
-        (json!({"platform": "tiktok", "platform_user_id": "1"}), "access_token"),
-        (json!({"platform": "tiktok", "platform_user_id": "1", "access_token": "t", "secret": 1}), "secret"),
+        (
+            json!({"platform": "myspace", "platform_user_id": "1", "access_token": "t"}),
+            "platform",
+        ),
+        (
+            json!({"platform": "tiktok", "platform_user_id": " ", "access_token": "t"}),
+            "platform_user_id",
+        ),
+        (
+            json!({"platform": "tiktok", "platform_user_id": "1", "access_token": ""}),
+            "access_token",
+        ),
+        (
+            json!({"platform": "tiktok", "platform_user_id": "1"}),
+            "access_token",
+        ),
+        (
+            json!({"platform": "tiktok", "platform_user_id": "1", "access_token": "t", "secret": 1}),
+            "secret",
+        ),
     ] {
         let (status, problem) = app.post(&base, &token, body).await;
-        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_problem(
+            status,
+            &problem,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
         assert_eq!(problem["field"], field, "{problem}");
     }
 }
@@ -132,14 +194,33 @@ async fn one_live_connection_per_account_across_organizations(backend: Backend) 
     let (bob, _) = app.signup("bob@example.com").await;
     let alice_org = app.create_org(&alice, "Alice Co").await;
     let bob_org = app.create_org(&bob, "Bob Co").await;
-    let (status, created) = app.post(&format!("/api/v1/orgs/{alice_org}/connections"), &alice, whatsapp("2002")).await;
+    let (status, created) = app
+        .post(
+            &format!("/api/v1/orgs/{alice_org}/connections"),
+            &alice,
+            whatsapp("2002"),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = app.post(&format!("/api/v1/orgs/{bob_org}/connections"), &bob, whatsapp("2002")).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{bob_org}/connections"),
+            &bob,
+            whatsapp("2002"),
+        )
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     // After Alice disconnects, Bob may connect it.
     let id = str_of(&created["id"]);
-    app.delete(&format!("/api/v1/orgs/{alice_org}/connections/{id}"), &alice).await;
-    let (status, _) = app.post(&format!("/api/v1/orgs/{bob_org}/connections"), &bob, whatsapp("2002")).await;
+    app.delete(&format!("/api/v1/orgs/{alice_org}/connections/{id}"), &alice)
+        .await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/orgs/{bob_org}/connections"),
+            &bob,
+            whatsapp("2002"),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -150,7 +231,8 @@ async fn members_read_admins_write_strangers_see_nothing(backend: Backend) {
     let (stranger, _) = app.signup("stranger@example.com").await;
     let org_id = app.create_org(&owner, "Acme").await;
     app.set_plan(&org_id, Plan::Pro).await;
-    app.add_member(&owner, &org_id, "member@example.com", "member").await;
+    app.add_member(&owner, &org_id, "member@example.com", "member")
+        .await;
     let base = format!("/api/v1/orgs/{org_id}/connections");
     let (_, created) = app.post(&base, &owner, whatsapp("3003")).await;
     let item = format!("{base}/{}", str_of(&created["id"]));
@@ -175,7 +257,10 @@ async fn members_read_admins_write_strangers_see_nothing(backend: Backend) {
     }
     // The stranger's own organization cannot reach this connection by id either.
     let stranger_org = app.create_org(&stranger, "Elsewhere").await;
-    let foreign = format!("/api/v1/orgs/{stranger_org}/connections/{}", str_of(&created["id"]));
+    let foreign = format!(
+        "/api/v1/orgs/{stranger_org}/connections/{}",
+        str_of(&created["id"])
+    );
     let (status, body) = app.get(&foreign, &stranger).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = app.delete(&foreign, &stranger).await;

@@ -11,7 +11,9 @@ use snorq::domain::Plan;
 async fn create_list_show_update(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (token, user_id) = app.signup("owner@example.com").await;
-    let (status, org) = app.post("/api/v1/orgs", &token, json!({"name": "Acme Support, Ltd."})).await;
+    let (status, org) = app
+        .post("/api/v1/orgs", &token, json!({"name": "Acme Support, Ltd."}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{org}");
     assert_eq!(org["slug"], "acme-support-ltd");
     assert_eq!(org["plan"], "free");
@@ -20,11 +22,22 @@ async fn create_list_show_update(backend: Backend) {
     let org_id = str_of(&org["id"]);
 
     // Same name again: a derived slug with a suffix, not an error.
-    let (status, second) = app.post("/api/v1/orgs", &token, json!({"name": "Acme Support, Ltd."})).await;
+    let (status, second) = app
+        .post("/api/v1/orgs", &token, json!({"name": "Acme Support, Ltd."}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert!(str_of(&second["slug"]).starts_with("acme-support-ltd-"), "{second}");
+    assert!(
+        str_of(&second["slug"]).starts_with("acme-support-ltd-"),
+        "{second}"
+    );
     // An explicit slug that is taken: 409 on the field.
-    let (status, body) = app.post("/api/v1/orgs", &token, json!({"name": "X", "slug": "acme-support-ltd"})).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/orgs",
+            &token,
+            json!({"name": "X", "slug": "acme-support-ltd"}),
+        )
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     assert_eq!(body["field"], "slug");
 
@@ -36,15 +49,44 @@ async fn create_list_show_update(backend: Backend) {
     assert_eq!((status, &shown["id"]), (StatusCode::OK, &org["id"]));
 
     let (status, updated) = app
-        .patch(&format!("/api/v1/orgs/{org_id}"), &token, json!({"name": "Acme", "slug": "acme"}))
+        .patch(
+            &format!("/api/v1/orgs/{org_id}"),
+            &token,
+            json!({"name": "Acme", "slug": "acme"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
-    assert_eq!((updated["name"].as_str(), updated["slug"].as_str()), (Some("Acme"), Some("acme")));
-    let (status, body) = app.patch(&format!("/api/v1/orgs/{org_id}"), &token, json!({"slug": "Not A Slug"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(
+        (updated["name"].as_str(), updated["slug"].as_str()),
+        (Some("Acme"), Some("acme"))
+    );
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{org_id}"),
+            &token,
+            json!({"slug": "Not A Slug"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "slug");
-    let (status, body) = app.patch(&format!("/api/v1/orgs/{org_id}"), &token, json!({"plan": "business"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{org_id}"),
+            &token,
+            json!({"plan": "business"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "plan", "the plan is not self-service");
 }
 
@@ -57,7 +99,9 @@ async fn seat_limits_answer_plan_limit(backend: Backend) {
     let org_id = app.create_org(&owner, "Acme").await;
     let members = format!("/api/v1/orgs/{org_id}/members");
     // FREE: the owner is the only seat.
-    let (status, body) = app.post(&members, &owner, json!({"email": "b@example.com"})).await;
+    let (status, body) = app
+        .post(&members, &owner, json!({"email": "b@example.com"}))
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "plan_limit");
 
     app.set_plan(&org_id, Plan::Pro).await;
@@ -66,23 +110,42 @@ async fn seat_limits_answer_plan_limit(backend: Backend) {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["role"], "member");
     }
-    let (status, body) = app.post(&members, &owner, json!({"email": "d@example.com"})).await;
+    let (status, body) = app
+        .post(&members, &owner, json!({"email": "d@example.com"}))
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "plan_limit");
 
     app.set_plan(&org_id, Plan::Business).await;
-    let (status, _) = app.post(&members, &owner, json!({"email": "d@example.com", "role": "admin"})).await;
+    let (status, _) = app
+        .post(
+            &members,
+            &owner,
+            json!({"email": "d@example.com", "role": "admin"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = app.post(&members, &owner, json!({"email": "e@example.com"})).await;
+    let (status, body) = app
+        .post(&members, &owner, json!({"email": "e@example.com"}))
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "plan_limit");
 
     let (_, list) = app.get(&members, &owner).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 4);
 
     // Adding someone twice, or someone without an account.
-    let (status, body) = app.post(&members, &owner, json!({"email": "B@example.com"})).await;
+    let (status, body) = app
+        .post(&members, &owner, json!({"email": "B@example.com"}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (status, body) = app.post(&members, &owner, json!({"email": "ghost@example.com"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (status, body) = app
+        .post(&members, &owner, json!({"email": "ghost@example.com"}))
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "email");
 }
 
@@ -94,8 +157,10 @@ async fn roles_are_enforced(backend: Backend) {
     app.signup("new@example.com").await;
     let org_id = app.create_org(&owner, "Acme").await;
     app.set_plan(&org_id, Plan::Business).await;
-    app.add_member(&owner, &org_id, "admin@example.com", "admin").await;
-    app.add_member(&owner, &org_id, "member@example.com", "member").await;
+    app.add_member(&owner, &org_id, "admin@example.com", "admin")
+        .await;
+    app.add_member(&owner, &org_id, "member@example.com", "member")
+        .await;
     let org = format!("/api/v1/orgs/{org_id}");
     let members = format!("{org}/members");
 
@@ -104,38 +169,92 @@ async fn roles_are_enforced(backend: Backend) {
     assert_eq!(app.get(&members, &member).await.0, StatusCode::OK);
     let (status, body) = app.patch(&org, &member, json!({"name": "Mine"})).await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
-    let (status, body) = app.post(&members, &member, json!({"email": "new@example.com"})).await;
+    let (status, body) = app
+        .post(&members, &member, json!({"email": "new@example.com"}))
+        .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
-    let (status, body) = app.patch(&format!("{members}/{admin_id}"), &member, json!({"role": "member"})).await;
+    let (status, body) = app
+        .patch(
+            &format!("{members}/{admin_id}"),
+            &member,
+            json!({"role": "member"}),
+        )
+        .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
 
     // An ADMIN manages members but cannot touch the owner or hand out ownership.
     let (status, body) = app.patch(&org, &admin, json!({"name": "Acme Admin"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = app.patch(&format!("{members}/{member_id}"), &admin, json!({"role": "admin"})).await;
+    let (status, body) = app
+        .patch(
+            &format!("{members}/{member_id}"),
+            &admin,
+            json!({"role": "admin"}),
+        )
+        .await;
     assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some("admin")));
-    let (status, body) = app.patch(&format!("{members}/{member_id}"), &admin, json!({"role": "member"})).await;
+    let (status, body) = app
+        .patch(
+            &format!("{members}/{member_id}"),
+            &admin,
+            json!({"role": "member"}),
+        )
+        .await;
     assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some("member")));
-    let (status, body) = app.patch(&format!("{members}/{owner_id}"), &admin, json!({"role": "member"})).await;
+    let (status, body) = app
+        .patch(
+            &format!("{members}/{owner_id}"),
+            &admin,
+            json!({"role": "member"}),
+        )
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
-    let (status, body) = app.patch(&format!("{members}/{member_id}"), &admin, json!({"role": "owner"})).await;
+    let (status, body) = app
+        .patch(
+            &format!("{members}/{member_id}"),
+            &admin,
+            json!({"role": "owner"}),
+        )
+        .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, body) = app.delete(&format!("{members}/{owner_id}"), &admin).await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
-    let (status, body) = app.post(&members, &admin, json!({"email": "new@example.com", "role": "owner"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (status, body) = app
+        .post(
+            &members,
+            &admin,
+            json!({"email": "new@example.com", "role": "owner"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
 
     // The owner cannot demote or remove themselves either: ownership moves by transfer only.
-    let (status, body) = app.patch(&format!("{members}/{owner_id}"), &owner, json!({"role": "admin"})).await;
+    let (status, body) = app
+        .patch(&format!("{members}/{owner_id}"), &owner, json!({"role": "admin"}))
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     let (status, body) = app.delete(&format!("{members}/{owner_id}"), &owner).await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
 
     // Transfer: the admin becomes owner, the old owner an admin.
-    let (status, body) = app.patch(&format!("{members}/{admin_id}"), &owner, json!({"role": "owner"})).await;
-    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some("owner")), "{body}");
+    let (status, body) = app
+        .patch(&format!("{members}/{admin_id}"), &owner, json!({"role": "owner"}))
+        .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (StatusCode::OK, Some("owner")),
+        "{body}"
+    );
     let (_, shown) = app.get(&org, &owner).await;
-    assert_eq!((shown["role"].as_str(), str_of(&shown["owner_id"])), (Some("admin"), admin_id.clone()));
+    assert_eq!(
+        (shown["role"].as_str(), str_of(&shown["owner_id"])),
+        (Some("admin"), admin_id.clone())
+    );
 
     // A member may leave; an admin may remove a member.
     let (status, _) = app.delete(&format!("{members}/{member_id}"), &member).await;
@@ -164,17 +283,29 @@ async fn other_organizations_are_invisible(backend: Backend) {
         app.get(&org, &bob).await,
         app.get(&format!("{org}/members"), &bob).await,
         app.patch(&org, &bob, json!({"name": "Pwned"})).await,
-        app.post(&format!("{org}/members"), &bob, json!({"email": "bob@example.com"})).await,
-        app.patch(&format!("{org}/members/{bob_id}"), &bob, json!({"role": "admin"})).await,
+        app.post(
+            &format!("{org}/members"),
+            &bob,
+            json!({"email": "bob@example.com"}),
+        )
+        .await,
+        app.patch(&format!("{org}/members/{bob_id}"), &bob, json!({"role": "admin"}))
+            .await,
         app.delete(&format!("{org}/members/{bob_id}"), &bob).await,
         app.get("/api/v1/orgs/not-a-uuid", &bob).await,
-        app.get(&format!("/api/v1/orgs/{}", uuid::Uuid::now_v7()), &bob).await,
+        app.get(&format!("/api/v1/orgs/{}", uuid::Uuid::now_v7()), &bob)
+            .await,
     ] {
         assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     }
     // Bob's own listing shows only Bob's organization; Alice's is unchanged.
     let (_, list) = app.get("/api/v1/orgs", &bob).await;
-    let ids: Vec<_> = list["items"].as_array().unwrap().iter().map(|o| str_of(&o["id"])).collect();
+    let ids: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| str_of(&o["id"]))
+        .collect();
     assert_eq!(ids, vec![bob_org]);
     let (_, shown) = app.get(&org, &alice).await;
     assert_eq!(shown["name"], "Alice Co");

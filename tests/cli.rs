@@ -31,10 +31,17 @@ fn snorq(db: &TestDb) -> Command {
 }
 
 fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn snorq");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
     child.wait_with_output().expect("wait")
 }
@@ -45,13 +52,19 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn keys_generate_prints_a_fresh_usable_key() {
-    let out = Command::new(env!("CARGO_BIN_EXE_snorq")).args(["keys", "generate"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snorq"))
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let key = text(&out.stdout).trim().to_owned();
     let bytes = base64::engine::general_purpose::STANDARD.decode(&key).unwrap();
     assert_eq!(bytes.len(), 32);
     assert!(EncryptionKey::from_base64(&key).is_ok());
-    let again = Command::new(env!("CARGO_BIN_EXE_snorq")).args(["keys", "generate"]).output().unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_snorq"))
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
     assert_ne!(text(&again.stdout).trim(), key);
 }
 
@@ -67,7 +80,10 @@ async fn refuses_to_start_without_a_key_outside_dev_mode(backend: Backend) {
     );
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("no encryption key configured") && err.contains("snorq keys generate"), "{err}");
+    assert!(
+        err.contains("no encryption key configured") && err.contains("snorq keys generate"),
+        "{err}"
+    );
 
     // A bad setting names itself.
     let mut c = snorq(&db);
@@ -84,35 +100,93 @@ async fn operators_bootstrap_users_orgs_and_members(backend: Backend) {
         c.env("SNORQ_ENCRYPTION_KEYS", test_key()).arg("admin").args(args);
         run(c, stdin)
     };
-    let out = admin(&["create-user", "--email", "ops@example.com", "--name", "Ops"], Some("a long password\n"));
+    let out = admin(
+        &["create-user", "--email", "ops@example.com", "--name", "Ops"],
+        Some("a long password\n"),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = admin(&["create-user", "--email", "ana@example.com", "--name", "Ana"], Some("another password\n"));
+    let out = admin(
+        &["create-user", "--email", "ana@example.com", "--name", "Ana"],
+        Some("another password\n"),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = admin(&["create-user", "--email", "bad@example.com", "--name", "Bad"], Some(""));
+    let out = admin(
+        &["create-user", "--email", "bad@example.com", "--name", "Bad"],
+        Some(""),
+    );
     assert!(!out.status.success() && text(&out.stderr).contains("password"));
 
-    let out = admin(&["create-org", "--name", "Acme", "--owner", "ops@example.com", "--slug", "acme"], None);
+    let out = admin(
+        &[
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner",
+            "ops@example.com",
+            "--slug",
+            "acme",
+        ],
+        None,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     // FREE has one seat: adding refuses, with the reason.
-    let out = admin(&["add-member", "--org", "acme", "--email", "ana@example.com", "--role", "admin"], None);
+    let out = admin(
+        &[
+            "add-member",
+            "--org",
+            "acme",
+            "--email",
+            "ana@example.com",
+            "--role",
+            "admin",
+        ],
+        None,
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("plan allows 1"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("plan allows 1"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = admin(&["set-plan", "--org", "acme", "--plan", "pro"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = admin(&["add-member", "--org", "acme", "--email", "ana@example.com", "--role", "admin"], None);
+    let out = admin(
+        &[
+            "add-member",
+            "--org",
+            "acme",
+            "--email",
+            "ana@example.com",
+            "--role",
+            "admin",
+        ],
+        None,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let store = db.store().await;
     let org = store.organization_by_slug("acme").await.unwrap().expect("org");
     assert_eq!(org.plan, Plan::Pro);
-    let roles: Vec<_> = store.members(org.id).await.unwrap().into_iter().map(|m| (m.email, m.role)).collect();
+    let roles: Vec<_> = store
+        .members(org.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.email, m.role))
+        .collect();
     assert_eq!(
         roles,
-        vec![("ops@example.com".to_owned(), Role::Owner), ("ana@example.com".to_owned(), Role::Admin)]
+        vec![
+            ("ops@example.com".to_owned(), Role::Owner),
+            ("ana@example.com".to_owned(), Role::Admin)
+        ]
     );
     // The password given on stdin works for logging in.
     let credentials = store.user_credentials("ops@example.com").await.unwrap().unwrap();
-    assert!(snorq::crypto::password::verify("a long password", credentials.password_hash.as_deref()));
+    assert!(snorq::crypto::password::verify(
+        "a long password",
+        credentials.password_hash.as_deref()
+    ));
 }
 
 async fn keys_rotate_reencrypts_everything_and_can_rerun(backend: Backend) {
@@ -141,32 +215,60 @@ async fn keys_rotate_reencrypts_everything_and_can_rerun(backend: Backend) {
     let out = rotate();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("3 rotated"), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("3 examined"), "progress is shown: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("3 examined"),
+        "progress is shown: {}",
+        text(&out.stderr)
+    );
     // Rerunning (e.g. after an interruption) finds nothing left to do.
     let out = rotate();
-    assert!(text(&out.stdout).contains("0 rotated, 3 already current"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("0 rotated, 3 already current"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // Every token is readable with the new key alone.
     let new_only = Vault::new(Keyring::new(vec![EncryptionKey::from_base64(&other_key()).unwrap()]).unwrap());
     let org: uuid::Uuid = org_id.parse().unwrap();
     for (i, id) in ids.iter().enumerate() {
         let c = app.app.store.connection(org, *id).await.unwrap().unwrap();
-        let access = new_only.decrypt(SecretField::ConnectionAccessToken, c.id, c.access_token_enc.as_deref().unwrap());
-        let refresh = new_only.decrypt(SecretField::ConnectionRefreshToken, c.id, c.refresh_token_enc.as_deref().unwrap());
-        assert_eq!((access.unwrap(), refresh.unwrap()), (format!("act.secret-{i}"), format!("rft.secret-{i}")));
+        let access = new_only.decrypt(
+            SecretField::ConnectionAccessToken,
+            c.id,
+            c.access_token_enc.as_deref().unwrap(),
+        );
+        let refresh = new_only.decrypt(
+            SecretField::ConnectionRefreshToken,
+            c.id,
+            c.refresh_token_enc.as_deref().unwrap(),
+        );
+        assert_eq!(
+            (access.unwrap(), refresh.unwrap()),
+            (format!("act.secret-{i}"), format!("rft.secret-{i}"))
+        );
     }
 
     // Without the key a token was written with, rotation reports it and fails.
     let mut c = snorq(&app.db);
-    c.env("SNORQ_ENCRYPTION_KEYS", EncryptionKey::generate_base64()).args(["keys", "rotate"]);
+    c.env("SNORQ_ENCRYPTION_KEYS", EncryptionKey::generate_base64())
+        .args(["keys", "rotate"]);
     let out = run(c, None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("could not be decrypted"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("could not be decrypted"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 async fn serve_runs_until_sigterm(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cmd = snorq(&db);
     cmd.args(["--dev", "serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
@@ -185,7 +287,10 @@ async fn serve_runs_until_sigterm(backend: Backend) {
     // Dev mode created and kept a key next to the database.
     assert!(db.dir.path().join("dev-encryption.key").exists());
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
@@ -198,7 +303,10 @@ async fn serve_runs_until_sigterm(backend: Backend) {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(exit.success(), "exit {exit:?}: {stderr}");
-    assert!(stderr.contains("DEV MODE"), "the dev key warning is loud: {stderr}");
+    assert!(
+        stderr.contains("DEV MODE"),
+        "the dev key warning is loud: {stderr}"
+    );
 }
 
 backend_tests!(

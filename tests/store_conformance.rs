@@ -77,12 +77,21 @@ async fn users_are_unique_by_case_insensitive_email(backend: Backend) {
             created_at: domain::now(),
         })
         .await;
-    assert!(matches!(again, Err(StoreError::Conflict(Constraint::UserEmail))), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::Conflict(Constraint::UserEmail))),
+        "{again:?}"
+    );
     let found = store.user_credentials("ana@example.com").await.unwrap().unwrap();
     assert_eq!(found.user, ana);
     assert_eq!(found.password_hash.as_deref(), Some("$argon2id$fake"));
     assert_eq!(store.user(ana.id).await.unwrap(), Some(ana));
-    assert!(store.user_credentials("nobody@example.com").await.unwrap().is_none());
+    assert!(
+        store
+            .user_credentials("nobody@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn timestamps_round_trip_exactly(backend: Backend) {
@@ -117,16 +126,38 @@ async fn sessions_expire_and_revoke(backend: Backend) {
     };
     store.insert_api_token(&expired).await.unwrap();
 
-    let session = store.session(&"a".repeat(64), now).await.unwrap().expect("live session");
+    let session = store
+        .session(&"a".repeat(64), now)
+        .await
+        .unwrap()
+        .expect("live session");
     assert_eq!(session.user, ana);
     assert_eq!(session.token_organization_id, None);
-    assert!(store.session(&"b".repeat(64), now).await.unwrap().is_none(), "expired");
+    assert!(
+        store.session(&"b".repeat(64), now).await.unwrap().is_none(),
+        "expired"
+    );
     // Sub-second precision matters at the boundary.
-    assert!(store.session(&"a".repeat(64), now + Duration::hours(1)).await.unwrap().is_none());
-    assert!(store.session(&"a".repeat(64), now + Duration::minutes(59)).await.unwrap().is_some());
+    assert!(
+        store
+            .session(&"a".repeat(64), now + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session(&"a".repeat(64), now + Duration::minutes(59))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     store.revoke_api_token(session.token_id, now).await.unwrap();
-    assert!(store.session(&"a".repeat(64), now).await.unwrap().is_none(), "revoked");
+    assert!(
+        store.session(&"a".repeat(64), now).await.unwrap().is_none(),
+        "revoked"
+    );
 }
 
 async fn organizations_start_with_their_owner(backend: Backend) {
@@ -141,7 +172,10 @@ async fn organizations_start_with_their_owner(backend: Backend) {
     let memberships = store.memberships(ana.id).await.unwrap();
     assert_eq!(memberships.len(), 1);
     assert_eq!(memberships[0].organization, acme);
-    assert_eq!(store.organization_by_slug("acme").await.unwrap(), Some(acme.clone()));
+    assert_eq!(
+        store.organization_by_slug("acme").await.unwrap(),
+        Some(acme.clone())
+    );
 
     let dup = store
         .insert_organization(&NewOrganization {
@@ -153,7 +187,10 @@ async fn organizations_start_with_their_owner(backend: Backend) {
             created_at: domain::now(),
         })
         .await;
-    assert!(matches!(dup, Err(StoreError::Conflict(Constraint::OrganizationSlug))), "{dup:?}");
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(Constraint::OrganizationSlug))),
+        "{dup:?}"
+    );
     // The failed insert left no half-made organization behind.
     assert_eq!(store.memberships(ana.id).await.unwrap().len(), 1);
 
@@ -168,8 +205,13 @@ async fn organizations_start_with_their_owner(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!((renamed.name.as_str(), renamed.slug.as_str(), renamed.plan), ("Acme Inc", "acme", Plan::Pro));
-    let missing = store.update_organization(Uuid::now_v7(), &OrganizationUpdate::default()).await;
+    assert_eq!(
+        (renamed.name.as_str(), renamed.slug.as_str(), renamed.plan),
+        ("Acme Inc", "acme", Plan::Pro)
+    );
+    let missing = store
+        .update_organization(Uuid::now_v7(), &OrganizationUpdate::default())
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
 }
 
@@ -184,7 +226,13 @@ async fn seat_limits_follow_the_plan(backend: Backend) {
         user(&store, "e@example.com").await,
     ];
     for (plan, seats) in [(Plan::Free, 1), (Plan::Pro, 3), (Plan::Business, 4)] {
-        let o = org(&store, &owner, &format!("plan-{}", plan.as_db().to_lowercase()), plan).await;
+        let o = org(
+            &store,
+            &owner,
+            &format!("plan-{}", plan.as_db().to_lowercase()),
+            plan,
+        )
+        .await;
         let mut added = 0;
         for u in &others {
             match store.add_member(o.id, u.id, Role::Member, domain::now()).await {
@@ -215,7 +263,11 @@ async fn concurrent_adds_never_exceed_the_seat_limit(backend: Backend) {
         .map(|u| {
             let store = store.clone();
             let (org_id, user_id) = (o.id, u.id);
-            tokio::spawn(async move { store.add_member(org_id, user_id, Role::Member, domain::now()).await })
+            tokio::spawn(async move {
+                store
+                    .add_member(org_id, user_id, Role::Member, domain::now())
+                    .await
+            })
         })
         .collect();
     let mut ok = 0;
@@ -236,24 +288,57 @@ async fn membership_changes(backend: Backend) {
     let owner = user(&store, "owner@example.com").await;
     let bea = user(&store, "bea@example.com").await;
     let o = org(&store, &owner, "team", Plan::Business).await;
-    store.add_member(o.id, bea.id, Role::Member, domain::now()).await.unwrap();
+    store
+        .add_member(o.id, bea.id, Role::Member, domain::now())
+        .await
+        .unwrap();
     let dup = store.add_member(o.id, bea.id, Role::Admin, domain::now()).await;
-    assert!(matches!(dup, Err(StoreError::Conflict(Constraint::Membership))), "{dup:?}");
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(Constraint::Membership))),
+        "{dup:?}"
+    );
 
-    assert_eq!(store.set_member_role(o.id, bea.id, Role::Admin).await.unwrap().role, Role::Admin);
+    assert_eq!(
+        store
+            .set_member_role(o.id, bea.id, Role::Admin)
+            .await
+            .unwrap()
+            .role,
+        Role::Admin
+    );
     // The owner's role is not changed by set_member_role, nor is the owner removed.
-    assert!(matches!(store.set_member_role(o.id, owner.id, Role::Member).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.set_member_role(o.id, owner.id, Role::Member).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(!store.remove_member(o.id, owner.id).await.unwrap());
 
-    store.transfer_ownership(o.id, owner.id, bea.id, domain::now()).await.unwrap();
-    let roles: Vec<_> = store.members(o.id).await.unwrap().into_iter().map(|m| (m.user_id, m.role)).collect();
-    assert!(roles.contains(&(bea.id, Role::Owner)) && roles.contains(&(owner.id, Role::Admin)), "{roles:?}");
+    store
+        .transfer_ownership(o.id, owner.id, bea.id, domain::now())
+        .await
+        .unwrap();
+    let roles: Vec<_> = store
+        .members(o.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
+    assert!(
+        roles.contains(&(bea.id, Role::Owner)) && roles.contains(&(owner.id, Role::Admin)),
+        "{roles:?}"
+    );
     let membership = store.membership(o.id, bea.id).await.unwrap().unwrap();
     assert_eq!(membership.organization.owner_id, bea.id);
     // A transfer from someone who is no longer the owner changes nothing.
-    let stale = store.transfer_ownership(o.id, owner.id, owner.id, domain::now()).await;
+    let stale = store
+        .transfer_ownership(o.id, owner.id, owner.id, domain::now())
+        .await;
     assert!(matches!(stale, Err(StoreError::NotFound)));
-    assert_eq!(store.membership(o.id, bea.id).await.unwrap().unwrap().role, Role::Owner);
+    assert_eq!(
+        store.membership(o.id, bea.id).await.unwrap().unwrap().role,
+        Role::Owner
+    );
 
     assert!(store.remove_member(o.id, owner.id).await.unwrap());
     assert!(!store.remove_member(o.id, owner.id).await.unwrap());
@@ -267,18 +352,31 @@ async fn one_live_connection_per_platform_account(backend: Backend) {
     let one = org(&store, &ana, "one", Plan::Free).await;
     let two = org(&store, &ana, "two", Plan::Free).await;
 
-    let first = store.insert_connection(&connection(&one, Platform::WhatsApp, "1001")).await.unwrap();
+    let first = store
+        .insert_connection(&connection(&one, Platform::WhatsApp, "1001"))
+        .await
+        .unwrap();
     assert_eq!(first.settings.0, json!({"human_agent": true}));
     // The same account in another organization while the first is live: refused.
-    let elsewhere = store.insert_connection(&connection(&two, Platform::WhatsApp, "1001")).await;
+    let elsewhere = store
+        .insert_connection(&connection(&two, Platform::WhatsApp, "1001"))
+        .await;
     assert!(
-        matches!(elsewhere, Err(StoreError::Conflict(Constraint::ConnectionLiveAccount))),
+        matches!(
+            elsewhere,
+            Err(StoreError::Conflict(Constraint::ConnectionLiveAccount))
+        ),
         "{elsewhere:?}"
     );
     // The same id on another platform is another account.
-    store.insert_connection(&connection(&two, Platform::Facebook, "1001")).await.unwrap();
+    store
+        .insert_connection(&connection(&two, Platform::Facebook, "1001"))
+        .await
+        .unwrap();
     // Twice in the same organization: refused.
-    let twice = store.insert_connection(&connection(&one, Platform::WhatsApp, "1001")).await;
+    let twice = store
+        .insert_connection(&connection(&one, Platform::WhatsApp, "1001"))
+        .await;
     assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
 
     // Once disconnected, another organization may connect the account.
@@ -286,10 +384,17 @@ async fn one_live_connection_per_platform_account(backend: Backend) {
     gone.status = ConnectionStatus::Disconnected;
     gone.access_token_enc = None;
     store.save_connection(&gone).await.unwrap();
-    let moved = store.insert_connection(&connection(&two, Platform::WhatsApp, "1001")).await.unwrap();
+    let moved = store
+        .insert_connection(&connection(&two, Platform::WhatsApp, "1001"))
+        .await
+        .unwrap();
     assert_eq!(moved.organization_id, two.id);
 
-    let found = store.connection_by_account(one.id, Platform::WhatsApp, "1001").await.unwrap().unwrap();
+    let found = store
+        .connection_by_account(one.id, Platform::WhatsApp, "1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.status, ConnectionStatus::Disconnected);
     assert_eq!(store.connections(two.id).await.unwrap().len(), 2);
 }
@@ -300,14 +405,29 @@ async fn connections_are_scoped_by_organization(backend: Backend) {
     let ana = user(&store, "ana@example.com").await;
     let one = org(&store, &ana, "one", Plan::Free).await;
     let two = org(&store, &ana, "two", Plan::Free).await;
-    let c = store.insert_connection(&connection(&one, Platform::TikTok, "open-1")).await.unwrap();
+    let c = store
+        .insert_connection(&connection(&one, Platform::TikTok, "open-1"))
+        .await
+        .unwrap();
     assert_eq!(store.connection(one.id, c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(store.connection(two.id, c.id).await.unwrap(), None);
     let mut hijack = c.clone();
     hijack.organization_id = two.id;
     hijack.name = Some("stolen".into());
-    assert!(matches!(store.save_connection(&hijack).await, Err(StoreError::NotFound)));
-    assert_eq!(store.connection(one.id, c.id).await.unwrap().unwrap().name.as_deref(), Some("Main line"));
+    assert!(matches!(
+        store.save_connection(&hijack).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .connection(one.id, c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("Main line")
+    );
 }
 
 async fn secrets_are_paged_and_swapped_only_if_unchanged(backend: Backend) {
@@ -317,7 +437,13 @@ async fn secrets_are_paged_and_swapped_only_if_unchanged(backend: Backend) {
     let o = org(&store, &ana, "keys", Plan::Free).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(store.insert_connection(&connection(&o, Platform::WhatsApp, &format!("n{i}"))).await.unwrap().id);
+        ids.push(
+            store
+                .insert_connection(&connection(&o, Platform::WhatsApp, &format!("n{i}")))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let mut seen = Vec::new();
     let mut after = None;

@@ -103,6 +103,8 @@ pub async fn authenticate(app: &App, bearer: &str) -> AppResult<Session> {
 
 /// Revokes the session's token; later requests with it answer 401.
 pub async fn logout(app: &App, session: &Session) -> AppResult<()> {
-    app.store.revoke_api_token(session.token_id, domain::now()).await?;
+    app.store
+        .revoke_api_token(session.token_id, domain::now())
+        .await?;
     Ok(())
 }

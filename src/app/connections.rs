@@ -82,7 +82,11 @@ fn apply_credentials(vault: &Vault, connection: &mut Connection, credentials: &C
     }
     connection.access_token_enc = Some(
         vault
-            .encrypt(SecretField::ConnectionAccessToken, connection.id, &credentials.access_token)
+            .encrypt(
+                SecretField::ConnectionAccessToken,
+                connection.id,
+                &credentials.access_token,
+            )
             .map_err(AppError::internal)?,
     );
     connection.refresh_token_enc = credentials
@@ -162,7 +166,12 @@ pub async fn get(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connectio
 }
 
 /// Renames a connection or replaces its credentials (which makes it active again).
-pub async fn update(app: &App, access: &OrgAccess, id: Uuid, changes: ConnectionChanges) -> AppResult<Connection> {
+pub async fn update(
+    app: &App,
+    access: &OrgAccess,
+    id: Uuid,
+    changes: ConnectionChanges,
+) -> AppResult<Connection> {
     access.require(Role::Admin)?;
     let mut connection = get(app, access, id).await?;
     if let Some(name) = changes.name {

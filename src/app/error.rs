@@ -16,7 +16,10 @@ pub enum AppError {
     #[error("not found")]
     NotFound,
     #[error("{message}")]
-    Conflict { message: String, field: Option<&'static str> },
+    Conflict {
+        message: String,
+        field: Option<&'static str>,
+    },
     #[error("the organization's plan allows {limit} members; upgrade the plan to add more")]
     PlanLimit { limit: i64 },
     #[error("too many attempts; try again in {retry_after_secs} s")]

@@ -35,7 +35,9 @@ impl LoginLimiter {
         if self.by_email.len() > PRUNE_ABOVE {
             self.by_email.retain_recent();
         }
-        self.by_email.check_key(&email_normalized.to_owned()).map_err(to_error)?;
+        self.by_email
+            .check_key(&email_normalized.to_owned())
+            .map_err(to_error)?;
         if let Some(address) = address {
             if self.by_address.len() > PRUNE_ABOVE {
                 self.by_address.retain_recent();
@@ -62,6 +64,10 @@ mod tests {
         ));
         // Another email from the same, now exhausted, address is limited too.
         assert!(limiter.check("b@example.com", Some(ip)).is_err());
-        assert!(limiter.check("c@example.com", Some("192.0.2.2".parse().unwrap())).is_ok());
+        assert!(
+            limiter
+                .check("c@example.com", Some("192.0.2.2".parse().unwrap()))
+                .is_ok()
+        );
     }
 }

@@ -5,7 +5,9 @@
 use uuid::Uuid;
 
 use crate::domain::{self, Email, OrgName, Plan, Role, Slug};
-use crate::store::{Member, Membership, NewOrganization, Organization, OrganizationUpdate, Session, StoreError};
+use crate::store::{
+    Member, Membership, NewOrganization, Organization, OrganizationUpdate, Session, StoreError,
+};
 
 use super::{App, AppError, AppResult};
 
@@ -42,7 +44,10 @@ impl OrgAccess {
 /// Looks up the caller's membership. Tokens scoped to another organization, and non-members,
 /// get `NotFound`.
 pub async fn access(app: &App, session: &Session, org_id: Uuid) -> AppResult<OrgAccess> {
-    if session.token_organization_id.is_some_and(|scoped| scoped != org_id) {
+    if session
+        .token_organization_id
+        .is_some_and(|scoped| scoped != org_id)
+    {
         return Err(AppError::NotFound);
     }
     let membership = app
@@ -58,7 +63,13 @@ pub async fn access(app: &App, session: &Session, org_id: Uuid) -> AppResult<Org
 
 /// Creates an organization owned by `owner_id`; with no slug, one is derived from the name
 /// (with a random suffix when the plain one is taken).
-pub async fn create(app: &App, owner_id: Uuid, name: &str, slug: Option<&str>, plan: Plan) -> AppResult<Membership> {
+pub async fn create(
+    app: &App,
+    owner_id: Uuid,
+    name: &str,
+    slug: Option<&str>,
+    plan: Plan,
+) -> AppResult<Membership> {
     let name = OrgName::parse(name)?;
     let (base, explicit) = match slug {
         Some(slug) => (Slug::parse(slug)?, true),
@@ -91,7 +102,10 @@ pub async fn create(app: &App, owner_id: Uuid, name: &str, slug: Option<&str>, p
             Err(err) => return Err(err.into()),
         }
     }
-    Err(AppError::conflict("could not find a free slug; choose one", Some("slug")))
+    Err(AppError::conflict(
+        "could not find a free slug; choose one",
+        Some("slug"),
+    ))
 }
 
 fn random_suffix() -> String {
@@ -116,8 +130,16 @@ pub struct OrgChanges<'a> {
 pub async fn update(app: &App, access: &OrgAccess, changes: OrgChanges<'_>) -> AppResult<Membership> {
     access.require(Role::Admin)?;
     let update = OrganizationUpdate {
-        name: changes.name.map(OrgName::parse).transpose()?.map(|n| n.as_str().to_owned()),
-        slug: changes.slug.map(Slug::parse).transpose()?.map(|s| s.as_str().to_owned()),
+        name: changes
+            .name
+            .map(OrgName::parse)
+            .transpose()?
+            .map(|n| n.as_str().to_owned()),
+        slug: changes
+            .slug
+            .map(Slug::parse)
+            .transpose()?
+            .map(|s| s.as_str().to_owned()),
         plan: None,
         updated_at: Some(domain::now()),
     };
@@ -162,7 +184,9 @@ pub async fn add_member_as_operator(app: &App, org_id: Uuid, email: &str, role: 
         .store
         .user_credentials(&email.normalized())
         .await?
-        .ok_or_else(|| crate::domain::Invalid::new("email", "no user has this email; they must sign up first"))?
+        .ok_or_else(|| {
+            crate::domain::Invalid::new("email", "no user has this email; they must sign up first")
+        })?
         .user;
     Ok(app.store.add_member(org_id, user.id, role, domain::now()).await?)
 }

@@ -72,9 +72,7 @@ impl EncryptionKey {
 
     /// Parses the text form: 32 bytes in standard base64 (what `snorq keys generate` prints).
     pub fn from_base64(text: &str) -> Result<Self, VaultError> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| VaultError::BadKey)?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| VaultError::BadKey)?;
         Self::from_bytes(&bytes)
     }
 
@@ -142,12 +140,22 @@ impl Vault {
         let aad = field.aad(row);
         let sealed = key
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: &aad,
+                },
+            )
             .map_err(|_| VaultError::Encrypt)?;
         let mut blob = Vec::with_capacity(NONCE_LEN + sealed.len());
         blob.extend_from_slice(nonce.as_slice());
         blob.extend_from_slice(&sealed);
-        Ok(format!("{ENVELOPE_VERSION}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(blob)))
+        Ok(format!(
+            "{ENVELOPE_VERSION}.{}.{}",
+            key.id,
+            URL_SAFE_NO_PAD.encode(blob)
+        ))
     }
 
     pub fn decrypt(&self, field: SecretField, row: Uuid, envelope: &str) -> Result<String, VaultError> {
@@ -161,7 +169,13 @@ impl Vault {
         let aad = field.aad(row);
         let plain = key
             .cipher
-            .decrypt(&nonce, Payload { msg: sealed, aad: &aad })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| VaultError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| VaultError::Decrypt)
     }
@@ -180,7 +194,8 @@ impl Vault {
 
 fn parse_envelope(envelope: &str) -> Result<(&str, Vec<u8>), VaultError> {
     let mut parts = envelope.splitn(3, '.');
-    let (Some(ENVELOPE_VERSION), Some(key_id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(ENVELOPE_VERSION), Some(key_id), Some(data)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(VaultError::Malformed);
     };
     let blob = URL_SAFE_NO_PAD.decode(data).map_err(|_| VaultError::Malformed)?;
@@ -196,7 +211,10 @@ mod tests {
     use super::*;
 
     fn vault_with(keys: &[&str]) -> Vault {
-        let keys = keys.iter().map(|k| EncryptionKey::from_base64(k).unwrap()).collect();
+        let keys = keys
+            .iter()
+            .map(|k| EncryptionKey::from_base64(k).unwrap())
+            .collect();
         Vault::new(Keyring::new(keys).unwrap())
     }
 
@@ -210,18 +228,29 @@ mod tests {
     fn round_trip() {
         let vault = vault_with(&[&fresh_key()]);
         let row = Uuid::now_v7();
-        let sealed = vault.encrypt(SecretField::ConnectionAccessToken, row, TOKEN).unwrap();
+        let sealed = vault
+            .encrypt(SecretField::ConnectionAccessToken, row, TOKEN)
+            .unwrap();
         assert!(!sealed.contains(TOKEN));
         assert!(sealed.starts_with("snorq1."));
-        assert_eq!(vault.decrypt(SecretField::ConnectionAccessToken, row, &sealed).unwrap(), TOKEN);
+        assert_eq!(
+            vault
+                .decrypt(SecretField::ConnectionAccessToken, row, &sealed)
+                .unwrap(),
+            TOKEN
+        );
     }
 
     #[test]
     fn every_encryption_uses_a_fresh_nonce() {
         let vault = vault_with(&[&fresh_key()]);
         let row = Uuid::now_v7();
-        let a = vault.encrypt(SecretField::ConnectionAccessToken, row, TOKEN).unwrap();
-        let b = vault.encrypt(SecretField::ConnectionAccessToken, row, TOKEN).unwrap();
+        let a = vault
+            .encrypt(SecretField::ConnectionAccessToken, row, TOKEN)
+            .unwrap();
+        let b = vault
+            .encrypt(SecretField::ConnectionAccessToken, row, TOKEN)
+            .unwrap();
         assert_ne!(a, b);
     }
 
@@ -229,7 +258,9 @@ mod tests {
     fn a_flipped_byte_fails() {
         let vault = vault_with(&[&fresh_key()]);
         let row = Uuid::now_v7();
-        let sealed = vault.encrypt(SecretField::ConnectionAccessToken, row, TOKEN).unwrap();
+        let sealed = vault
+            .encrypt(SecretField::ConnectionAccessToken, row, TOKEN)
+            .unwrap();
         let (head, data) = sealed.rsplit_once('.').unwrap();
         let mut blob = URL_SAFE_NO_PAD.decode(data).unwrap();
         for i in [0, NONCE_LEN, blob.len() - 1] {
@@ -248,7 +279,9 @@ mod tests {
     fn a_ciphertext_moved_to_another_row_or_field_fails() {
         let vault = vault_with(&[&fresh_key()]);
         let row = Uuid::now_v7();
-        let sealed = vault.encrypt(SecretField::ConnectionAccessToken, row, TOKEN).unwrap();
+        let sealed = vault
+            .encrypt(SecretField::ConnectionAccessToken, row, TOKEN)
+            .unwrap();
         assert_eq!(
             vault.decrypt(SecretField::ConnectionAccessToken, Uuid::now_v7(), &sealed),
             Err(VaultError::Decrypt)
@@ -296,7 +329,9 @@ mod tests {
         assert!(rotated_vault.is_current(&sealed_new));
         // Readable with only the new key once rotated.
         assert_eq!(
-            vault_with(&[&new]).decrypt(SecretField::ConnectionRefreshToken, row, &sealed_new).unwrap(),
+            vault_with(&[&new])
+                .decrypt(SecretField::ConnectionRefreshToken, row, &sealed_new)
+                .unwrap(),
             TOKEN
         );
     }
@@ -305,7 +340,14 @@ mod tests {
     fn malformed_envelopes_and_keys_are_rejected() {
         let vault = vault_with(&[&fresh_key()]);
         let row = Uuid::now_v7();
-        for bad in ["", "snorq1", "snorq1.abc", "snorq2.abc.AAAA", "snorq1.abc.!!!", "snorq1.abc.AAAA"] {
+        for bad in [
+            "",
+            "snorq1",
+            "snorq1.abc",
+            "snorq2.abc.AAAA",
+            "snorq1.abc.!!!",
+            "snorq1.abc.AAAA",
+        ] {
             assert_eq!(
                 vault.decrypt(SecretField::ConnectionAccessToken, row, bad),
                 Err(VaultError::Malformed),

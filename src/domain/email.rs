@@ -67,7 +67,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "ana", "ana@", "@example.com", "ana@example", "a b@example.com", "a@b@c.com", "ana@.com"] {
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.com",
+            "ana@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ana@.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());

@@ -91,7 +91,10 @@ async fn login(
     Ok(axum::Json(logged_in.into()))
 }
 
-async fn logout(State(state): State<AppState>, Authenticated(session): Authenticated) -> ApiResult<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+) -> ApiResult<StatusCode> {
     auth::logout(&state.app, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -93,7 +93,10 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Opti
     Option::<T>::deserialize(de).map(Some)
 }
 
-async fn list(State(state): State<AppState>, OrgScope(access): OrgScope) -> ApiResult<axum::Json<Items<ConnectionBody>>> {
+async fn list(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+) -> ApiResult<axum::Json<Items<ConnectionBody>>> {
     Ok(Items::from_iter(connections::list(&state.app, &access).await?))
 }
 
@@ -122,7 +125,9 @@ async fn show(
     OrgScope(access): OrgScope,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<ConnectionBody>> {
-    Ok(axum::Json(connections::get(&state.app, &access, id).await?.into()))
+    Ok(axum::Json(
+        connections::get(&state.app, &access, id).await?.into(),
+    ))
 }
 
 async fn update(
@@ -154,7 +159,11 @@ async fn update(
         name: body.name,
         credentials,
     };
-    Ok(axum::Json(connections::update(&state.app, &access, id, changes).await?.into()))
+    Ok(axum::Json(
+        connections::update(&state.app, &access, id, changes)
+            .await?
+            .into(),
+    ))
 }
 
 async fn disconnect(

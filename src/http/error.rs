@@ -10,24 +10,32 @@ use crate::app::AppError;
 
 /// A problem document. Built from an [`AppError`] or directly for transport-level failures
 /// (malformed JSON, body too large, unknown route).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
     pub title: &'static str,
     pub status: u16,
     pub code: &'static str,
     pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    #[serde(skip)]
-    retry_after: Option<u64>,
+    retry_after: Option<u32>,
+}
+
+/// The document as sent; `type` is derived from the code.
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("urn:snorq:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             code,
@@ -46,14 +54,24 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry_after = self.retry_after;
-        let mut response = (status, axum::Json(self)).into_response();
+        let body = ProblemBody {
+            kind: format!("urn:snorq:problem:{}", self.code),
+            title: self.title,
+            status: self.status,
+            code: self.code,
+            detail: &self.detail,
+            field: self.field.as_deref(),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = retry_after {
+        if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
@@ -64,12 +82,16 @@ impl From<AppError> for Problem {
     fn from(err: AppError) -> Self {
         let detail = err.to_string();
         match err {
-            AppError::Validation(invalid) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", invalid.message)
-                    .with_field(invalid.field)
-            }
+            AppError::Validation(invalid) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                invalid.message,
+            )
+            .with_field(invalid.field),
             AppError::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail),
-            AppError::InvalidCredentials => Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", detail),
+            AppError::InvalidCredentials => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", detail)
+            }
             AppError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
             AppError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", detail),
             AppError::Conflict { field, .. } => {
@@ -81,7 +103,7 @@ impl From<AppError> for Problem {
             }
             AppError::PlanLimit { .. } => Problem::new(StatusCode::CONFLICT, "plan_limit", detail),
             AppError::RateLimited { retry_after_secs } => Problem {
-                retry_after: Some(retry_after_secs),
+                retry_after: Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX)),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
             },
             AppError::SignupDisabled => Problem::new(StatusCode::FORBIDDEN, "signup_disabled", detail),
@@ -112,7 +134,10 @@ mod tests {
     fn validation_errors_name_the_field_and_use_problem_json() {
         let response = AppError::Validation(Invalid::new("email", "must contain @")).into_response();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
     }
 
     #[test]

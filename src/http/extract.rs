@@ -55,7 +55,11 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return Problem::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {inner}"));
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("malformed JSON: {inner}"),
+            );
         }
         let message = strip_position(&inner.to_string());
         // Unknown and missing fields are reported by serde at the parent's path; name the field.
@@ -182,7 +186,10 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let p = parse_json::<Body>(br#"{"email": "a", "extra": 1}"#).unwrap_err();
-        assert_eq!((p.status, p.code, p.field.as_deref()), (422, "validation_failed", Some("extra")));
+        assert_eq!(
+            (p.status, p.code, p.field.as_deref()),
+            (422, "validation_failed", Some("extra"))
+        );
         let p = parse_json::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(p.field.as_deref(), Some("email"));
         let p = parse_json::<Body>(br#"{"email": 5}"#).unwrap_err();

@@ -3,9 +3,9 @@
 use std::any::Any;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::Router;
 use axum::http::{HeaderName, Response, StatusCode};
 use axum::middleware::{Next, from_fn};
 use axum::response::IntoResponse;

@@ -43,7 +43,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .merge(ops::router())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state);

@@ -25,7 +25,9 @@ async fn healthz() -> impl IntoResponse {
 /// The database answers; 503 otherwise, so a load balancer stops sending traffic here.
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
     match state.app.store.ping().await {
-        Ok(()) => Ok(axum::Json(json!({ "status": "ready", "database": state.app.store.backend() }))),
+        Ok(()) => Ok(axum::Json(
+            json!({ "status": "ready", "database": state.app.store.backend() }),
+        )),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             Err(Problem::new(

@@ -20,7 +20,10 @@ pub fn router() -> Router<AppState> {
         .route("/orgs", get(list).post(create))
         .route("/orgs/{org_id}", get(show).patch(update))
         .route("/orgs/{org_id}/members", get(members).post(add_member))
-        .route("/orgs/{org_id}/members/{user_id}", patch(update_member).delete(remove_member))
+        .route(
+            "/orgs/{org_id}/members/{user_id}",
+            patch(update_member).delete(remove_member),
+        )
 }
 
 /// An organization as seen by the caller, with the caller's role in it.
@@ -126,13 +129,25 @@ async fn create(
     ValidJson(body): ValidJson<CreateOrgBody>,
 ) -> ApiResult<(StatusCode, axum::Json<OrgBody>)> {
     if session.token_organization_id.is_some() {
-        return Err(crate::app::AppError::Forbidden("organization API keys cannot create organizations").into());
+        return Err(
+            crate::app::AppError::Forbidden("organization API keys cannot create organizations").into(),
+        );
     }
-    let created = orgs::create(&state.app, session.user.id, &body.name, body.slug.as_deref(), Plan::Free).await?;
+    let created = orgs::create(
+        &state.app,
+        session.user.id,
+        &body.name,
+        body.slug.as_deref(),
+        Plan::Free,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
-async fn list(State(state): State<AppState>, Authenticated(session): Authenticated) -> ApiResult<axum::Json<Items<OrgBody>>> {
+async fn list(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+) -> ApiResult<axum::Json<Items<OrgBody>>> {
     Ok(Items::from_iter(orgs::list(&state.app, &session).await?))
 }
 
@@ -149,10 +164,15 @@ async fn update(
         name: body.name.as_deref(),
         slug: body.slug.as_deref(),
     };
-    Ok(axum::Json(orgs::update(&state.app, &access, changes).await?.into()))
+    Ok(axum::Json(
+        orgs::update(&state.app, &access, changes).await?.into(),
+    ))
 }
 
-async fn members(State(state): State<AppState>, OrgScope(access): OrgScope) -> ApiResult<axum::Json<Items<MemberBody>>> {
+async fn members(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+) -> ApiResult<axum::Json<Items<MemberBody>>> {
     Ok(Items::from_iter(orgs::members(&state.app, &access).await?))
 }
 
@@ -171,7 +191,11 @@ async fn update_member(
     PathId(user_id): PathId,
     ValidJson(body): ValidJson<UpdateMemberBody>,
 ) -> ApiResult<axum::Json<MemberBody>> {
-    Ok(axum::Json(orgs::set_role(&state.app, &access, user_id, body.role).await?.into()))
+    Ok(axum::Json(
+        orgs::set_role(&state.app, &access, user_id, body.role)
+            .await?
+            .into(),
+    ))
 }
 
 async fn remove_member(

@@ -62,13 +62,19 @@ pub enum StoreError {
 
 impl StoreError {
     /// Classifies a driver error; `constraint` names the violated unique constraint, per backend.
-    pub(super) fn from_sqlx(err: sqlx::Error, constraint: impl Fn(&dyn sqlx::error::DatabaseError) -> Constraint) -> Self {
+    pub(super) fn from_sqlx(
+        err: sqlx::Error,
+        constraint: impl Fn(&dyn sqlx::error::DatabaseError) -> Constraint,
+    ) -> Self {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(constraint(db.as_ref())),
-            sqlx::Error::RowNotFound => StoreError::NotFound,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(err)
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(constraint(db.as_ref()))
             }
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(err),
             _ => StoreError::Database(err),
         }
     }

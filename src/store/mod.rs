@@ -67,16 +67,32 @@ pub trait Store: Send + Sync + 'static {
     /// Organizations the user belongs to, with the user's role, oldest first.
     async fn memberships(&self, user_id: Uuid) -> StoreResult<Vec<Membership>>;
     async fn membership(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<Membership>>;
-    async fn update_organization(&self, org_id: Uuid, update: &OrganizationUpdate) -> StoreResult<Organization>;
+    async fn update_organization(
+        &self,
+        org_id: Uuid,
+        update: &OrganizationUpdate,
+    ) -> StoreResult<Organization>;
     async fn members(&self, org_id: Uuid) -> StoreResult<Vec<Member>>;
     async fn member(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<Member>>;
     /// Adds a member unless the plan's seat limit is reached (`PlanLimit`) or the user already
     /// is one (`Conflict(Membership)`). The check and the insert are one transaction.
-    async fn add_member(&self, org_id: Uuid, user_id: Uuid, role: Role, now: DateTime<Utc>) -> StoreResult<Member>;
+    async fn add_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Member>;
     /// Changes a non-owner's role; `NotFound` when the user is not a member.
     async fn set_member_role(&self, org_id: Uuid, user_id: Uuid, role: Role) -> StoreResult<Member>;
     /// Makes `to` the OWNER and the previous owner an ADMIN, atomically.
-    async fn transfer_ownership(&self, org_id: Uuid, from: Uuid, to: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn transfer_ownership(
+        &self,
+        org_id: Uuid,
+        from: Uuid,
+        to: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Removes a non-owner member; false when there was no such member.
     async fn remove_member(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
 
@@ -95,8 +111,16 @@ pub trait Store: Send + Sync + 'static {
     /// Writes every mutable field of the connection; `NotFound` when it is not in that org.
     async fn save_connection(&self, connection: &Connection) -> StoreResult<Connection>;
     /// Encrypted token columns of every connection with an id after `after`, in id order.
-    async fn connection_secrets_page(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<ConnectionSecrets>>;
+    async fn connection_secrets_page(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<ConnectionSecrets>>;
     /// Replaces the encrypted tokens only if they are still `old` (a concurrent change wins);
     /// true when the row was updated.
-    async fn replace_connection_secrets(&self, old: &ConnectionSecrets, new: &ConnectionSecrets) -> StoreResult<bool>;
+    async fn replace_connection_secrets(
+        &self,
+        old: &ConnectionSecrets,
+        new: &ConnectionSecrets,
+    ) -> StoreResult<bool>;
 }

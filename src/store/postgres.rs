@@ -43,7 +43,10 @@ async fn begin_write(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres
 }
 
 fn db_error(err: sqlx::Error) -> StoreError {
-    StoreError::from_sqlx(err, |db| db.constraint().map_or(Constraint::Other, Constraint::from_postgres))
+    StoreError::from_sqlx(err, |db| {
+        db.constraint()
+            .map_or(Constraint::Other, Constraint::from_postgres)
+    })
 }
 
 include!("shared_sql.rs");

@@ -17,7 +17,19 @@ macro_rules! user_columns {
 macro_rules! org_columns {
     ($p:literal) => {
         concat!(
-            $p, "id, ", $p, "name, ", $p, "slug, ", $p, "plan, ", $p, "owner_id, ", $p, "created_at, ", $p,
+            $p,
+            "id, ",
+            $p,
+            "name, ",
+            $p,
+            "slug, ",
+            $p,
+            "plan, ",
+            $p,
+            "owner_id, ",
+            $p,
+            "created_at, ",
+            $p,
             "updated_at"
         )
     };
@@ -47,7 +59,10 @@ impl Store for Backend {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -69,11 +84,15 @@ impl Store for Backend {
     }
 
     async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
-        sqlx::query_as(concat!("SELECT ", user_columns!("u."), " FROM users u WHERE u.id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)
+        sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!("u."),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
     }
 
     async fn user_credentials(&self, email_normalized: &str) -> StoreResult<Option<UserCredentials>> {
@@ -162,11 +181,15 @@ impl Store for Backend {
     }
 
     async fn organization_by_slug(&self, slug: &str) -> StoreResult<Option<Organization>> {
-        sqlx::query_as(concat!("SELECT ", org_columns!("o."), " FROM organizations o WHERE o.slug = $1"))
-            .bind(slug)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)
+        sqlx::query_as(concat!(
+            "SELECT ",
+            org_columns!("o."),
+            " FROM organizations o WHERE o.slug = $1"
+        ))
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
     }
 
     async fn memberships(&self, user_id: Uuid) -> StoreResult<Vec<Membership>> {
@@ -196,7 +219,11 @@ impl Store for Backend {
         .map_err(db_error)
     }
 
-    async fn update_organization(&self, org_id: Uuid, update: &OrganizationUpdate) -> StoreResult<Organization> {
+    async fn update_organization(
+        &self,
+        org_id: Uuid,
+        update: &OrganizationUpdate,
+    ) -> StoreResult<Organization> {
         sqlx::query_as(concat!(
             "UPDATE organizations SET name = COALESCE($2, name), slug = COALESCE($3, slug), \
              plan = COALESCE($4, plan), updated_at = COALESCE($5, updated_at) WHERE id = $1 RETURNING ",
@@ -240,7 +267,13 @@ impl Store for Backend {
         .map_err(db_error)
     }
 
-    async fn add_member(&self, org_id: Uuid, user_id: Uuid, role: Role, now: DateTime<Utc>) -> StoreResult<Member> {
+    async fn add_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Member> {
         let mut tx = begin_write(&self.pool).await?;
         // Lock the organization so that concurrent adds cannot both pass the seat check.
         let plan: Option<String> = sqlx::query_scalar(LOCK_ORGANIZATION)
@@ -252,11 +285,12 @@ impl Store for Backend {
             .as_deref()
             .and_then(crate::domain::Plan::from_db)
             .ok_or(StoreError::NotFound)?;
-        let seats: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organization_members WHERE organization_id = $1")
-            .bind(org_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let seats: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM organization_members WHERE organization_id = $1")
+                .bind(org_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let already: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM organization_members WHERE organization_id = $1 AND user_id = $2",
         )
@@ -269,7 +303,9 @@ impl Store for Backend {
             return Err(StoreError::Conflict(Constraint::Membership));
         }
         if seats >= plan.seat_limit() {
-            return Err(StoreError::PlanLimit { limit: plan.seat_limit() });
+            return Err(StoreError::PlanLimit {
+                limit: plan.seat_limit(),
+            });
         }
         sqlx::query(
             "INSERT INTO organization_members (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
@@ -313,7 +349,13 @@ impl Store for Backend {
         self.member(org_id, user_id).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn transfer_ownership(&self, org_id: Uuid, from: Uuid, to: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn transfer_ownership(
+        &self,
+        org_id: Uuid,
+        from: Uuid,
+        to: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool).await?;
         sqlx::query_scalar::<_, String>(LOCK_ORGANIZATION)
             .bind(org_id)
@@ -466,7 +508,11 @@ impl Store for Backend {
         .ok_or(StoreError::NotFound)
     }
 
-    async fn connection_secrets_page(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<ConnectionSecrets>> {
+    async fn connection_secrets_page(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<ConnectionSecrets>> {
         sqlx::query_as(
             "SELECT id, access_token_enc, refresh_token_enc FROM platform_connections \
              WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
@@ -478,7 +524,11 @@ impl Store for Backend {
         .map_err(db_error)
     }
 
-    async fn replace_connection_secrets(&self, old: &ConnectionSecrets, new: &ConnectionSecrets) -> StoreResult<bool> {
+    async fn replace_connection_secrets(
+        &self,
+        old: &ConnectionSecrets,
+        new: &ConnectionSecrets,
+    ) -> StoreResult<bool> {
         // IS NOT DISTINCT FROM would be clearer, but SQLite spells it IS; this form runs on both.
         let updated = sqlx::query(
             "UPDATE platform_connections SET access_token_enc = $4, refresh_token_enc = $5 \

@@ -48,7 +48,8 @@ macro_rules! backend_tests {
 
 /// The PostgreSQL server tests create their databases on (needs CREATEDB).
 pub fn postgres_admin_url() -> String {
-    std::env::var("SNORQ_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("SNORQ_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh, empty database: a SQLite file in a temporary directory, or a new PostgreSQL
@@ -77,7 +78,10 @@ impl TestDb {
                 sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create test database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base)
+                    .to_owned();
                 TestDb {
                     url: DatabaseUrl::Postgres(format!("{base}/{name}")),
                     dir,
@@ -117,7 +121,10 @@ impl TestDb {
                 let mut bytes = Vec::new();
                 for entry in std::fs::read_dir(self.dir.path()).expect("read dir") {
                     let path = entry.expect("entry").path();
-                    if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("snorq.db")) {
+                    if path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("snorq.db"))
+                    {
                         bytes.extend(std::fs::read(&path).expect("read db file"));
                     }
                 }
@@ -130,7 +137,11 @@ impl TestDb {
                     .arg(self.url_string())
                     .output()
                     .expect("pg_dump must be installed (it comes with the PostgreSQL client)");
-                assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
+                assert!(
+                    output.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
                 output.stdout
             }
         }
@@ -148,9 +159,14 @@ fn drop_pg_database(name: &str) {
     let name = name.to_owned();
     // Drop runs outside any runtime we can block on: use a private one on a helper thread.
     let done = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         runtime.block_on(async move {
-            if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await {
+            if let Ok(mut conn) =
+                <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await
+            {
                 let _ = sqlx::Executor::execute(
                     &mut conn,
                     sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
@@ -232,7 +248,13 @@ impl TestApp {
 
     /// Sends a request with an optional bearer token and JSON body; returns status and JSON
     /// (Null for an empty body).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let response = self.send(method, path, token, body).await;
         let status = response.status();
         let text = response.text().await.expect("body");
@@ -244,7 +266,13 @@ impl TestApp {
         (status, json)
     }
 
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -295,7 +323,9 @@ impl TestApp {
     /// Moves an organization to a plan (as an operator would with `snorq admin set-plan`).
     pub async fn set_plan(&self, org_id: &str, plan: snorq::domain::Plan) {
         let id = uuid::Uuid::parse_str(org_id).expect("uuid");
-        snorq::app::orgs::set_plan(&self.app, id, plan).await.expect("set plan");
+        snorq::app::orgs::set_plan(&self.app, id, plan)
+            .await
+            .expect("set plan");
     }
 
     /// Adds `email` to the org with `role`, as the org's owner (`owner_token`).
@@ -320,7 +350,10 @@ impl Drop for TestApp {
 }
 
 pub fn str_of(value: &Value) -> String {
-    value.as_str().unwrap_or_else(|| panic!("expected a string, got {value}")).to_owned()
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_owned()
 }
 
 /// Asserts a problem+json answer with this status and code.
