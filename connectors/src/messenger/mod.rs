@@ -1,0 +1,7 @@
+//! Facebook Messenger Platform: webhook parsing and the send request.
+
+mod outbound;
+mod webhook;
+
+pub(crate) use outbound::send;
+pub(crate) use webhook::parse_webhook;
