@@ -39,6 +39,20 @@ pub struct RawConfig {
     pub login_attempts_per_minute: u32,
     /// Upper bound of the database connection pool.
     pub database_max_connections: u32,
+    /// Meta app secret that signs WhatsApp webhooks. Unset: the route refuses every POST.
+    pub whatsapp_app_secret: Option<String>,
+    /// Meta app secret that signs Messenger webhooks (usually the same app as WhatsApp).
+    pub facebook_app_secret: Option<String>,
+    /// TikTok app secret (client secret) that signs TikTok webhooks.
+    pub tiktok_app_secret: Option<String>,
+    /// The token typed into Meta's dashboard for the GET subscribe handshake.
+    pub meta_verify_token: Option<String>,
+    /// How far a TikTok signature timestamp may be from our clock.
+    pub tiktok_timestamp_tolerance_secs: u64,
+    /// Most webhooks committed together in one transaction (group commit).
+    pub ingest_max_batch: usize,
+    /// Ingest transactions in flight at once; default 1 on SQLite, 4 on PostgreSQL.
+    pub ingest_writers: Option<usize>,
 }
 
 impl Default for RawConfig {
@@ -55,6 +69,13 @@ impl Default for RawConfig {
             max_body_bytes: 1024 * 1024,
             login_attempts_per_minute: 10,
             database_max_connections: 10,
+            whatsapp_app_secret: None,
+            facebook_app_secret: None,
+            tiktok_app_secret: None,
+            meta_verify_token: None,
+            tiktok_timestamp_tolerance_secs: 300,
+            ingest_max_batch: 256,
+            ingest_writers: None,
         }
     }
 }
@@ -141,6 +162,44 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub login_attempts_per_minute: u32,
     pub database_max_connections: u32,
+    pub webhooks: WebhookConfig,
+    pub ingest_max_batch: usize,
+    pub ingest_writers: usize,
+}
+
+/// Webhook verification secrets. Debug shows only which are set.
+#[derive(Clone, Default)]
+pub struct WebhookConfig {
+    pub whatsapp_app_secret: Option<SecretString>,
+    pub facebook_app_secret: Option<SecretString>,
+    pub tiktok_app_secret: Option<SecretString>,
+    pub meta_verify_token: Option<SecretString>,
+    pub tiktok_tolerance: std::time::Duration,
+}
+
+impl WebhookConfig {
+    /// The secret that signs this platform's webhooks, if configured.
+    pub fn app_secret(&self, platform: snorq_connectors::Platform) -> Option<&SecretString> {
+        use snorq_connectors::Platform;
+        match platform {
+            Platform::WhatsApp => self.whatsapp_app_secret.as_ref(),
+            Platform::Facebook => self.facebook_app_secret.as_ref(),
+            Platform::TikTok => self.tiktok_app_secret.as_ref(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &Option<SecretString>| if s.is_some() { "set" } else { "unset" };
+        f.debug_struct("WebhookConfig")
+            .field("whatsapp_app_secret", &set(&self.whatsapp_app_secret))
+            .field("facebook_app_secret", &set(&self.facebook_app_secret))
+            .field("tiktok_app_secret", &set(&self.tiktok_app_secret))
+            .field("meta_verify_token", &set(&self.meta_verify_token))
+            .field("tiktok_tolerance", &self.tiktok_tolerance)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -156,6 +215,7 @@ impl std::fmt::Debug for Config {
             )
             .field("signup_enabled", &self.signup_enabled)
             .field("session_ttl", &self.session_ttl)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +317,19 @@ impl RawConfig {
         if self.database_max_connections == 0 {
             return Err(ConfigError::new("database_max_connections", "must be at least 1"));
         }
+        if self.ingest_max_batch == 0 || self.ingest_max_batch > 10_000 {
+            return Err(ConfigError::new(
+                "ingest_max_batch",
+                "must be between 1 and 10000",
+            ));
+        }
+        let ingest_writers = match (self.ingest_writers, &database_url) {
+            (Some(0), _) => return Err(ConfigError::new("ingest_writers", "must be at least 1")),
+            (Some(n), _) => n,
+            (None, DatabaseUrl::Sqlite(_)) => 1,
+            (None, DatabaseUrl::Postgres(_)) => 4,
+        };
+        let secret = |value: Option<String>| value.filter(|v| !v.trim().is_empty()).map(SecretString::from);
         Ok(Config {
             database_url,
             data_dir: self.data_dir,
@@ -269,6 +342,15 @@ impl RawConfig {
             max_body_bytes: self.max_body_bytes,
             login_attempts_per_minute: self.login_attempts_per_minute,
             database_max_connections: self.database_max_connections,
+            webhooks: WebhookConfig {
+                whatsapp_app_secret: secret(self.whatsapp_app_secret),
+                facebook_app_secret: secret(self.facebook_app_secret),
+                tiktok_app_secret: secret(self.tiktok_app_secret),
+                meta_verify_token: secret(self.meta_verify_token),
+                tiktok_tolerance: std::time::Duration::from_secs(self.tiktok_timestamp_tolerance_secs),
+            },
+            ingest_max_batch: self.ingest_max_batch,
+            ingest_writers,
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod connections;
 mod error;
+pub mod ingest;
 pub mod keys;
 mod login_limiter;
 pub mod orgs;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 pub use error::AppError;
 pub use login_limiter::LoginLimiter;
 
-use crate::config::Config;
+use crate::config::{Config, WebhookConfig};
 use crate::crypto::Vault;
 use crate::store::Store;
 
@@ -25,6 +26,7 @@ pub struct App {
     pub vault: Vault,
     pub settings: Settings,
     pub login_limiter: LoginLimiter,
+    pub ingestor: ingest::Ingestor,
 }
 
 /// The subset of configuration the use cases read.
@@ -32,16 +34,27 @@ pub struct App {
 pub struct Settings {
     pub signup_enabled: bool,
     pub session_ttl: chrono::Duration,
+    pub webhooks: WebhookConfig,
 }
 
 impl App {
+    /// Builds the use cases; starts the ingest writers (so call it inside the runtime).
     pub fn new(store: Arc<dyn Store>, vault: Vault, config: &Config) -> Self {
+        let ingestor = ingest::Ingestor::start(
+            store.clone(),
+            ingest::IngestSettings {
+                max_batch: config.ingest_max_batch,
+                writers: config.ingest_writers,
+            },
+        );
         App {
+            ingestor,
             store,
             vault,
             settings: Settings {
                 signup_enabled: config.signup_enabled,
                 session_ttl: config.session_ttl,
+                webhooks: config.webhooks.clone(),
             },
             login_limiter: LoginLimiter::per_minute(config.login_attempts_per_minute),
         }

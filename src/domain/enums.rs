@@ -68,6 +68,48 @@ db_enum!(ConnectionStatus {
     Disconnected => "DISCONNECTED",
 });
 
+/// Where a message is. Outbound: pending -> sent -> delivered -> read, or failed (terminal).
+/// Inbound messages are stored as delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Pending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+db_enum!(MessageStatus {
+    Pending => "PENDING",
+    Sent => "SENT",
+    Delivered => "DELIVERED",
+    Read => "READ",
+    Failed => "FAILED",
+});
+
+impl MessageStatus {
+    /// Receipts only move a message forward: a status applies when its rank is higher.
+    /// `failed` ranks highest, so nothing moves a failed message.
+    pub fn rank(self) -> i64 {
+        match self {
+            MessageStatus::Pending => 0,
+            MessageStatus::Sent => 1,
+            MessageStatus::Delivered => 2,
+            MessageStatus::Read => 3,
+            MessageStatus::Failed => 4,
+        }
+    }
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageDirection {
+    Inbound,
+    Outbound,
+}
+db_enum!(MessageDirection { Inbound => "INBOUND", Outbound => "OUTBOUND" });
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +124,24 @@ mod tests {
         }
         assert_eq!(Role::from_db("owner"), None);
         assert!(Role::Owner > Role::Admin && Role::Admin > Role::Member);
+        for m in [
+            MessageStatus::Pending,
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            MessageStatus::Read,
+            MessageStatus::Failed,
+        ] {
+            assert_eq!(MessageStatus::from_db(m.as_db()), Some(m));
+        }
+    }
+
+    #[test]
+    fn statuses_rank_in_delivery_order_with_failed_terminal() {
+        use MessageStatus::*;
+        let ranks: Vec<_> = [Pending, Sent, Delivered, Read, Failed]
+            .map(MessageStatus::rank)
+            .into();
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{ranks:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod enums;
 mod names;
 
 pub use email::Email;
-pub use enums::{ConnectionStatus, Plan, Role};
+pub use enums::{ConnectionStatus, MessageDirection, MessageStatus, Plan, Role};
 pub use names::{DisplayName, OrgName, Password, Slug};
 
 /// A value that failed validation, with the field it belongs to.

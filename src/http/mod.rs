@@ -7,6 +7,7 @@ mod extract;
 mod middleware;
 mod ops;
 mod orgs;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .merge(connections::router());
     let router = Router::new()
         .nest("/api/v1", api)
+        .merge(webhooks::router())
         .merge(ops::router())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -8,6 +8,7 @@
 //! is in `postgres.rs` and `sqlite.rs`.
 
 mod error;
+mod ingest;
 mod postgres;
 mod records;
 mod sqlite;
@@ -20,6 +21,7 @@ use snorq_connectors::Platform;
 use uuid::Uuid;
 
 pub use error::{Constraint, StoreError};
+pub use ingest::*;
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -38,7 +40,7 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Arc
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IngestStore + Send + Sync + 'static {
     /// Which backend this is ("postgres" or "sqlite"), for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -123,4 +125,22 @@ pub trait Store: Send + Sync + 'static {
         old: &ConnectionSecrets,
         new: &ConnectionSecrets,
     ) -> StoreResult<bool>;
+}
+
+/// Webhook ingest (DESIGN.md §4.1): verified bodies stored and applied in one transaction.
+#[async_trait]
+pub trait IngestStore: Send + Sync + 'static {
+    /// Stores every webhook of the batch and applies its events, all in one transaction: when
+    /// this returns Ok, everything is committed. One savepoint per event, so a bad event is
+    /// recorded on its webhook's row without affecting the others.
+    async fn ingest(&self, batch: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>>;
+    /// Applies a stored webhook's events again (idempotently) and updates its row.
+    async fn reapply(&self, webhook: &IncomingWebhook) -> StoreResult<IngestOutcome>;
+    /// Stored webhooks matching the filter with an id after `after`, in id order.
+    async fn webhooks_for_replay(
+        &self,
+        filter: &ReplayFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredWebhook>>;
 }

@@ -1,15 +1,19 @@
 //! The PostgreSQL store (production).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use snorq_connectors::Platform;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::MessageStatus;
 
 const BACKEND: &str = "postgres";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -20,6 +24,8 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+type Db = Postgres;
+type DbConn = sqlx::PgConnection;
 type Backend = PgStore;
 
 impl PgStore {

@@ -547,3 +547,605 @@ impl Store for Backend {
         Ok(updated.rows_affected() == 1)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Webhook ingest: apply a batch of verified webhooks in one transaction, one savepoint per event.
+
+/// The connection a platform account routes to.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    connection_id: Uuid,
+    organization_id: Uuid,
+}
+
+type Routes = HashMap<(Platform, String), Option<Route>>;
+
+const STATUS_RANK: &str = "(CASE status WHEN 'PENDING' THEN 0 WHEN 'SENT' THEN 1 \
+                           WHEN 'DELIVERED' THEN 2 WHEN 'READ' THEN 3 ELSE 4 END)";
+
+async fn route(
+    conn: &mut DbConn,
+    routes: &mut Routes,
+    platform: Platform,
+    account: &str,
+) -> StoreResult<Option<Route>> {
+    if let Some(found) = routes.get(&(platform, account.to_owned())) {
+        return Ok(*found);
+    }
+    let row: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT id, organization_id FROM platform_connections \
+         WHERE platform = $1 AND platform_user_id = $2 AND status <> 'DISCONNECTED'",
+    )
+    .bind(platform.as_str())
+    .bind(account)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let found = row.map(|(connection_id, organization_id)| Route {
+        connection_id,
+        organization_id,
+    });
+    routes.insert((platform, account.to_owned()), found);
+    Ok(found)
+}
+
+async fn record_event(
+    conn: &mut DbConn,
+    organization_id: Uuid,
+    kind: &str,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO events (organization_id, kind, payload, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(organization_id)
+        .bind(kind)
+        .bind(Json(payload))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Finds or creates the conversation for a message; true when it was created.
+async fn upsert_conversation(
+    conn: &mut DbConn,
+    route: Route,
+    m: &IncomingMessage,
+    now: DateTime<Utc>,
+) -> StoreResult<(Uuid, bool)> {
+    let find = "SELECT id FROM conversations WHERE platform_connection_id = $1 AND external_id = $2";
+    let existing: Option<Uuid> = sqlx::query_scalar(find)
+        .bind(route.connection_id)
+        .bind(&m.conversation_key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    if let Some(id) = existing {
+        return Ok((id, false));
+    }
+    let created: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO conversations (id, organization_id, platform_connection_id, platform, external_id, \
+         contact_external_id, contact_name, contact_username, status, last_message_at, unread_count, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN', $9, 0, $10, $10) \
+         ON CONFLICT (platform_connection_id, external_id) DO NOTHING RETURNING id",
+    )
+    .bind(crate::domain::new_id())
+    .bind(route.organization_id)
+    .bind(route.connection_id)
+    .bind(m.platform.as_str())
+    .bind(&m.conversation_key)
+    .bind(&m.contact_id)
+    .bind(&m.contact_name)
+    .bind(&m.contact_username)
+    .bind(m.timestamp)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    match created {
+        Some(id) => Ok((id, true)),
+        // Another writer created it between our look-up and insert.
+        None => {
+            let id = sqlx::query_scalar(find)
+                .bind(route.connection_id)
+                .bind(&m.conversation_key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            Ok((id, false))
+        }
+    }
+}
+
+/// Moves a message forward to `status` (never back; failed is terminal). True if it changed.
+async fn advance_status(
+    conn: &mut DbConn,
+    message_id: Uuid,
+    status: MessageStatus,
+    error_code: Option<&str>,
+    error_message: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE messages SET status = $2, error_code = COALESCE($3, error_code), \
+         error_message = COALESCE($4, error_message), updated_at = $5 \
+         WHERE id = $1 AND {STATUS_RANK} < $6"
+    ));
+    let updated = sqlx::query(sql)
+        .bind(message_id)
+        .bind(status.as_db())
+        .bind(error_code)
+        .bind(error_message)
+        .bind(now)
+        .bind(status.rank())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Applies receipts that arrived before their message, then forgets them.
+async fn apply_pending_receipts(
+    conn: &mut DbConn,
+    route: Route,
+    external_id: &str,
+    message_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let pending: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "DELETE FROM pending_receipts WHERE platform_connection_id = $1 AND external_id = $2 \
+         RETURNING status, error_code, error_message",
+    )
+    .bind(route.connection_id)
+    .bind(external_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let mut changed = false;
+    for (status, code, message) in pending {
+        if let Some(status) = MessageStatus::from_db(&status) {
+            changed |=
+                advance_status(conn, message_id, status, code.as_deref(), message.as_deref(), now).await?;
+        }
+    }
+    Ok(changed)
+}
+
+/// Records a new message on its conversation: preview and times (by platform time, so late
+/// arrivals do not overwrite newer ones), unread count and reply window for customer messages.
+async fn touch_conversation(
+    conn: &mut DbConn,
+    conversation_id: Uuid,
+    m: &IncomingMessage,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let from_customer = m.author == Author::Customer;
+    sqlx::query(
+        "UPDATE conversations SET \
+         contact_name = COALESCE($2, contact_name), \
+         contact_username = COALESCE($3, contact_username), \
+         preview = CASE WHEN last_message_at <= $4 THEN $5 ELSE preview END, \
+         last_message_at = CASE WHEN last_message_at < $4 THEN $4 ELSE last_message_at END, \
+         last_inbound_at = CASE WHEN $6 AND (last_inbound_at IS NULL OR last_inbound_at < $4) \
+                           THEN $4 ELSE last_inbound_at END, \
+         unread_count = unread_count + $7, \
+         status = CASE WHEN $6 AND status = 'CLOSED' THEN 'OPEN' ELSE status END, \
+         updated_at = $8 \
+         WHERE id = $1",
+    )
+    .bind(conversation_id)
+    .bind(if from_customer {
+        m.contact_name.as_deref()
+    } else {
+        None
+    })
+    .bind(if from_customer {
+        m.contact_username.as_deref()
+    } else {
+        None
+    })
+    .bind(m.timestamp)
+    .bind(&m.preview)
+    .bind(from_customer)
+    .bind(i32::from(from_customer))
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn apply_message(
+    conn: &mut DbConn,
+    route: Route,
+    m: &IncomingMessage,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if m.author == Author::Business {
+        // Our own send coming back: match it by platform id, then by our correlation value.
+        let known: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE organization_id = $1 AND external_id = $2 AND direction = 'OUTBOUND'",
+        )
+        .bind(route.organization_id)
+        .bind(&m.external_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        let correlated = match (known, m.correlation) {
+            (None, Some(ours)) => sqlx::query_scalar::<_, Uuid>(
+                "UPDATE messages SET external_id = $3, updated_at = $4 \
+                 WHERE organization_id = $1 AND id = $2 AND direction = 'OUTBOUND' AND external_id IS NULL \
+                 RETURNING id",
+            )
+            .bind(route.organization_id)
+            .bind(ours)
+            .bind(&m.external_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?,
+            _ => None,
+        };
+        if let Some(id) = known.or(correlated) {
+            let mut changed = correlated.is_some();
+            changed |= advance_status(conn, id, MessageStatus::Sent, None, None, now).await?;
+            changed |= apply_pending_receipts(conn, route, &m.external_id, id, now).await?;
+            if changed {
+                record_event(
+                    conn,
+                    route.organization_id,
+                    "message.updated",
+                    json!({ "message_id": id }),
+                    now,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+    }
+    let (conversation_id, conversation_created) = upsert_conversation(conn, route, m, now).await?;
+    let (direction, status) = match m.author {
+        Author::Customer => ("INBOUND", MessageStatus::Delivered),
+        Author::Business => ("OUTBOUND", MessageStatus::Sent),
+    };
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO messages (id, organization_id, conversation_id, direction, external_id, content_type, \
+         content, media_url, status, attempts, platform_timestamp, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10, $11) \
+         ON CONFLICT (conversation_id, external_id) DO NOTHING RETURNING id",
+    )
+    .bind(crate::domain::new_id())
+    .bind(route.organization_id)
+    .bind(conversation_id)
+    .bind(direction)
+    .bind(&m.external_id)
+    .bind(&m.content_type)
+    .bind(Json(&m.content))
+    .bind(&m.media_url)
+    .bind(status.as_db())
+    .bind(m.timestamp)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    // A redelivery: the message is there already and nothing changes, unread count included.
+    let Some(message_id) = inserted else {
+        return Ok(());
+    };
+    touch_conversation(conn, conversation_id, m, now).await?;
+    if m.author == Author::Business {
+        apply_pending_receipts(conn, route, &m.external_id, message_id, now).await?;
+    }
+    let ids = json!({ "conversation_id": conversation_id, "message_id": message_id });
+    let conversation_kind = if conversation_created {
+        "conversation.created"
+    } else {
+        "conversation.updated"
+    };
+    record_event(
+        conn,
+        route.organization_id,
+        conversation_kind,
+        json!({ "conversation_id": conversation_id }),
+        now,
+    )
+    .await?;
+    record_event(conn, route.organization_id, "message.created", ids, now).await
+}
+
+async fn apply_receipt(
+    conn: &mut DbConn,
+    route: Route,
+    r: &IncomingReceipt,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let message: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE organization_id = $1 AND external_id = $2 AND direction = 'OUTBOUND'",
+    )
+    .bind(route.organization_id)
+    .bind(&r.external_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    match message {
+        Some(id) => {
+            let changed = advance_status(
+                conn,
+                id,
+                r.status,
+                r.error_code.as_deref(),
+                r.error_message.as_deref(),
+                now,
+            )
+            .await?;
+            if changed {
+                record_event(
+                    conn,
+                    route.organization_id,
+                    "message.updated",
+                    json!({ "message_id": id }),
+                    now,
+                )
+                .await?;
+            }
+        }
+        // Kept until the message appears (a receipt can overtake the send's own response).
+        None => {
+            sqlx::query(
+                "INSERT INTO pending_receipts (id, organization_id, platform_connection_id, external_id, status, \
+                 error_code, error_message, platform_timestamp, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (platform_connection_id, external_id, status) DO NOTHING",
+            )
+            .bind(crate::domain::new_id())
+            .bind(route.organization_id)
+            .bind(route.connection_id)
+            .bind(&r.external_id)
+            .bind(r.status.as_db())
+            .bind(&r.error_code)
+            .bind(&r.error_message)
+            .bind(r.timestamp)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_watermark(
+    conn: &mut DbConn,
+    route: Route,
+    w: &IncomingWatermark,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let conversation: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE platform_connection_id = $1 AND external_id = $2",
+    )
+    .bind(route.connection_id)
+    .bind(&w.conversation_key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let Some(conversation_id) = conversation else {
+        return Ok(());
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE messages SET status = $2, updated_at = $3 \
+         WHERE conversation_id = $1 AND direction = 'OUTBOUND' AND created_at <= $4 \
+         AND status IN ('SENT', 'DELIVERED') AND {STATUS_RANK} < $5 RETURNING id"
+    ));
+    let mut changed: Vec<Uuid> = sqlx::query_scalar(sql)
+        .bind(conversation_id)
+        .bind(w.status.as_db())
+        .bind(now)
+        .bind(w.watermark)
+        .bind(w.status.rank())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    for external_id in &w.external_ids {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE conversation_id = $1 AND external_id = $2 AND direction = 'OUTBOUND'",
+        )
+        .bind(conversation_id)
+        .bind(external_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if let Some(id) = id
+            && advance_status(conn, id, w.status, None, None, now).await?
+        {
+            changed.push(id);
+        }
+    }
+    for id in changed {
+        record_event(
+            conn,
+            route.organization_id,
+            "message.updated",
+            json!({ "message_id": id }),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply_event(
+    conn: &mut DbConn,
+    route: Route,
+    event: &IngestEvent,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    match event {
+        IngestEvent::Message(m) => apply_message(conn, route, m, now).await,
+        IngestEvent::Receipt(r) => apply_receipt(conn, route, r, now).await,
+        IngestEvent::Watermark(w) => apply_watermark(conn, route, w, now).await,
+        IngestEvent::Ignored { .. } => Ok(()),
+    }
+}
+
+/// Applies every event of one webhook, each in its own savepoint, and says how it went.
+async fn apply_webhook(
+    tx: &mut Transaction<'static, Db>,
+    routes: &mut Routes,
+    webhook: &IncomingWebhook,
+) -> StoreResult<(IngestOutcome, Option<Uuid>)> {
+    let mut outcome = IngestOutcome {
+        webhook_id: webhook.id,
+        status: WebhookStatus::Processed,
+        events: 0,
+        applied: 0,
+        unroutable: 0,
+        failed: 0,
+        reasons: Vec::new(),
+    };
+    let events = match &webhook.events {
+        Ok(events) => events,
+        Err(reason) => {
+            outcome.status = WebhookStatus::Failed;
+            outcome.reasons.push(format!("unparseable body: {reason}"));
+            return Ok((outcome, None));
+        }
+    };
+    outcome.events = events.len();
+    let now = crate::domain::now();
+    let mut organization = None;
+    for event in events {
+        let Some((platform, account)) = event.route() else {
+            outcome.applied += 1;
+            continue;
+        };
+        let Some(route) = route(&mut *tx, routes, platform, account).await? else {
+            outcome.unroutable += 1;
+            let reason = format!("no live {platform} connection for account {account}");
+            if !outcome.reasons.contains(&reason) {
+                outcome.reasons.push(reason);
+            }
+            continue;
+        };
+        organization.get_or_insert(route.organization_id);
+        let mut savepoint = sqlx::Connection::begin(&mut **tx).await.map_err(db_error)?;
+        match apply_event(&mut savepoint, route, event, now).await {
+            Ok(()) => {
+                savepoint.commit().await.map_err(db_error)?;
+                outcome.applied += 1;
+            }
+            Err(err @ StoreError::Unavailable(_)) => return Err(err),
+            Err(err) => {
+                savepoint.rollback().await.map_err(db_error)?;
+                tracing::warn!(webhook_id = %webhook.id, error = %err, "webhook event could not be applied");
+                outcome.failed += 1;
+                outcome
+                    .reasons
+                    .push(format!("{} event failed: {err}", event_kind(event)));
+            }
+        }
+    }
+    outcome.status = if outcome.failed > 0 {
+        WebhookStatus::Failed
+    } else if outcome.unroutable > 0 {
+        WebhookStatus::Unroutable
+    } else {
+        WebhookStatus::Processed
+    };
+    Ok((outcome, organization))
+}
+
+fn event_kind(event: &IngestEvent) -> &'static str {
+    match event {
+        IngestEvent::Message(_) => "message",
+        IngestEvent::Receipt(_) => "receipt",
+        IngestEvent::Watermark(_) => "watermark",
+        IngestEvent::Ignored { .. } => "ignored",
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl IngestStore for Backend {
+    async fn ingest(&self, batch: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let mut routes = Routes::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for webhook in batch {
+            let (outcome, organization) = apply_webhook(&mut tx, &mut routes, webhook).await?;
+            sqlx::query(
+                "INSERT INTO webhook_events (id, platform, organization_id, body, received_at, status, reason, \
+                 processed_at, event_count, applied_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(webhook.id)
+            .bind(webhook.platform.as_str())
+            .bind(organization)
+            .bind(&webhook.body)
+            .bind(webhook.received_at)
+            .bind(outcome.status.as_db())
+            .bind((!outcome.reasons.is_empty()).then(|| outcome.reasons.join("; ")))
+            .bind(crate::domain::now())
+            .bind(count(outcome.events))
+            .bind(count(outcome.applied))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
+    }
+
+    async fn reapply(&self, webhook: &IncomingWebhook) -> StoreResult<IngestOutcome> {
+        let mut tx = begin_write(&self.pool).await?;
+        let (outcome, organization) = apply_webhook(&mut tx, &mut Routes::new(), webhook).await?;
+        let updated = sqlx::query(
+            "UPDATE webhook_events SET status = $2, reason = $3, processed_at = $4, event_count = $5, \
+             applied_count = $6, organization_id = COALESCE($7, organization_id) WHERE id = $1",
+        )
+        .bind(webhook.id)
+        .bind(outcome.status.as_db())
+        .bind((!outcome.reasons.is_empty()).then(|| outcome.reasons.join("; ")))
+        .bind(crate::domain::now())
+        .bind(count(outcome.events))
+        .bind(count(outcome.applied))
+        .bind(organization)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcome)
+    }
+
+    async fn webhooks_for_replay(
+        &self,
+        filter: &ReplayFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredWebhook>> {
+        sqlx::query_as(
+            "SELECT id, platform, body, received_at, status FROM webhook_events \
+             WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR platform = $2) \
+             AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4) \
+             AND ($5 OR status <> 'PROCESSED') AND ($6 IS NULL OR id > $6) \
+             ORDER BY id LIMIT $7",
+        )
+        .bind(filter.id)
+        .bind(filter.platform.map(Platform::as_str))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.include_processed)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+}

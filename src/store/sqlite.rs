@@ -1,18 +1,22 @@
 //! The SQLite store: the embedded default, so the service runs with no database server.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use snorq_connectors::Platform;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::types::Json;
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::MessageStatus;
 
 const BACKEND: &str = "sqlite";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -24,6 +28,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+type Db = Sqlite;
+type DbConn = sqlx::SqliteConnection;
 type Backend = SqliteStore;
 
 impl SqliteStore {
@@ -61,6 +67,16 @@ async fn begin_write(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqli
 }
 
 fn db_error(err: sqlx::Error) -> StoreError {
+    // SQLITE_BUSY and SQLITE_LOCKED (with their extended codes) after busy_timeout: another
+    // process holds the write lock; the caller should retry, not fail.
+    if let sqlx::Error::Database(db) = &err
+        && db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+    {
+        return StoreError::Unavailable(err);
+    }
     StoreError::from_sqlx(err, |db| Constraint::from_sqlite(db.message()))
 }
 

@@ -147,6 +147,56 @@ impl TestDb {
         }
     }
 
+    /// Runs a query returning one integer (e.g. a `COUNT(*)`), on either backend.
+    pub async fn count(&self, sql: &str) -> i64 {
+        // The cast makes INTEGER columns and COUNT(*) decode alike on both backends.
+        let sql = sqlx::AssertSqlSafe(format!("SELECT CAST(({sql}) AS BIGINT)"));
+        match &self.url {
+            DatabaseUrl::Sqlite(url) => {
+                let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("query");
+                pool.close().await;
+                n
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("connect");
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("query");
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// Runs a query returning text columns, each row joined with `|`.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        use sqlx::Row;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        fn join<R: Row>(row: &R) -> String
+        where
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            usize: sqlx::ColumnIndex<R>,
+        {
+            (0..row.len())
+                .map(|i| row.get::<Option<String>, _>(i).unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join("|")
+        }
+        match &self.url {
+            DatabaseUrl::Sqlite(url) => {
+                let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+                let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
+                pool.close().await;
+                rows.iter().map(join).collect()
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("connect");
+                let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
+                pool.close().await;
+                rows.iter().map(join).collect()
+            }
+        }
+    }
+
     /// Drops the PostgreSQL database now (to simulate an outage); a no-op for SQLite.
     pub fn drop_now(&mut self) {
         if let Some(name) = self.pg_name.take() {

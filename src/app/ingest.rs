@@ -1,0 +1,309 @@
+//! Webhook ingest (DESIGN.md §4.1): map verified, parsed bodies onto store events and commit
+//! them with group commit. Concurrent requests are applied together in one transaction (up to
+//! `max_batch`, no added wait: whatever queued while the previous commit ran); each request is
+//! answered only once its own data is committed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use snorq_connectors::{Content, DeliveryStatus, Direction, Event, Platform, WatermarkKind};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::domain::{self, MessageStatus};
+use crate::store::{
+    Author, IncomingMessage, IncomingReceipt, IncomingWatermark, IncomingWebhook, IngestEvent, IngestOutcome,
+    ReplayFilter, Store, StoreError, WebhookStatus,
+};
+
+use super::{AppError, AppResult};
+
+/// How ingest batches its writes.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSettings {
+    /// Most webhooks committed in one transaction.
+    pub max_batch: usize,
+    /// Transactions in flight at once (SQLite has one writer; PostgreSQL benefits from a few).
+    pub writers: usize,
+}
+
+struct Job {
+    webhook: IncomingWebhook,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+}
+
+/// Accepts verified webhooks and answers once they are durable.
+#[derive(Clone)]
+pub struct Ingestor {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Ingestor {
+    /// Starts the writer tasks; they end when the last `Ingestor` clone is dropped.
+    pub fn start(store: Arc<dyn Store>, settings: IngestSettings) -> Self {
+        let max_batch = settings.max_batch.max(1);
+        let (jobs, queue) = mpsc::channel(max_batch * settings.writers.max(1) * 4);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..settings.writers.max(1) {
+            tokio::spawn(write_batches(store.clone(), queue.clone(), max_batch));
+        }
+        Ingestor { jobs }
+    }
+
+    /// Stores and applies one webhook; returns when it is committed.
+    pub async fn submit(&self, webhook: IncomingWebhook) -> AppResult<IngestOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.jobs
+            .send(Job { webhook, reply })
+            .await
+            .map_err(|_| AppError::Unavailable)?;
+        match outcome.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(AppError::Unavailable),
+        }
+    }
+}
+
+async fn write_batches(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+    loop {
+        let mut batch = Vec::with_capacity(max_batch);
+        {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            batch.push(first);
+            while batch.len() < max_batch {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        commit(store.as_ref(), batch).await;
+    }
+}
+
+async fn commit(store: &dyn Store, batch: Vec<Job>) {
+    metrics::histogram!("ingest_batch_size").record(batch.len() as f64);
+    let started = Instant::now();
+    let (webhooks, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.webhook, job.reply)).unzip();
+    match store.ingest(&webhooks).await {
+        Ok(outcomes) => {
+            metrics::histogram!("ingest_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        // One webhook may have broken the shared transaction (a deadlock, a bad row outside the
+        // per-event savepoints): commit each alone so the others still land.
+        Err(err) if webhooks.len() > 1 && !matches!(err, StoreError::Unavailable(_)) => {
+            tracing::warn!(error = %err, size = webhooks.len(), "batch failed; committing its webhooks one by one");
+            for (webhook, reply) in webhooks.iter().zip(replies) {
+                let result = store.ingest(std::slice::from_ref(webhook)).await;
+                let _ = reply.send(result.map(|mut outcomes| outcomes.remove(0)));
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "webhook batch could not be stored");
+            for reply in replies {
+                let _ = reply.send(Err(clone_error(&err)));
+            }
+        }
+    }
+}
+
+/// Every waiter gets the failure; only its kind matters to them (503 either way).
+fn clone_error(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+        _ => StoreError::Database(sqlx::Error::Protocol(err.to_string())),
+    }
+}
+
+/// A verified body, parsed and ready to submit.
+pub fn prepare(platform: Platform, body: Vec<u8>, received_at: DateTime<Utc>) -> IncomingWebhook {
+    let events = snorq_connectors::parse(platform, &body)
+        .map(|events| events.into_iter().map(to_ingest_event).collect())
+        .map_err(|e| e.to_string());
+    IncomingWebhook {
+        id: domain::new_id(),
+        platform,
+        body,
+        received_at,
+        events,
+    }
+}
+
+/// Our correlation value is a message id, optionally behind a prefix (`outbound:<uuid>`).
+fn parse_correlation(value: &str) -> Option<Uuid> {
+    Uuid::parse_str(value.rsplit(':').next().unwrap_or(value).trim()).ok()
+}
+
+const PREVIEW_CHARS: usize = 200;
+
+fn preview(content: &Content) -> String {
+    let text = match content.text() {
+        Some(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => match content {
+            Content::Reaction { emoji: None, .. } => "[reaction removed]".to_owned(),
+            Content::Unsupported { platform_type } => format!("[{platform_type}]"),
+            other => format!("[{}]", other.kind()),
+        },
+    };
+    text.chars().take(PREVIEW_CHARS).collect()
+}
+
+/// The stored content: the connector's tagged content, plus further attachments and the quoted
+/// message when there are any.
+fn content_json(m: &snorq_connectors::InboundMessage) -> Value {
+    let mut value = serde_json::to_value(&m.content).unwrap_or_else(|_| json!({ "kind": m.content.kind() }));
+    if let Value::Object(map) = &mut value {
+        if !m.extra_content.is_empty() {
+            map.insert(
+                "extra".into(),
+                serde_json::to_value(&m.extra_content).unwrap_or(Value::Null),
+            );
+        }
+        if let Some(reply_to) = &m.reply_to {
+            map.insert("reply_to".into(), Value::String(reply_to.clone()));
+        }
+    }
+    value
+}
+
+fn to_ingest_event(event: Event) -> IngestEvent {
+    match event {
+        Event::Message(m) => IngestEvent::Message(IncomingMessage {
+            platform: m.platform,
+            account_id: m.account_id.clone(),
+            conversation_key: m.conversation_key.clone(),
+            author: match m.direction {
+                Direction::Inbound => Author::Customer,
+                Direction::Echo => Author::Business,
+            },
+            contact_id: m.contact.id.clone(),
+            contact_name: m.contact.name.clone(),
+            contact_username: m.contact.username.clone(),
+            external_id: m.message_id.clone(),
+            correlation: m.correlation.as_deref().and_then(parse_correlation),
+            timestamp: m.timestamp,
+            content_type: m.content.kind().to_owned(),
+            content: content_json(&m),
+            preview: preview(&m.content),
+            media_url: m.content.media().and_then(|media| media.url.clone()),
+        }),
+        Event::Status(s) => IngestEvent::Receipt(IncomingReceipt {
+            platform: s.platform,
+            account_id: s.account_id,
+            external_id: s.message_id,
+            status: match s.status {
+                DeliveryStatus::Sent => MessageStatus::Sent,
+                DeliveryStatus::Delivered => MessageStatus::Delivered,
+                DeliveryStatus::Read | DeliveryStatus::Played => MessageStatus::Read,
+                DeliveryStatus::Failed => MessageStatus::Failed,
+            },
+            timestamp: s.timestamp,
+            error_code: s.error.as_ref().and_then(|e| e.code).map(|c| c.to_string()),
+            error_message: s.error.as_ref().and_then(|e| {
+                let parts: Vec<&str> = [&e.title, &e.message, &e.details]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join(": "))
+            }),
+        }),
+        Event::Watermark(w) => IngestEvent::Watermark(IncomingWatermark {
+            platform: w.platform,
+            account_id: w.account_id,
+            conversation_key: w.conversation_key,
+            status: match w.kind {
+                WatermarkKind::Delivered => MessageStatus::Delivered,
+                WatermarkKind::Read => MessageStatus::Read,
+            },
+            watermark: w.watermark,
+            external_ids: w.message_ids,
+        }),
+        Event::Ignored(i) => IngestEvent::Ignored { reason: i.reason },
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub examined: u64,
+    pub processed: u64,
+    pub unroutable: u64,
+    pub failed: u64,
+}
+
+/// Applies stored webhooks again (after a fix, or after the missing connection was added).
+/// Idempotent: what was applied before is not applied twice.
+pub async fn replay(
+    store: &dyn Store,
+    filter: &ReplayFilter,
+    mut progress: impl FnMut(&ReplayReport),
+) -> AppResult<ReplayReport> {
+    let mut report = ReplayReport::default();
+    let mut after = None;
+    loop {
+        let page = store.webhooks_for_replay(filter, after, 100).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for stored in page {
+            let mut webhook = prepare(stored.platform.0, stored.body, stored.received_at);
+            webhook.id = stored.id;
+            let outcome = store.reapply(&webhook).await?;
+            report.examined += 1;
+            match outcome.status {
+                WebhookStatus::Processed => report.processed += 1,
+                WebhookStatus::Unroutable => report.unroutable += 1,
+                WebhookStatus::Failed => report.failed += 1,
+            }
+        }
+        progress(&report);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_prefer_text_and_name_other_kinds() {
+        assert_eq!(preview(&Content::Text { body: " hi ".into() }), "hi");
+        assert_eq!(preview(&Content::Image(Default::default())), "[image]");
+        assert_eq!(
+            preview(&Content::Unsupported {
+                platform_type: "order".into()
+            }),
+            "[order]"
+        );
+        assert_eq!(
+            preview(&Content::Text {
+                body: "x".repeat(500)
+            })
+            .chars()
+            .count(),
+            PREVIEW_CHARS
+        );
+    }
+
+    #[test]
+    fn correlation_values_may_carry_a_prefix() {
+        let id = Uuid::now_v7();
+        assert_eq!(parse_correlation(&id.to_string()), Some(id));
+        assert_eq!(parse_correlation(&format!("outbound:{id}")), Some(id));
+        assert_eq!(parse_correlation("outbound:not-a-uuid"), None);
+    }
+
+    #[test]
+    fn unparseable_bodies_are_kept_with_the_reason() {
+        let webhook = prepare(Platform::WhatsApp, b"not json".to_vec(), domain::now());
+        assert!(webhook.events.is_err());
+        assert_eq!(webhook.body, b"not json");
+    }
+}

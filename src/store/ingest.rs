@@ -1,0 +1,149 @@
+//! What webhook ingest hands to the store: verified bodies and their events in a
+//! platform-neutral form (the app maps connector events onto these), and what comes back.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use snorq_connectors::Platform;
+use uuid::Uuid;
+
+use crate::domain::MessageStatus;
+
+/// One verified webhook body with its parsed events.
+#[derive(Debug, Clone)]
+pub struct IncomingWebhook {
+    pub id: Uuid,
+    pub platform: Platform,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+    /// The events, or why the body could not be parsed (it is stored either way).
+    pub events: Result<Vec<IngestEvent>, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum IngestEvent {
+    Message(IncomingMessage),
+    Receipt(IncomingReceipt),
+    Watermark(IncomingWatermark),
+    /// Well-formed, but nothing to store (template updates, calls, ...).
+    Ignored {
+        reason: String,
+    },
+}
+
+/// Who wrote an incoming message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Author {
+    Customer,
+    /// The business, echoed back by the platform: ours (matched, never duplicated) or typed in
+    /// the platform's own app (imported as outbound).
+    Business,
+}
+
+#[derive(Debug, Clone)]
+pub struct IncomingMessage {
+    pub platform: Platform,
+    pub account_id: String,
+    pub conversation_key: String,
+    pub author: Author,
+    pub contact_id: String,
+    pub contact_name: Option<String>,
+    pub contact_username: Option<String>,
+    pub external_id: String,
+    /// On echoes: our message id, when the platform carries our correlation value back.
+    pub correlation: Option<Uuid>,
+    pub timestamp: DateTime<Utc>,
+    pub content_type: String,
+    pub content: Value,
+    /// The conversation preview line for this message.
+    pub preview: String,
+    pub media_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IncomingReceipt {
+    pub platform: Platform,
+    pub account_id: String,
+    pub external_id: String,
+    pub status: MessageStatus,
+    pub timestamp: DateTime<Utc>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Every outbound message of a conversation up to `watermark` reached `status`.
+#[derive(Debug, Clone)]
+pub struct IncomingWatermark {
+    pub platform: Platform,
+    pub account_id: String,
+    pub conversation_key: String,
+    pub status: MessageStatus,
+    pub watermark: DateTime<Utc>,
+    /// Ids the platform listed explicitly (Messenger delivery receipts).
+    pub external_ids: Vec<String>,
+}
+
+impl IngestEvent {
+    pub fn route(&self) -> Option<(Platform, &str)> {
+        match self {
+            IngestEvent::Message(m) => Some((m.platform, &m.account_id)),
+            IngestEvent::Receipt(r) => Some((r.platform, &r.account_id)),
+            IngestEvent::Watermark(w) => Some((w.platform, &w.account_id)),
+            IngestEvent::Ignored { .. } => None,
+        }
+    }
+}
+
+/// How a stored webhook was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookStatus {
+    /// Every event applied (or deliberately ignored).
+    Processed,
+    /// Some event's platform account is not connected; replay after connecting it.
+    Unroutable,
+    /// The body did not parse, or an event could not be applied; replayable after a fix.
+    Failed,
+}
+
+impl WebhookStatus {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            WebhookStatus::Processed => "PROCESSED",
+            WebhookStatus::Unroutable => "UNROUTABLE",
+            WebhookStatus::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub webhook_id: Uuid,
+    pub status: WebhookStatus,
+    pub events: usize,
+    pub applied: usize,
+    pub unroutable: usize,
+    pub failed: usize,
+    /// Why events were not applied, one line each (stored on the webhook_events row).
+    pub reasons: Vec<String>,
+}
+
+/// A stored webhook, for replay.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredWebhook {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: super::PlatformColumn,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+    pub status: String,
+}
+
+/// Which stored webhooks to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    pub id: Option<Uuid>,
+    pub platform: Option<Platform>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Also processed ones (normally only unroutable and failed are replayed).
+    pub include_processed: bool,
+}
