@@ -1,0 +1,235 @@
+//! Ingest through the `Store` trait, on both backends: receipts before their message, status
+//! order, a bad event in a batch, watermarks.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use common::{Backend, TestDb};
+use serde_json::json;
+use snorq::domain::{self, ConnectionStatus, MessageStatus, Plan};
+use snorq::store::*;
+use snorq_connectors::Platform;
+use sqlx::types::Json;
+
+const ACCOUNT: &str = "15550001111";
+
+async fn connected_store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let owner = store
+        .insert_user(&NewUser {
+            id: domain::new_id(),
+            email: "o@example.com".into(),
+            email_normalized: "o@example.com".into(),
+            name: "O".into(),
+            password_hash: None,
+            created_at: domain::now(),
+        })
+        .await
+        .unwrap();
+    let org = store
+        .insert_organization(&NewOrganization {
+            id: domain::new_id(),
+            name: "Org".into(),
+            slug: "org".into(),
+            plan: Plan::Free,
+            owner_id: owner.id,
+            created_at: domain::now(),
+        })
+        .await
+        .unwrap();
+    let now = domain::now();
+    store
+        .insert_connection(&Connection {
+            id: domain::new_id(),
+            organization_id: org.id,
+            platform: PlatformColumn(Platform::WhatsApp),
+            platform_user_id: ACCOUNT.into(),
+            name: None,
+            status: ConnectionStatus::Active,
+            access_token_enc: None,
+            refresh_token_enc: None,
+            token_fingerprint: None,
+            access_token_expires_at: None,
+            refresh_token_expires_at: None,
+            settings: Json(json!({})),
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    (db, store)
+}
+
+fn message(external_id: &str, author: Author, minutes_ago: i64) -> IngestEvent {
+    IngestEvent::Message(IncomingMessage {
+        platform: Platform::WhatsApp,
+        account_id: ACCOUNT.into(),
+        conversation_key: "5511999".into(),
+        author,
+        contact_id: "5511999".into(),
+        contact_name: Some("Customer".into()),
+        contact_username: None,
+        external_id: external_id.into(),
+        correlation: None,
+        timestamp: Utc::now() - Duration::minutes(minutes_ago),
+        content_type: "text".into(),
+        content: json!({"kind": "text", "body": external_id}),
+        preview: format!("preview {external_id}"),
+        media_url: None,
+    })
+}
+
+fn receipt(external_id: &str, status: MessageStatus) -> IngestEvent {
+    IngestEvent::Receipt(IncomingReceipt {
+        platform: Platform::WhatsApp,
+        account_id: ACCOUNT.into(),
+        external_id: external_id.into(),
+        status,
+        timestamp: Utc::now(),
+        error_code: (status == MessageStatus::Failed).then(|| "131026".into()),
+        error_message: (status == MessageStatus::Failed).then(|| "Message undeliverable".into()),
+    })
+}
+
+fn webhook(events: Vec<IngestEvent>) -> IncomingWebhook {
+    IncomingWebhook {
+        id: domain::new_id(),
+        platform: Platform::WhatsApp,
+        body: b"{}".to_vec(),
+        received_at: domain::now(),
+        events: Ok(events),
+    }
+}
+
+async fn ingest(store: &Arc<dyn Store>, events: Vec<IngestEvent>) -> IngestOutcome {
+    store.ingest(&[webhook(events)]).await.unwrap().remove(0)
+}
+
+async fn status_of(db: &TestDb, external_id: &str) -> String {
+    db.rows(&format!("SELECT status FROM messages WHERE external_id = '{external_id}'"))
+        .await
+        .pop()
+        .unwrap_or_default()
+}
+
+async fn a_receipt_before_its_message_is_applied_when_the_message_appears(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    let outcome = ingest(&store, vec![receipt("wamid.out.1", MessageStatus::Read)]).await;
+    assert_eq!((outcome.status, outcome.applied), (WebhookStatus::Processed, 1));
+    assert_eq!(db.count("SELECT COUNT(*) FROM pending_receipts").await, 1, "kept, not dropped");
+    // The message appears (our send, echoed); the waiting receipt applies and is forgotten.
+    ingest(&store, vec![message("wamid.out.1", Author::Business, 1)]).await;
+    assert_eq!(status_of(&db, "wamid.out.1").await, "READ");
+    assert_eq!(db.count("SELECT COUNT(*) FROM pending_receipts").await, 0);
+}
+
+async fn statuses_only_move_forward_and_failed_is_terminal(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    ingest(&store, vec![message("wamid.a", Author::Business, 5), message("wamid.b", Author::Business, 5)]).await;
+    assert_eq!(status_of(&db, "wamid.a").await, "SENT");
+    ingest(&store, vec![receipt("wamid.a", MessageStatus::Read)]).await;
+    ingest(&store, vec![receipt("wamid.a", MessageStatus::Delivered)]).await;
+    assert_eq!(status_of(&db, "wamid.a").await, "READ", "delivered after read does not move it back");
+
+    ingest(&store, vec![receipt("wamid.b", MessageStatus::Failed)]).await;
+    ingest(&store, vec![receipt("wamid.b", MessageStatus::Read)]).await;
+    assert_eq!(status_of(&db, "wamid.b").await, "FAILED");
+    let error = db.rows("SELECT error_code, error_message FROM messages WHERE external_id = 'wamid.b'").await;
+    assert_eq!(error, vec!["131026|Message undeliverable"]);
+    assert_eq!(db.count("SELECT COUNT(*) FROM events WHERE kind = 'message.updated'").await, 2);
+}
+
+async fn one_bad_event_does_not_poison_the_batch(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    // A receipt for an unknown message with an absurd id violates a CHECK when it is kept:
+    // that event fails inside its savepoint, the others are applied.
+    let bad = receipt(&"x".repeat(600), MessageStatus::Delivered);
+    let outcomes = store
+        .ingest(&[
+            webhook(vec![message("wamid.1", Author::Customer, 3), bad, message("wamid.2", Author::Customer, 2)]),
+            webhook(vec![message("wamid.3", Author::Customer, 1)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((outcomes[0].status, outcomes[0].applied, outcomes[0].failed), (WebhookStatus::Failed, 2, 1));
+    assert!(outcomes[0].reasons[0].starts_with("receipt event failed"), "{:?}", outcomes[0].reasons);
+    assert_eq!(outcomes[1].status, WebhookStatus::Processed);
+    assert_eq!(db.count("SELECT COUNT(*) FROM messages").await, 3);
+    assert_eq!(db.count("SELECT unread_count FROM conversations").await, 3);
+    let rows = db.rows("SELECT status FROM webhook_events ORDER BY status").await;
+    assert_eq!(rows, vec!["FAILED", "PROCESSED"]);
+}
+
+async fn conversations_keep_the_newest_preview_and_exact_unread_counts(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    ingest(&store, vec![message("wamid.new", Author::Customer, 1)]).await;
+    // An older message arriving late does not overwrite the preview.
+    ingest(&store, vec![message("wamid.old", Author::Customer, 30)]).await;
+    let row = db.rows("SELECT preview, contact_name FROM conversations").await;
+    assert_eq!(row, vec!["preview wamid.new|Customer"]);
+    assert_eq!(db.count("SELECT unread_count FROM conversations").await, 2);
+    // Our own message (an echo) is not unread and does not open the reply window.
+    let before = db.rows("SELECT CAST(last_inbound_at AS TEXT) FROM conversations").await;
+    ingest(&store, vec![message("wamid.echo", Author::Business, 0)]).await;
+    assert_eq!(db.count("SELECT unread_count FROM conversations").await, 2);
+    assert_eq!(db.rows("SELECT CAST(last_inbound_at AS TEXT) FROM conversations").await, before);
+    assert_eq!(db.rows("SELECT preview FROM conversations").await, vec!["preview wamid.echo"]);
+}
+
+async fn watermarks_mark_earlier_outbound_messages(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    ingest(
+        &store,
+        vec![
+            message("wamid.early", Author::Business, 10),
+            message("wamid.late", Author::Business, 1),
+            message("wamid.in", Author::Customer, 5),
+        ],
+    )
+    .await;
+    let watermark = IngestEvent::Watermark(IncomingWatermark {
+        platform: Platform::WhatsApp,
+        account_id: ACCOUNT.into(),
+        conversation_key: "5511999".into(),
+        status: MessageStatus::Read,
+        watermark: Utc::now() - Duration::minutes(5),
+        external_ids: vec![],
+    });
+    ingest(&store, vec![watermark]).await;
+    assert_eq!(status_of(&db, "wamid.early").await, "READ");
+    assert_eq!(status_of(&db, "wamid.late").await, "SENT");
+    assert_eq!(status_of(&db, "wamid.in").await, "DELIVERED", "inbound messages are not touched");
+}
+
+async fn unroutable_events_are_counted_and_replayable(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    let mut stray = message("wamid.stray", Author::Customer, 1);
+    if let IngestEvent::Message(m) = &mut stray {
+        m.account_id = "unknown-number".into();
+    }
+    let outcome = ingest(&store, vec![stray, IngestEvent::Ignored { reason: "template update".into() }]).await;
+    assert_eq!(
+        (outcome.status, outcome.unroutable, outcome.applied),
+        (WebhookStatus::Unroutable, 1, 1)
+    );
+    let listed = store.webhooks_for_replay(&ReplayFilter::default(), None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let only_tiktok = ReplayFilter { platform: Some(Platform::TikTok), ..ReplayFilter::default() };
+    assert!(store.webhooks_for_replay(&only_tiktok, None, 10).await.unwrap().is_empty());
+    let future = ReplayFilter { since: Some(Utc::now() + Duration::hours(1)), ..ReplayFilter::default() };
+    assert!(store.webhooks_for_replay(&future, None, 10).await.unwrap().is_empty());
+    assert_eq!(db.count("SELECT COUNT(*) FROM messages").await, 0);
+}
+
+backend_tests!(
+    a_receipt_before_its_message_is_applied_when_the_message_appears,
+    statuses_only_move_forward_and_failed_is_terminal,
+    one_bad_event_does_not_poison_the_batch,
+    conversations_keep_the_newest_preview_and_exact_unread_counts,
+    watermarks_mark_earlier_outbound_messages,
+    unroutable_events_are_counted_and_replayable,
+);
