@@ -8,10 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::app::{self, App, auth, keys, orgs};
+use crate::app::{self, App, auth, ingest, keys, orgs};
 use crate::config::{Config, LogFormat, Overrides};
 use crate::crypto::EncryptionKey;
 use crate::domain::{Plan, Role};
+use crate::store::ReplayFilter;
 use crate::{server, telemetry};
 
 #[derive(Debug, Parser)]
@@ -52,12 +53,34 @@ pub enum Command {
     },
     /// Run database migrations and exit.
     Migrate,
+    /// Apply stored webhooks again: unroutable and failed ones by default (e.g. after the
+    /// missing connection was added). Idempotent.
+    Replay(ReplayArgs),
     /// Encryption keys for stored platform tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Operator commands for servers with signup switched off.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Only this stored webhook.
+    #[arg(long)]
+    pub id: Option<Uuid>,
+    /// Only this platform (whatsapp, facebook, tiktok).
+    #[arg(long)]
+    pub platform: Option<snorq_connectors::Platform>,
+    /// Only webhooks received at or after this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only webhooks received before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Also replay webhooks that were processed fully.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Replay(args) => replay(&config, args).await,
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
         Command::Keys(KeysCommand::Generate) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,
@@ -170,6 +194,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "snorq is serving");
     server::serve(listener, server::router(app, &config), server::shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
+    let app = server::bootstrap(config).await?;
+    let filter = ReplayFilter {
+        id: args.id,
+        platform: args.platform,
+        since: args.since,
+        until: args.until,
+        include_processed: args.all || args.id.is_some(),
+    };
+    let report = ingest::replay(app.store.as_ref(), &filter, |r| {
+        eprintln!(
+            "  {} replayed: {} processed, {} still unroutable, {} failed",
+            r.examined, r.processed, r.unroutable, r.failed
+        );
+    })
+    .await?;
+    println!(
+        "replayed {} webhooks: {} processed, {} unroutable, {} failed",
+        report.examined, report.processed, report.unroutable, report.failed
+    );
     Ok(())
 }
 

@@ -309,7 +309,54 @@ async fn serve_runs_until_sigterm(backend: Backend) {
     );
 }
 
+async fn replay_applies_webhooks_that_were_unroutable(backend: Backend) {
+    let secret = "replay-secret";
+    let app = TestApp::spawn_with(backend, |c| c.whatsapp_app_secret = Some(secret.into())).await;
+    let body = std::fs::read(common::project_root().join("fixtures/webhooks/whatsapp_text.json")).unwrap();
+    let response = app
+        .http
+        .post(app.url("/webhooks/whatsapp"))
+        .header(
+            "X-Hub-Signature-256",
+            snorq_connectors::verify::meta_signature_header(secret.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 0);
+
+    let (token, _) = app.signup("owner@example.com").await;
+    let org_id = app.create_org(&token, "Acme").await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/orgs/{org_id}/connections"),
+            &token,
+            json!({"platform": "whatsapp", "platform_user_id": "204512345678901", "access_token": "t"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let replay = |args: &[&str]| {
+        let mut c = snorq(&app.db);
+        c.env("SNORQ_ENCRYPTION_KEYS", test_key()).arg("replay").args(args);
+        run(c, None)
+    };
+    let out = replay(&["--platform", "tiktok"]);
+    assert!(text(&out.stdout).contains("replayed 0 webhooks"), "{}", text(&out.stdout));
+    let out = replay(&["--platform", "whatsapp"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("replayed 1 webhooks: 1 processed"), "{}", text(&out.stdout));
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 1);
+    // Nothing is left to replay, and replaying everything changes nothing.
+    assert!(text(&replay(&[]).stdout).contains("replayed 0 webhooks"));
+    assert!(text(&replay(&["--all"]).stdout).contains("replayed 1 webhooks: 1 processed"));
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 1);
+}
+
 backend_tests!(
+    replay_applies_webhooks_that_were_unroutable,
     refuses_to_start_without_a_key_outside_dev_mode,
     operators_bootstrap_users_orgs_and_members,
     keys_rotate_reencrypts_everything_and_can_rerun,
