@@ -56,6 +56,8 @@ pub enum Command {
     /// Apply stored webhooks again: unroutable and failed ones by default (e.g. after the
     /// missing connection was added). Idempotent.
     Replay(ReplayArgs),
+    /// Load-test webhook ingest against a running service (see benches/README.md).
+    BenchIngest(crate::bench::IngestBenchArgs),
     /// Encryption keys for stored platform tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -162,9 +164,14 @@ impl GlobalArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
-    if let Command::Keys(KeysCommand::Generate) = command {
-        println!("{}", EncryptionKey::generate_base64());
-        return Ok(());
+    match command {
+        Command::Keys(KeysCommand::Generate) => {
+            println!("{}", EncryptionKey::generate_base64());
+            return Ok(());
+        }
+        // The generator is a client of the service: it needs none of its configuration.
+        Command::BenchIngest(args) => return crate::bench::run(args).await,
+        _ => {}
     }
     let listen = match &command {
         Command::Serve { listen } => listen.clone(),
@@ -181,7 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay(&config, args).await,
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
-        Command::Keys(KeysCommand::Generate) => Ok(()),
+        Command::Keys(KeysCommand::Generate) | Command::BenchIngest(_) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,
     }
 }

@@ -4,6 +4,7 @@
 //! `http` -> `app` (use cases) -> `store` / `crypto` / `snorq_connectors`.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;
