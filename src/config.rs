@@ -265,12 +265,10 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
+        let known = known_settings();
+        warn_about_unknown_variables(&known);
         let raw: RawConfig = figment
-            // SNORQ_CONFIG and SNORQ_LOG are read elsewhere; SNORQ_TEST_* belong to the tests.
-            .merge(Env::prefixed("SNORQ_").filter(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                key != "config" && key != "log" && !key.starts_with("test_")
-            }))
+            .merge(Env::prefixed("SNORQ_").only(&known.iter().map(String::as_str).collect::<Vec<_>>()))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -282,6 +280,28 @@ impl Config {
                 )
             })?;
         raw.validate()
+    }
+}
+
+/// The setting names, as the environment spells them after `SNORQ_` (lower-cased).
+fn known_settings() -> Vec<String> {
+    match serde_json::to_value(RawConfig::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A mistyped `SNORQ_` variable would otherwise be silently ignored.
+fn warn_about_unknown_variables(known: &[String]) {
+    // Read elsewhere: the config file path, the log filter; and the test and benchmark tools'.
+    let other = |name: &str| name == "config" || name == "log" || name.starts_with("test_") || name.starts_with("bench_");
+    for (name, _) in std::env::vars() {
+        if let Some(setting) = name.strip_prefix("SNORQ_").map(str::to_ascii_lowercase)
+            && !known.contains(&setting)
+            && !other(&setting)
+        {
+            eprintln!("warning: ignoring unknown environment variable {name}");
+        }
     }
 }
 
@@ -475,6 +495,8 @@ mod tests {
         let b = EncryptionKey::generate_base64();
         let figment = Figment::from(Serialized::defaults(RawConfig::default()))
             .merge(("encryption_keys", format!("{a}, {b}")));
+        let known = known_settings();
+        warn_about_unknown_variables(&known);
         let raw: RawConfig = figment.extract().unwrap();
         assert_eq!(raw.encryption_keys, vec![a.clone(), b.clone()]);
         let ring = raw.validate().unwrap().keyring().unwrap();
