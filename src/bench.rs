@@ -69,7 +69,10 @@ struct Tally {
 }
 
 pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
-    let run_id = args.run_id.clone().unwrap_or_else(|| chrono::Utc::now().format("%H%M%S%3f").to_string());
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| chrono::Utc::now().format("%H%M%S%3f").to_string());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(30))
@@ -83,8 +86,14 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (client, args, plan, tally, next, run_id) =
-            (client.clone(), args.clone(), plan.clone(), tally.clone(), next.clone(), run_id.clone());
+        let (client, args, plan, tally, next, run_id) = (
+            client.clone(),
+            args.clone(),
+            plan.clone(),
+            tally.clone(),
+            next.clone(),
+            run_id.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -102,11 +111,19 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
         worker.await?;
     }
     let elapsed = started.elapsed();
-    let mut tally = Arc::try_unwrap(tally).map_err(|_| anyhow::anyhow!("workers still running"))?.into_inner();
+    let mut tally = Arc::try_unwrap(tally)
+        .map_err(|_| anyhow::anyhow!("workers still running"))?
+        .into_inner();
     tally.latencies_us.sort_unstable();
     let done = tally.latencies_us.len();
-    println!("run {run_id}: {done} webhooks acknowledged in {:.2} s", elapsed.as_secs_f64());
-    println!("throughput: {:.0} webhooks/s", done as f64 / elapsed.as_secs_f64());
+    println!(
+        "run {run_id}: {done} webhooks acknowledged in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "throughput: {:.0} webhooks/s",
+        done as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "time to 200: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
         percentile(&tally.latencies_us, 50.0),

@@ -294,7 +294,9 @@ fn known_settings() -> Vec<String> {
 /// A mistyped `SNORQ_` variable would otherwise be silently ignored.
 fn warn_about_unknown_variables(known: &[String]) {
     // Read elsewhere: the config file path, the log filter; and the test and benchmark tools'.
-    let other = |name: &str| name == "config" || name == "log" || name.starts_with("test_") || name.starts_with("bench_");
+    let other = |name: &str| {
+        name == "config" || name == "log" || name.starts_with("test_") || name.starts_with("bench_")
+    };
     for (name, _) in std::env::vars() {
         if let Some(setting) = name.strip_prefix("SNORQ_").map(str::to_ascii_lowercase)
             && !known.contains(&setting)

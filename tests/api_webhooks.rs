@@ -619,12 +619,17 @@ async fn outage(app: &TestApp) -> Outage {
         }
         snorq::config::DatabaseUrl::Postgres(_) => {
             let name = app.db.pg_name().unwrap().to_owned();
-            let admin = sqlx::PgPool::connect(&common::postgres_admin_url()).await.unwrap();
+            let admin = sqlx::PgPool::connect(&common::postgres_admin_url())
+                .await
+                .unwrap();
             for sql in [
                 format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
                 format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
             ] {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
             }
             Outage::Postgres(name)
         }
@@ -637,11 +642,15 @@ async fn end_outage(outage: Outage) {
             sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
         }
         Outage::Postgres(name) => {
-            let admin = sqlx::PgPool::connect(&common::postgres_admin_url()).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")))
-                .execute(&admin)
+            let admin = sqlx::PgPool::connect(&common::postgres_admin_url())
                 .await
                 .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
         }
     }
 }
@@ -655,11 +664,19 @@ async fn database_down_answers_503_and_writes_nothing(backend: Backend) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["code"], "unavailable");
     end_outage(down).await;
-    assert_eq!(app.db.count("SELECT COUNT(*) FROM webhook_events").await, 0, "nothing half-written");
+    assert_eq!(
+        app.db.count("SELECT COUNT(*) FROM webhook_events").await,
+        0,
+        "nothing half-written"
+    );
     assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 0);
     // The platform's redelivery then lands whole.
     let (status, answer) = deliver(&app, "whatsapp", &body).await;
-    assert_eq!((status, answer["applied"].as_u64()), (StatusCode::OK, Some(2)), "{answer}");
+    assert_eq!(
+        (status, answer["applied"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{answer}"
+    );
     assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 2);
 }
 

@@ -340,14 +340,24 @@ async fn replay_applies_webhooks_that_were_unroutable(backend: Backend) {
 
     let replay = |args: &[&str]| {
         let mut c = snorq(&app.db);
-        c.env("SNORQ_ENCRYPTION_KEYS", test_key()).arg("replay").args(args);
+        c.env("SNORQ_ENCRYPTION_KEYS", test_key())
+            .arg("replay")
+            .args(args);
         run(c, None)
     };
     let out = replay(&["--platform", "tiktok"]);
-    assert!(text(&out.stdout).contains("replayed 0 webhooks"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("replayed 0 webhooks"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = replay(&["--platform", "whatsapp"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("replayed 1 webhooks: 1 processed"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("replayed 1 webhooks: 1 processed"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 1);
     // Nothing is left to replay, and replaying everything changes nothing.
     assert!(text(&replay(&[]).stdout).contains("replayed 0 webhooks"));

@@ -110,17 +110,23 @@ async fn ingest(store: &Arc<dyn Store>, events: Vec<IngestEvent>) -> IngestOutco
 }
 
 async fn status_of(db: &TestDb, external_id: &str) -> String {
-    db.rows(&format!("SELECT status FROM messages WHERE external_id = '{external_id}'"))
-        .await
-        .pop()
-        .unwrap_or_default()
+    db.rows(&format!(
+        "SELECT status FROM messages WHERE external_id = '{external_id}'"
+    ))
+    .await
+    .pop()
+    .unwrap_or_default()
 }
 
 async fn a_receipt_before_its_message_is_applied_when_the_message_appears(backend: Backend) {
     let (db, store) = connected_store(backend).await;
     let outcome = ingest(&store, vec![receipt("wamid.out.1", MessageStatus::Read)]).await;
     assert_eq!((outcome.status, outcome.applied), (WebhookStatus::Processed, 1));
-    assert_eq!(db.count("SELECT COUNT(*) FROM pending_receipts").await, 1, "kept, not dropped");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM pending_receipts").await,
+        1,
+        "kept, not dropped"
+    );
     // The message appears (our send, echoed); the waiting receipt applies and is forgotten.
     ingest(&store, vec![message("wamid.out.1", Author::Business, 1)]).await;
     assert_eq!(status_of(&db, "wamid.out.1").await, "READ");
@@ -129,18 +135,35 @@ async fn a_receipt_before_its_message_is_applied_when_the_message_appears(backen
 
 async fn statuses_only_move_forward_and_failed_is_terminal(backend: Backend) {
     let (db, store) = connected_store(backend).await;
-    ingest(&store, vec![message("wamid.a", Author::Business, 5), message("wamid.b", Author::Business, 5)]).await;
+    ingest(
+        &store,
+        vec![
+            message("wamid.a", Author::Business, 5),
+            message("wamid.b", Author::Business, 5),
+        ],
+    )
+    .await;
     assert_eq!(status_of(&db, "wamid.a").await, "SENT");
     ingest(&store, vec![receipt("wamid.a", MessageStatus::Read)]).await;
     ingest(&store, vec![receipt("wamid.a", MessageStatus::Delivered)]).await;
-    assert_eq!(status_of(&db, "wamid.a").await, "READ", "delivered after read does not move it back");
+    assert_eq!(
+        status_of(&db, "wamid.a").await,
+        "READ",
+        "delivered after read does not move it back"
+    );
 
     ingest(&store, vec![receipt("wamid.b", MessageStatus::Failed)]).await;
     ingest(&store, vec![receipt("wamid.b", MessageStatus::Read)]).await;
     assert_eq!(status_of(&db, "wamid.b").await, "FAILED");
-    let error = db.rows("SELECT error_code, error_message FROM messages WHERE external_id = 'wamid.b'").await;
+    let error = db
+        .rows("SELECT error_code, error_message FROM messages WHERE external_id = 'wamid.b'")
+        .await;
     assert_eq!(error, vec!["131026|Message undeliverable"]);
-    assert_eq!(db.count("SELECT COUNT(*) FROM events WHERE kind = 'message.updated'").await, 2);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE kind = 'message.updated'")
+            .await,
+        2
+    );
 }
 
 async fn one_bad_event_does_not_poison_the_batch(backend: Backend) {
@@ -150,13 +173,24 @@ async fn one_bad_event_does_not_poison_the_batch(backend: Backend) {
     let bad = receipt(&"x".repeat(600), MessageStatus::Delivered);
     let outcomes = store
         .ingest(&[
-            webhook(vec![message("wamid.1", Author::Customer, 3), bad, message("wamid.2", Author::Customer, 2)]),
+            webhook(vec![
+                message("wamid.1", Author::Customer, 3),
+                bad,
+                message("wamid.2", Author::Customer, 2),
+            ]),
             webhook(vec![message("wamid.3", Author::Customer, 1)]),
         ])
         .await
         .unwrap();
-    assert_eq!((outcomes[0].status, outcomes[0].applied, outcomes[0].failed), (WebhookStatus::Failed, 2, 1));
-    assert!(outcomes[0].reasons[0].starts_with("receipt event failed"), "{:?}", outcomes[0].reasons);
+    assert_eq!(
+        (outcomes[0].status, outcomes[0].applied, outcomes[0].failed),
+        (WebhookStatus::Failed, 2, 1)
+    );
+    assert!(
+        outcomes[0].reasons[0].starts_with("receipt event failed"),
+        "{:?}",
+        outcomes[0].reasons
+    );
     assert_eq!(outcomes[1].status, WebhookStatus::Processed);
     assert_eq!(db.count("SELECT COUNT(*) FROM messages").await, 3);
     assert_eq!(db.count("SELECT unread_count FROM conversations").await, 3);
@@ -173,11 +207,20 @@ async fn conversations_keep_the_newest_preview_and_exact_unread_counts(backend: 
     assert_eq!(row, vec!["preview wamid.new|Customer"]);
     assert_eq!(db.count("SELECT unread_count FROM conversations").await, 2);
     // Our own message (an echo) is not unread and does not open the reply window.
-    let before = db.rows("SELECT CAST(last_inbound_at AS TEXT) FROM conversations").await;
+    let before = db
+        .rows("SELECT CAST(last_inbound_at AS TEXT) FROM conversations")
+        .await;
     ingest(&store, vec![message("wamid.echo", Author::Business, 0)]).await;
     assert_eq!(db.count("SELECT unread_count FROM conversations").await, 2);
-    assert_eq!(db.rows("SELECT CAST(last_inbound_at AS TEXT) FROM conversations").await, before);
-    assert_eq!(db.rows("SELECT preview FROM conversations").await, vec!["preview wamid.echo"]);
+    assert_eq!(
+        db.rows("SELECT CAST(last_inbound_at AS TEXT) FROM conversations")
+            .await,
+        before
+    );
+    assert_eq!(
+        db.rows("SELECT preview FROM conversations").await,
+        vec!["preview wamid.echo"]
+    );
 }
 
 async fn watermarks_mark_earlier_outbound_messages(backend: Backend) {
@@ -202,7 +245,11 @@ async fn watermarks_mark_earlier_outbound_messages(backend: Backend) {
     ingest(&store, vec![watermark]).await;
     assert_eq!(status_of(&db, "wamid.early").await, "READ");
     assert_eq!(status_of(&db, "wamid.late").await, "SENT");
-    assert_eq!(status_of(&db, "wamid.in").await, "DELIVERED", "inbound messages are not touched");
+    assert_eq!(
+        status_of(&db, "wamid.in").await,
+        "DELIVERED",
+        "inbound messages are not touched"
+    );
 }
 
 async fn unroutable_events_are_counted_and_replayable(backend: Backend) {
@@ -211,17 +258,47 @@ async fn unroutable_events_are_counted_and_replayable(backend: Backend) {
     if let IngestEvent::Message(m) = &mut stray {
         m.account_id = "unknown-number".into();
     }
-    let outcome = ingest(&store, vec![stray, IngestEvent::Ignored { reason: "template update".into() }]).await;
+    let outcome = ingest(
+        &store,
+        vec![
+            stray,
+            IngestEvent::Ignored {
+                reason: "template update".into(),
+            },
+        ],
+    )
+    .await;
     assert_eq!(
         (outcome.status, outcome.unroutable, outcome.applied),
         (WebhookStatus::Unroutable, 1, 1)
     );
-    let listed = store.webhooks_for_replay(&ReplayFilter::default(), None, 10).await.unwrap();
+    let listed = store
+        .webhooks_for_replay(&ReplayFilter::default(), None, 10)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
-    let only_tiktok = ReplayFilter { platform: Some(Platform::TikTok), ..ReplayFilter::default() };
-    assert!(store.webhooks_for_replay(&only_tiktok, None, 10).await.unwrap().is_empty());
-    let future = ReplayFilter { since: Some(Utc::now() + Duration::hours(1)), ..ReplayFilter::default() };
-    assert!(store.webhooks_for_replay(&future, None, 10).await.unwrap().is_empty());
+    let only_tiktok = ReplayFilter {
+        platform: Some(Platform::TikTok),
+        ..ReplayFilter::default()
+    };
+    assert!(
+        store
+            .webhooks_for_replay(&only_tiktok, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let future = ReplayFilter {
+        since: Some(Utc::now() + Duration::hours(1)),
+        ..ReplayFilter::default()
+    };
+    assert!(
+        store
+            .webhooks_for_replay(&future, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(db.count("SELECT COUNT(*) FROM messages").await, 0);
 }
 
