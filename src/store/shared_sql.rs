@@ -1003,6 +1003,237 @@ async fn apply_event(
     }
 }
 
+// Customer messages of a whole batch, set-based: one look-up of the conversations, one insert of
+// the missing ones, one insert of the messages and one update of the conversations, however
+// many webhooks the batch holds. Same effects as `apply_message` for each, in any order.
+
+/// Rows per multi-row statement: under SQLite's 32,766 bound parameters with 13 a row.
+const BULK_ROWS: usize = 500;
+
+async fn apply_customer_messages(
+    conn: &mut DbConn,
+    out: &mut LiveEvents,
+    items: &[(Route, &IncomingMessage)],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let (conversations, created) = resolve_conversations(conn, items, now).await?;
+    let conversation_of = |route: &Route, m: &IncomingMessage| {
+        conversations
+            .get(&(route.connection_id, m.conversation_key.clone()))
+            .copied()
+            .ok_or(StoreError::NotFound)
+    };
+
+    // The messages; a redelivered one conflicts and is not returned.
+    let mut inserted: HashMap<(Uuid, String), Uuid> = HashMap::new();
+    for chunk in items.chunks(BULK_ROWS) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (route, m) in chunk {
+            rows.push((route, *m, conversation_of(route, m)?));
+        }
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO messages (id, organization_id, conversation_id, direction, external_id, content_type, \
+             content, media_url, status, attempts, platform_timestamp, created_at, updated_at) ",
+        );
+        insert.push_values(&rows, |mut row, (route, m, conversation_id)| {
+            row.push_bind(crate::domain::new_id())
+                .push_bind(route.organization_id)
+                .push_bind(*conversation_id)
+                .push_bind("INBOUND")
+                .push_bind(&m.external_id)
+                .push_bind(&m.content_type)
+                .push_bind(Json(&m.content))
+                .push_bind(&m.media_url)
+                .push_bind(MessageStatus::Delivered.as_db())
+                .push_bind(0_i32)
+                .push_bind(m.timestamp)
+                .push_bind(m.timestamp)
+                .push_bind(now);
+        });
+        insert.push(" ON CONFLICT (conversation_id, external_id) DO NOTHING RETURNING id, conversation_id, external_id");
+        let returned: Vec<(Uuid, Uuid, String)> = insert
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        inserted.extend(
+            returned
+                .into_iter()
+                .map(|(id, conversation, external)| ((conversation, external), id)),
+        );
+    }
+
+    // What each conversation gained: new messages, the newest one, the contact's latest details.
+    struct Gain<'m> {
+        organization_id: Uuid,
+        count: i32,
+        newest: &'m IncomingMessage,
+        name: Option<&'m str>,
+        username: Option<&'m str>,
+    }
+    let mut gains: HashMap<Uuid, Gain> = HashMap::new();
+    for (route, m) in items {
+        let conversation_id = conversation_of(route, m)?;
+        // Once per stored message, even if the batch carried it twice.
+        let Some(message_id) = inserted.remove(&(conversation_id, m.external_id.clone())) else {
+            continue;
+        };
+        live(
+            out,
+            route.organization_id,
+            "message.created",
+            json!({ "conversation_id": conversation_id, "message_id": message_id }),
+        );
+        let gain = gains.entry(conversation_id).or_insert(Gain {
+            organization_id: route.organization_id,
+            count: 0,
+            newest: m,
+            name: None,
+            username: None,
+        });
+        gain.count += 1;
+        if m.timestamp >= gain.newest.timestamp {
+            gain.newest = m;
+        }
+        gain.name = m.contact_name.as_deref().or(gain.name);
+        gain.username = m.contact_username.as_deref().or(gain.username);
+    }
+    let gains: Vec<(Uuid, Gain)> = gains.into_iter().collect();
+    for chunk in gains.chunks(BULK_ROWS) {
+        let mut update = sqlx::QueryBuilder::<Db>::new(
+            "UPDATE conversations SET \
+             contact_name = COALESCE(v.column5, contact_name), \
+             contact_username = COALESCE(v.column6, contact_username), \
+             preview = CASE WHEN last_message_at <= v.column3 THEN v.column4 ELSE preview END, \
+             last_message_at = CASE WHEN last_message_at < v.column3 THEN v.column3 ELSE last_message_at END, \
+             last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < v.column3 \
+                               THEN v.column3 ELSE last_inbound_at END, \
+             unread_count = unread_count + v.column2, \
+             status = CASE WHEN status = 'CLOSED' THEN 'OPEN' ELSE status END, \
+             updated_at = v.column7 \
+             FROM (",
+        );
+        update.push_values(chunk, |mut row, (conversation_id, gain)| {
+            row.push_bind(*conversation_id)
+                .push_bind(gain.count)
+                .push_bind(gain.newest.timestamp)
+                .push_bind(&gain.newest.preview)
+                .push_bind(gain.name)
+                .push_bind(gain.username)
+                .push_bind(now);
+        });
+        update.push(") AS v WHERE conversations.id = v.column1");
+        update.build().execute(&mut *conn).await.map_err(db_error)?;
+    }
+    for (conversation_id, gain) in &gains {
+        let kind = if created.contains(conversation_id) {
+            "conversation.created"
+        } else {
+            "conversation.updated"
+        };
+        live(
+            out,
+            gain.organization_id,
+            kind,
+            json!({ "conversation_id": conversation_id }),
+        );
+    }
+    Ok(())
+}
+
+/// The conversation of every (connection, thread) in `items`, creating the missing ones; also
+/// which were created now.
+async fn resolve_conversations(
+    conn: &mut DbConn,
+    items: &[(Route, &IncomingMessage)],
+    now: DateTime<Utc>,
+) -> StoreResult<(HashMap<(Uuid, String), Uuid>, HashSet<Uuid>)> {
+    let mut first_of: HashMap<(Uuid, String), (Route, &IncomingMessage)> = HashMap::new();
+    for (route, m) in items {
+        first_of
+            .entry((route.connection_id, m.conversation_key.clone()))
+            .or_insert((*route, *m));
+    }
+    let keys: Vec<(Uuid, String)> = first_of.keys().cloned().collect();
+    let mut found = find_conversations(conn, &keys).await?;
+    let missing: Vec<(Route, &IncomingMessage)> = first_of
+        .iter()
+        .filter(|(key, _)| !found.contains_key(*key))
+        .map(|(_, item)| *item)
+        .collect();
+    let mut created = HashSet::new();
+    for chunk in missing.chunks(BULK_ROWS) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO conversations (id, organization_id, platform_connection_id, platform, external_id, \
+             contact_external_id, contact_name, contact_username, status, last_message_at, unread_count, \
+             created_at, updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, (route, m)| {
+            row.push_bind(crate::domain::new_id())
+                .push_bind(route.organization_id)
+                .push_bind(route.connection_id)
+                .push_bind(m.platform.as_str())
+                .push_bind(&m.conversation_key)
+                .push_bind(&m.contact_id)
+                .push_bind(&m.contact_name)
+                .push_bind(&m.contact_username)
+                .push_bind("OPEN")
+                .push_bind(m.timestamp)
+                .push_bind(0_i32)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.push(
+            " ON CONFLICT (platform_connection_id, external_id) DO NOTHING \
+             RETURNING id, platform_connection_id, external_id",
+        );
+        let rows: Vec<(Uuid, Uuid, String)> = insert
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for (id, connection, external) in rows {
+            created.insert(id);
+            found.insert((connection, external), id);
+        }
+    }
+    // Created meanwhile by another writer: look those up again.
+    let raced: Vec<(Uuid, String)> = keys.into_iter().filter(|key| !found.contains_key(key)).collect();
+    if !raced.is_empty() {
+        found.extend(find_conversations(conn, &raced).await?);
+    }
+    Ok((found, created))
+}
+
+async fn find_conversations(
+    conn: &mut DbConn,
+    keys: &[(Uuid, String)],
+) -> StoreResult<HashMap<(Uuid, String), Uuid>> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(BULK_ROWS) {
+        let mut select = sqlx::QueryBuilder::<Db>::new(
+            "SELECT id, platform_connection_id, external_id FROM conversations \
+             WHERE (platform_connection_id, external_id) IN ",
+        );
+        select.push_tuples(chunk, |mut row, (connection, external)| {
+            row.push_bind(*connection).push_bind(external);
+        });
+        let rows: Vec<(Uuid, Uuid, String)> = select
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        found.extend(
+            rows.into_iter()
+                .map(|(id, connection, external)| ((connection, external), id)),
+        );
+    }
+    Ok(found)
+}
+
 /// How events are isolated from each other within a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Isolation {
@@ -1014,12 +1245,15 @@ enum Isolation {
 }
 
 /// Applies every event of one webhook and says how it went; live events go to `out`.
-async fn apply_webhook(
+/// In optimistic mode, customer messages are not applied here but pushed to `deferred`, to be
+/// applied for the whole batch at once by [`apply_customer_messages`].
+async fn apply_webhook<'w>(
     tx: &mut Transaction<'static, Db>,
     routes: &mut Routes,
-    webhook: &IncomingWebhook,
+    webhook: &'w IncomingWebhook,
     isolation: Isolation,
     out: &mut LiveEvents,
+    deferred: &mut Vec<(Route, &'w IncomingMessage)>,
 ) -> StoreResult<(IngestOutcome, Option<Uuid>)> {
     let mut outcome = IngestOutcome {
         webhook_id: webhook.id,
@@ -1056,7 +1290,10 @@ async fn apply_webhook(
         };
         organization.get_or_insert(route.organization_id);
         if isolation == Isolation::Optimistic {
-            apply_event(&mut *tx, out, route, event, now).await?;
+            match event {
+                IngestEvent::Message(m) if m.author == Author::Customer => deferred.push((route, m)),
+                _ => apply_event(&mut *tx, out, route, event, now).await?,
+            }
             outcome.applied += 1;
             continue;
         }
@@ -1104,10 +1341,22 @@ impl Backend {
         let mut routes = Routes::new();
         let mut changes = LiveEvents::new();
         let mut applied = Vec::with_capacity(batch.len());
+        let mut customer_messages = Vec::new();
         for webhook in batch {
-            applied.push(apply_webhook(&mut tx, &mut routes, webhook, isolation, &mut changes).await?);
+            applied.push(
+                apply_webhook(
+                    &mut tx,
+                    &mut routes,
+                    webhook,
+                    isolation,
+                    &mut changes,
+                    &mut customer_messages,
+                )
+                .await?,
+            );
         }
         let now = crate::domain::now();
+        apply_customer_messages(&mut tx, &mut changes, &customer_messages, now).await?;
         // Ten parameters a row; chunks stay under SQLite's bound-parameter limit.
         for chunk in batch.iter().zip(&applied).collect::<Vec<_>>().chunks(500) {
             let mut insert = sqlx::QueryBuilder::<Db>::new(
@@ -1170,6 +1419,7 @@ impl IngestStore for Backend {
             webhook,
             Isolation::Savepoints,
             &mut changes,
+            &mut Vec::new(),
         )
         .await?;
         let updated = sqlx::query(
