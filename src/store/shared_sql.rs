@@ -618,7 +618,12 @@ async fn insert_live_events(conn: &mut DbConn, events: &[LiveEvent], now: DateTi
                 .push_bind(Json(&event.payload))
                 .push_bind(now);
         });
-        insert.build().execute(&mut *conn).await.map_err(db_error)?;
+        insert
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
     Ok(())
 }
@@ -1008,6 +1013,8 @@ async fn apply_event(
 // many webhooks the batch holds. Same effects as `apply_message` for each, in any order.
 
 /// Rows per multi-row statement: under SQLite's 32,766 bound parameters with 13 a row.
+/// Multi-row statements are sent unprepared (`persistent(false)`): each batch size is another
+/// SQL text, and caching them all would churn the driver's per-connection statement cache.
 const BULK_ROWS: usize = 500;
 
 async fn apply_customer_messages(
@@ -1056,6 +1063,7 @@ async fn apply_customer_messages(
         insert.push(" ON CONFLICT (conversation_id, external_id) DO NOTHING RETURNING id, conversation_id, external_id");
         let returned: Vec<(Uuid, Uuid, String)> = insert
             .build_query_as()
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_error)?;
@@ -1126,7 +1134,12 @@ async fn apply_customer_messages(
                 .push_bind(now);
         });
         update.push(") AS v WHERE conversations.id = v.column1");
-        update.build().execute(&mut *conn).await.map_err(db_error)?;
+        update
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
     for (conversation_id, gain) in &gains {
         let kind = if created.contains(conversation_id) {
@@ -1192,6 +1205,7 @@ async fn resolve_conversations(
         );
         let rows: Vec<(Uuid, Uuid, String)> = insert
             .build_query_as()
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_error)?;
@@ -1223,6 +1237,7 @@ async fn find_conversations(
         });
         let rows: Vec<(Uuid, Uuid, String)> = select
             .build_query_as()
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_error)?;
@@ -1375,7 +1390,12 @@ impl Backend {
                     .push_bind(count(outcome.events))
                     .push_bind(count(outcome.applied));
             });
-            insert.build().execute(&mut *tx).await.map_err(db_error)?;
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         }
         insert_live_events(&mut tx, &changes, now).await?;
         tx.commit().await.map_err(db_error)?;
