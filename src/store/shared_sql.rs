@@ -628,58 +628,6 @@ async fn insert_live_events(conn: &mut DbConn, events: &[LiveEvent], now: DateTi
     Ok(())
 }
 
-/// Finds or creates the conversation for a message; true when it was created.
-async fn upsert_conversation(
-    conn: &mut DbConn,
-    route: Route,
-    m: &IncomingMessage,
-    now: DateTime<Utc>,
-) -> StoreResult<(Uuid, bool)> {
-    let find = "SELECT id FROM conversations WHERE platform_connection_id = $1 AND external_id = $2";
-    let existing: Option<Uuid> = sqlx::query_scalar(find)
-        .bind(route.connection_id)
-        .bind(&m.conversation_key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    if let Some(id) = existing {
-        return Ok((id, false));
-    }
-    let created: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO conversations (id, organization_id, platform_connection_id, platform, external_id, \
-         contact_external_id, contact_name, contact_username, status, last_message_at, unread_count, \
-         created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN', $9, 0, $10, $10) \
-         ON CONFLICT (platform_connection_id, external_id) DO NOTHING RETURNING id",
-    )
-    .bind(crate::domain::new_id())
-    .bind(route.organization_id)
-    .bind(route.connection_id)
-    .bind(m.platform.as_str())
-    .bind(&m.conversation_key)
-    .bind(&m.contact_id)
-    .bind(&m.contact_name)
-    .bind(&m.contact_username)
-    .bind(m.timestamp)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    match created {
-        Some(id) => Ok((id, true)),
-        // Another writer created it between our look-up and insert.
-        None => {
-            let id = sqlx::query_scalar(find)
-                .bind(route.connection_id)
-                .bind(&m.conversation_key)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db_error)?;
-            Ok((id, false))
-        }
-    }
-}
-
 /// Moves a message forward to `status` (never back; failed is terminal). True if it changed.
 async fn advance_status(
     conn: &mut DbConn,
@@ -734,50 +682,6 @@ async fn apply_pending_receipts(
     Ok(changed)
 }
 
-/// Records a new message on its conversation: preview and times (by platform time, so late
-/// arrivals do not overwrite newer ones), unread count and reply window for customer messages.
-async fn touch_conversation(
-    conn: &mut DbConn,
-    conversation_id: Uuid,
-    m: &IncomingMessage,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let from_customer = m.author == Author::Customer;
-    sqlx::query(
-        "UPDATE conversations SET \
-         contact_name = COALESCE($2, contact_name), \
-         contact_username = COALESCE($3, contact_username), \
-         preview = CASE WHEN last_message_at <= $4 THEN $5 ELSE preview END, \
-         last_message_at = CASE WHEN last_message_at < $4 THEN $4 ELSE last_message_at END, \
-         last_inbound_at = CASE WHEN $6 AND (last_inbound_at IS NULL OR last_inbound_at < $4) \
-                           THEN $4 ELSE last_inbound_at END, \
-         unread_count = unread_count + $7, \
-         status = CASE WHEN $6 AND status = 'CLOSED' THEN 'OPEN' ELSE status END, \
-         updated_at = $8 \
-         WHERE id = $1",
-    )
-    .bind(conversation_id)
-    .bind(if from_customer {
-        m.contact_name.as_deref()
-    } else {
-        None
-    })
-    .bind(if from_customer {
-        m.contact_username.as_deref()
-    } else {
-        None
-    })
-    .bind(m.timestamp)
-    .bind(&m.preview)
-    .bind(from_customer)
-    .bind(i32::from(from_customer))
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
 async fn apply_message(
     conn: &mut DbConn,
     out: &mut LiveEvents,
@@ -825,52 +729,13 @@ async fn apply_message(
             return Ok(());
         }
     }
-    let (conversation_id, conversation_created) = upsert_conversation(conn, route, m, now).await?;
-    let (direction, status) = match m.author {
-        Author::Customer => ("INBOUND", MessageStatus::Delivered),
-        Author::Business => ("OUTBOUND", MessageStatus::Sent),
-    };
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO messages (id, organization_id, conversation_id, direction, external_id, content_type, \
-         content, media_url, status, attempts, platform_timestamp, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10, $11) \
-         ON CONFLICT (conversation_id, external_id) DO NOTHING RETURNING id",
-    )
-    .bind(crate::domain::new_id())
-    .bind(route.organization_id)
-    .bind(conversation_id)
-    .bind(direction)
-    .bind(&m.external_id)
-    .bind(&m.content_type)
-    .bind(Json(&m.content))
-    .bind(&m.media_url)
-    .bind(status.as_db())
-    .bind(m.timestamp)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    // A redelivery: the message is there already and nothing changes, unread count included.
-    let Some(message_id) = inserted else {
-        return Ok(());
-    };
-    touch_conversation(conn, conversation_id, m, now).await?;
-    if m.author == Author::Business {
+    let inserted = store_new_messages(conn, out, &[(route, m)], now).await?;
+    // A redelivery inserts nothing and changes nothing, unread count included.
+    if m.author == Author::Business
+        && let Some(message_id) = inserted.into_values().next()
+    {
         apply_pending_receipts(conn, route, &m.external_id, message_id, now).await?;
     }
-    let ids = json!({ "conversation_id": conversation_id, "message_id": message_id });
-    let conversation_kind = if conversation_created {
-        "conversation.created"
-    } else {
-        "conversation.updated"
-    };
-    live(
-        out,
-        route.organization_id,
-        conversation_kind,
-        json!({ "conversation_id": conversation_id }),
-    );
-    live(out, route.organization_id, "message.created", ids);
     Ok(())
 }
 
@@ -1008,23 +873,28 @@ async fn apply_event(
     }
 }
 
-// Customer messages of a whole batch, set-based: one look-up of the conversations, one insert of
-// the missing ones, one insert of the messages and one update of the conversations, however
-// many webhooks the batch holds. Same effects as `apply_message` for each, in any order.
+// New messages, set-based: one look-up of the conversations, one insert of the missing ones, one
+// insert of the messages and one update of the conversations, however many the batch holds.
+// Single events go through the same path with one item.
 
 /// Rows per multi-row statement: under SQLite's 32,766 bound parameters with 13 a row.
 /// Multi-row statements are sent unprepared (`persistent(false)`): each batch size is another
 /// SQL text, and caching them all would churn the driver's per-connection statement cache.
 const BULK_ROWS: usize = 500;
 
-async fn apply_customer_messages(
+/// Stores messages not stored yet, in their conversations (created as needed), and records
+/// them on the conversations: preview and times by platform time (late arrivals do not overwrite
+/// newer ones); for customer messages also the unread count, the reply window, the contact's
+/// details and reopening a closed conversation. Returns the inserted messages' ids by
+/// (conversation, platform id); a redelivered message is not among them.
+async fn store_new_messages(
     conn: &mut DbConn,
     out: &mut LiveEvents,
     items: &[(Route, &IncomingMessage)],
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<HashMap<(Uuid, String), Uuid>> {
     if items.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     let (conversations, created) = resolve_conversations(conn, items, now).await?;
     let conversation_of = |route: &Route, m: &IncomingMessage| {
@@ -1046,15 +916,20 @@ async fn apply_customer_messages(
              content, media_url, status, attempts, platform_timestamp, created_at, updated_at) ",
         );
         insert.push_values(&rows, |mut row, (route, m, conversation_id)| {
+            // Customer messages are delivered to us; the business's own ones, already sent.
+            let (direction, status) = match m.author {
+                Author::Customer => ("INBOUND", MessageStatus::Delivered),
+                Author::Business => ("OUTBOUND", MessageStatus::Sent),
+            };
             row.push_bind(crate::domain::new_id())
                 .push_bind(route.organization_id)
                 .push_bind(*conversation_id)
-                .push_bind("INBOUND")
+                .push_bind(direction)
                 .push_bind(&m.external_id)
                 .push_bind(&m.content_type)
                 .push_bind(Json(&m.content))
                 .push_bind(&m.media_url)
-                .push_bind(MessageStatus::Delivered.as_db())
+                .push_bind(status.as_db())
                 .push_bind(0_i32)
                 .push_bind(m.timestamp)
                 .push_bind(m.timestamp)
@@ -1074,21 +949,26 @@ async fn apply_customer_messages(
         );
     }
 
-    // What each conversation gained: new messages, the newest one, the contact's latest details.
+    // What each conversation gained: the newest message, and from the customer: new unread
+    // messages, the latest time they wrote, their latest details.
     struct Gain<'m> {
         organization_id: Uuid,
-        count: i32,
         newest: &'m IncomingMessage,
+        unread: i32,
+        last_inbound: Option<DateTime<Utc>>,
         name: Option<&'m str>,
         username: Option<&'m str>,
     }
     let mut gains: HashMap<Uuid, Gain> = HashMap::new();
+    let mut stored = HashMap::with_capacity(inserted.len());
     for (route, m) in items {
         let conversation_id = conversation_of(route, m)?;
         // Once per stored message, even if the batch carried it twice.
-        let Some(message_id) = inserted.remove(&(conversation_id, m.external_id.clone())) else {
+        let key = (conversation_id, m.external_id.clone());
+        let Some(message_id) = inserted.remove(&key) else {
             continue;
         };
+        stored.insert(key, message_id);
         live(
             out,
             route.organization_id,
@@ -1097,17 +977,21 @@ async fn apply_customer_messages(
         );
         let gain = gains.entry(conversation_id).or_insert(Gain {
             organization_id: route.organization_id,
-            count: 0,
             newest: m,
+            unread: 0,
+            last_inbound: None,
             name: None,
             username: None,
         });
-        gain.count += 1;
         if m.timestamp >= gain.newest.timestamp {
             gain.newest = m;
         }
-        gain.name = m.contact_name.as_deref().or(gain.name);
-        gain.username = m.contact_username.as_deref().or(gain.username);
+        if m.author == Author::Customer {
+            gain.unread += 1;
+            gain.last_inbound = gain.last_inbound.max(Some(m.timestamp));
+            gain.name = m.contact_name.as_deref().or(gain.name);
+            gain.username = m.contact_username.as_deref().or(gain.username);
+        }
     }
     let gains: Vec<(Uuid, Gain)> = gains.into_iter().collect();
     for chunk in gains.chunks(BULK_ROWS) {
@@ -1117,21 +1001,23 @@ async fn apply_customer_messages(
              contact_username = COALESCE(v.column6, contact_username), \
              preview = CASE WHEN last_message_at <= v.column3 THEN v.column4 ELSE preview END, \
              last_message_at = CASE WHEN last_message_at < v.column3 THEN v.column3 ELSE last_message_at END, \
-             last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < v.column3 \
-                               THEN v.column3 ELSE last_inbound_at END, \
+             last_inbound_at = CASE WHEN v.column8 IS NOT NULL \
+                               AND (last_inbound_at IS NULL OR last_inbound_at < v.column8) \
+                               THEN v.column8 ELSE last_inbound_at END, \
              unread_count = unread_count + v.column2, \
-             status = CASE WHEN status = 'CLOSED' THEN 'OPEN' ELSE status END, \
+             status = CASE WHEN v.column2 > 0 AND status = 'CLOSED' THEN 'OPEN' ELSE status END, \
              updated_at = v.column7 \
              FROM (",
         );
         update.push_values(chunk, |mut row, (conversation_id, gain)| {
             row.push_bind(*conversation_id)
-                .push_bind(gain.count)
+                .push_bind(gain.unread)
                 .push_bind(gain.newest.timestamp)
                 .push_bind(&gain.newest.preview)
                 .push_bind(gain.name)
                 .push_bind(gain.username)
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(gain.last_inbound);
         });
         update.push(") AS v WHERE conversations.id = v.column1");
         update
@@ -1154,7 +1040,7 @@ async fn apply_customer_messages(
             json!({ "conversation_id": conversation_id }),
         );
     }
-    Ok(())
+    Ok(stored)
 }
 
 /// The conversation of every (connection, thread) in `items`, creating the missing ones; also
@@ -1261,7 +1147,7 @@ enum Isolation {
 
 /// Applies every event of one webhook and says how it went; live events go to `out`.
 /// In optimistic mode, customer messages are not applied here but pushed to `deferred`, to be
-/// applied for the whole batch at once by [`apply_customer_messages`].
+/// applied for the whole batch at once by [`store_new_messages`].
 async fn apply_webhook<'w>(
     tx: &mut Transaction<'static, Db>,
     routes: &mut Routes,
@@ -1371,7 +1257,7 @@ impl Backend {
             );
         }
         let now = crate::domain::now();
-        apply_customer_messages(&mut tx, &mut changes, &customer_messages, now).await?;
+        store_new_messages(&mut tx, &mut changes, &customer_messages, now).await?;
         // Ten parameters a row; chunks stay under SQLite's bound-parameter limit.
         for chunk in batch.iter().zip(&applied).collect::<Vec<_>>().chunks(500) {
             let mut insert = sqlx::QueryBuilder::<Db>::new(
