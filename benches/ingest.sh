@@ -27,6 +27,7 @@ KEY=$($BIN keys generate)
 
 cleanup() {
   [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
+  [ -n "${SNORQ_BENCH_KEEP_LOG:-}" ] && cp "$WORK/server.log" "$SNORQ_BENCH_KEEP_LOG"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -63,8 +64,10 @@ for backend in $BACKENDS; do
   echo "=== $backend"
   start_server "$URL"
   $BIN bench-ingest --target "http://127.0.0.1:$PORT" --secret $SECRET --phone-number-id "$PHONE" --setup --count 200 --run-id warmup >/dev/null
-  echo "--- flat out: $COUNT webhooks, 64 in flight, 5% duplicates"
-  load "$URL" flat --count "$COUNT" --concurrency 64
+  for inflight in 64 256; do
+    echo "--- flat out: $COUNT webhooks, $inflight in flight, 5% duplicates"
+    load "$URL" "flat$inflight" --count "$COUNT" --concurrency $inflight
+  done
   echo "peak resident memory: $(peak_rss_mb) MB"
   echo "--- fixed rate: 1000 webhooks/s for 15 s"
   load "$URL" rate --count 15000 --concurrency 256 --rate 1000

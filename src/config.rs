@@ -51,7 +51,7 @@ pub struct RawConfig {
     pub tiktok_timestamp_tolerance_secs: u64,
     /// Most webhooks committed together in one transaction (group commit).
     pub ingest_max_batch: usize,
-    /// Ingest transactions in flight at once; default 1 on SQLite, 4 on PostgreSQL.
+    /// Ingest transactions in flight at once; default 1 on SQLite, 8 on PostgreSQL.
     pub ingest_writers: Option<usize>,
 }
 
@@ -68,7 +68,7 @@ impl Default for RawConfig {
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
             login_attempts_per_minute: 10,
-            database_max_connections: 10,
+            database_max_connections: 20,
             whatsapp_app_secret: None,
             facebook_app_secret: None,
             tiktok_app_secret: None,
@@ -349,7 +349,7 @@ impl RawConfig {
             (Some(0), _) => return Err(ConfigError::new("ingest_writers", "must be at least 1")),
             (Some(n), _) => n,
             (None, DatabaseUrl::Sqlite(_)) => 1,
-            (None, DatabaseUrl::Postgres(_)) => 4,
+            (None, DatabaseUrl::Postgres(_)) => 8,
         };
         let secret = |value: Option<String>| value.filter(|v| !v.trim().is_empty()).map(SecretString::from);
         Ok(Config {

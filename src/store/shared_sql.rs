@@ -911,6 +911,7 @@ async fn store_new_messages(
         for (route, m) in chunk {
             rows.push((route, *m, conversation_of(route, m)?));
         }
+        rows.sort_unstable_by(|a, b| (a.2, &a.1.external_id).cmp(&(b.2, &b.1.external_id)));
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO messages (id, organization_id, conversation_id, direction, external_id, content_type, \
              content, media_url, status, attempts, platform_timestamp, created_at, updated_at) ",
@@ -993,7 +994,9 @@ async fn store_new_messages(
             gain.username = m.contact_username.as_deref().or(gain.username);
         }
     }
-    let gains: Vec<(Uuid, Gain)> = gains.into_iter().collect();
+    // Every writer locks conversations in id order, so concurrent batches wait, never deadlock.
+    let mut gains: Vec<(Uuid, Gain)> = gains.into_iter().collect();
+    gains.sort_unstable_by_key(|(id, _)| *id);
     for chunk in gains.chunks(BULK_ROWS) {
         let mut update = sqlx::QueryBuilder::<Db>::new(
             "UPDATE conversations SET \
@@ -1058,11 +1061,13 @@ async fn resolve_conversations(
     }
     let keys: Vec<(Uuid, String)> = first_of.keys().cloned().collect();
     let mut found = find_conversations(conn, &keys).await?;
-    let missing: Vec<(Route, &IncomingMessage)> = first_of
+    let mut missing: Vec<(&(Uuid, String), (Route, &IncomingMessage))> = first_of
         .iter()
         .filter(|(key, _)| !found.contains_key(*key))
-        .map(|(_, item)| *item)
+        .map(|(key, item)| (key, *item))
         .collect();
+    missing.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let missing: Vec<(Route, &IncomingMessage)> = missing.into_iter().map(|(_, item)| item).collect();
     let mut created = HashSet::new();
     for chunk in missing.chunks(BULK_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
@@ -1309,7 +1314,7 @@ impl IngestStore for Backend {
             Err(err @ StoreError::Unavailable(_)) => Err(err),
             // Some event failed: nothing of the attempt was kept; again, isolating each event.
             Err(err) => {
-                tracing::debug!(error = %err, "optimistic ingest failed; retrying with savepoints");
+                tracing::warn!(error = %err, "ingest batch failed; applying it again with a savepoint per event");
                 self.ingest_attempt(batch, Isolation::Savepoints).await
             }
             ok => ok,
