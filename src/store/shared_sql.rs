@@ -1053,7 +1053,7 @@ async fn resolve_conversations(
     items: &[(Route, &IncomingMessage)],
     now: DateTime<Utc>,
 ) -> StoreResult<(HashMap<(Uuid, String), Uuid>, HashSet<Uuid>)> {
-    let mut first_of: HashMap<(Uuid, String), (Route, &IncomingMessage)> = HashMap::new();
+    let mut first_of: BTreeMap<(Uuid, String), (Route, &IncomingMessage)> = BTreeMap::new();
     for (route, m) in items {
         first_of
             .entry((route.connection_id, m.conversation_key.clone()))
@@ -1061,13 +1061,12 @@ async fn resolve_conversations(
     }
     let keys: Vec<(Uuid, String)> = first_of.keys().cloned().collect();
     let mut found = find_conversations(conn, &keys).await?;
-    let mut missing: Vec<(&(Uuid, String), (Route, &IncomingMessage))> = first_of
+    // In key order (a BTreeMap), so every writer takes the conversations' locks in one order.
+    let missing: Vec<(Route, &IncomingMessage)> = first_of
         .iter()
         .filter(|(key, _)| !found.contains_key(*key))
-        .map(|(key, item)| (key, *item))
+        .map(|(_, item)| *item)
         .collect();
-    missing.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let missing: Vec<(Route, &IncomingMessage)> = missing.into_iter().map(|(_, item)| item).collect();
     let mut created = HashSet::new();
     for chunk in missing.chunks(BULK_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(

@@ -1,6 +1,6 @@
 //! The SQLite store: the embedded default, so the service runs with no database server.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
