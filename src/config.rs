@@ -135,17 +135,29 @@ impl DatabaseUrl {
     }
 }
 
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// The URL with any password masked: in the user info and in a `password` query parameter.
+fn redact_password(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return "<unparseable database url>".to_owned();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    if url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// The validated configuration the service runs with.
@@ -268,8 +280,9 @@ impl Config {
         let known = known_settings();
         warn_about_unknown_variables(&known);
         let raw: RawConfig = figment
-            .merge(Env::prefixed("SNORQ_").only(&known.iter().map(String::as_str).collect::<Vec<_>>()))
+            // The conventional DATABASE_URL first, so an explicit SNORQ_DATABASE_URL wins.
             .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("SNORQ_").only(&known.iter().map(String::as_str).collect::<Vec<_>>()))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| {
@@ -324,8 +337,11 @@ impl RawConfig {
                 ConfigError::new("encryption_keys", format!("key #{} is not usable: {e}", i + 1))
             })?;
         }
-        if self.session_ttl_hours == 0 {
-            return Err(ConfigError::new("session_ttl_hours", "must be at least 1"));
+        if !(1..=24 * 365 * 10).contains(&self.session_ttl_hours) {
+            return Err(ConfigError::new(
+                "session_ttl_hours",
+                "must be between 1 and 87600 (ten years)",
+            ));
         }
         if self.login_attempts_per_minute == 0 {
             return Err(ConfigError::new(
@@ -475,6 +491,15 @@ mod tests {
     }
 
     #[test]
+    fn absurd_session_lengths_are_refused() {
+        let raw = RawConfig {
+            session_ttl_hours: 4_000_000_000,
+            ..RawConfig::default()
+        };
+        assert_eq!(raw.validate().unwrap_err().setting, "session_ttl_hours");
+    }
+
+    #[test]
     fn keys_are_required_outside_dev_mode_and_generated_in_it() {
         let dir = tempfile::tempdir().unwrap();
         let raw = RawConfig {
@@ -509,6 +534,12 @@ mod tests {
     fn passwords_are_redacted_from_database_urls() {
         let url = DatabaseUrl::parse("postgres://snorq:hunter2@db:5432/snorq").unwrap();
         assert_eq!(url.redacted(), "postgres://snorq:***@db:5432/snorq");
+        // An @ inside the password, and a password given as a query parameter.
+        let tricky =
+            DatabaseUrl::parse("postgres://u:p%40ss@db/snorq?sslmode=require&password=hunter2").unwrap();
+        let shown = tricky.redacted();
+        assert!(!shown.contains("ss@") && !shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
         let config = RawConfig {
             database_url: Some("postgres://snorq:hunter2@db/snorq".into()),
             ..RawConfig::default()

@@ -318,6 +318,37 @@ async fn receipts_move_forward_only(backend: Backend) {
     assert_eq!(app.db.count("SELECT unread_count FROM conversations").await, 1);
 }
 
+async fn a_status_before_its_message_is_kept_and_applied(backend: Backend) {
+    let app = spawn(backend).await;
+    org_with(&app, "owner@example.com", &[("whatsapp", WA_NUMBER)]).await;
+    // "delivered" for a message we have not seen yet.
+    let (status, body) = deliver(
+        &app,
+        "whatsapp",
+        &fixture("webhooks/whatsapp_status_delivered.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("processed"))
+    );
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM pending_receipts").await, 1);
+    // The message then arrives: the business's own message, echoed (WhatsApp coexistence).
+    let echo = json!({"object": "whatsapp_business_account", "entry": [{"id": "310245987654321", "changes": [{
+        "field": "smb_message_echoes",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "15550001111", "phone_number_id": WA_NUMBER},
+                  "message_echoes": [{"from": "15550001111", "to": "5511987654321",
+                                      "id": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjRBRjdCMzlEQUU4OTJBMTE4RTUA",
+                                      "timestamp": "1767225600", "type": "text",
+                                      "text": {"body": "Your order shipped today."}}]}}]}]});
+    let (status, _) = deliver(&app, "whatsapp", echo.to_string().as_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = app.db.rows("SELECT direction, status FROM messages").await;
+    assert_eq!(rows, vec!["OUTBOUND|DELIVERED"]);
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM pending_receipts").await, 0);
+}
+
 async fn echo_of_our_own_send_is_matched_not_duplicated(backend: Backend) {
     let app = spawn(backend).await;
     let org_id = org_with(&app, "owner@example.com", &[("facebook", PAGE)]).await;
@@ -687,6 +718,7 @@ backend_tests!(
     a_batch_of_100_messages_is_stored_whole,
     concurrent_webhooks_are_each_stored_once,
     receipts_move_forward_only,
+    a_status_before_its_message_is_kept_and_applied,
     echo_of_our_own_send_is_matched_not_duplicated,
     signatures_are_checked_before_anything_is_stored,
     unconfigured_platforms_refuse_and_handshake_works,

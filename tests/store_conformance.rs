@@ -383,7 +383,8 @@ async fn one_live_connection_per_platform_account(backend: Backend) {
     let mut gone = first.clone();
     gone.status = ConnectionStatus::Disconnected;
     gone.access_token_enc = None;
-    store.save_connection(&gone).await.unwrap();
+    gone.updated_at = domain::now();
+    store.save_connection(&gone, first.updated_at).await.unwrap();
     let moved = store
         .insert_connection(&connection(&two, Platform::WhatsApp, "1001"))
         .await
@@ -415,19 +416,23 @@ async fn connections_are_scoped_by_organization(backend: Backend) {
     hijack.organization_id = two.id;
     hijack.name = Some("stolen".into());
     assert!(matches!(
-        store.save_connection(&hijack).await,
+        store.save_connection(&hijack, c.updated_at).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(
-        store
-            .connection(one.id, c.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .name
-            .as_deref(),
-        Some("Main line")
-    );
+    // A write based on an outdated read is refused, whatever it changes.
+    let mut first_edit = c.clone();
+    first_edit.name = Some("Sales".into());
+    first_edit.updated_at = domain::now();
+    store.save_connection(&first_edit, c.updated_at).await.unwrap();
+    let mut late_edit = c.clone();
+    late_edit.name = Some("Support".into());
+    late_edit.updated_at = domain::now();
+    assert!(matches!(
+        store.save_connection(&late_edit, c.updated_at).await,
+        Err(StoreError::Stale)
+    ));
+    let name = store.connection(one.id, c.id).await.unwrap().unwrap().name;
+    assert_eq!(name.as_deref(), Some("Sales"));
 }
 
 async fn secrets_are_paged_and_swapped_only_if_unchanged(backend: Backend) {
@@ -461,7 +466,15 @@ async fn secrets_are_paged_and_swapped_only_if_unchanged(backend: Backend) {
         refresh_token_enc: Some("snorq1.k2.refresh".into()),
         ..old.clone()
     };
+    let before = store.connections(o.id).await.unwrap().remove(0);
     assert!(store.replace_connection_secrets(&old, &new).await.unwrap());
+    // Rotation bumps updated_at: an edit that read the old envelope cannot write it back.
+    let mut stale_edit = before.clone();
+    stale_edit.updated_at = domain::now();
+    assert!(matches!(
+        store.save_connection(&stale_edit, before.updated_at).await,
+        Err(StoreError::Stale)
+    ));
     // A second swap from the stale value does nothing.
     let other = ConnectionSecrets {
         access_token_enc: Some("snorq1.k3.other".into()),

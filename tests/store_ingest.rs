@@ -302,7 +302,24 @@ async fn unroutable_events_are_counted_and_replayable(backend: Backend) {
     assert_eq!(db.count("SELECT COUNT(*) FROM messages").await, 0);
 }
 
+async fn delivery_ids_before_their_message_are_kept(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    let delivered = IngestEvent::Watermark(IncomingWatermark {
+        platform: Platform::WhatsApp,
+        account_id: ACCOUNT.into(),
+        conversation_key: "5511999".into(),
+        status: MessageStatus::Delivered,
+        watermark: Utc::now(),
+        external_ids: vec!["mid.early".into()],
+    });
+    ingest(&store, vec![delivered]).await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM pending_receipts").await, 1);
+    ingest(&store, vec![message("mid.early", Author::Business, 1)]).await;
+    assert_eq!(status_of(&db, "mid.early").await, "DELIVERED");
+}
+
 backend_tests!(
+    delivery_ids_before_their_message_are_kept,
     a_receipt_before_its_message_is_applied_when_the_message_appears,
     statuses_only_move_forward_and_failed_is_terminal,
     one_bad_event_does_not_poison_the_batch,

@@ -58,7 +58,11 @@ pub async fn signup(app: &App, account: NewAccount<'_>) -> AppResult<LoggedIn> {
 /// Checks the password and starts a session. Unknown email and wrong password take the same
 /// path (an argon2 verification either way) and give the same error.
 pub async fn login(app: &App, email: &str, password: &str, client: Option<IpAddr>) -> AppResult<LoggedIn> {
-    let normalized = email.trim().to_lowercase();
+    // Not an address at all: no account can match, and the text must not become a limiter key.
+    let Ok(email) = Email::parse(email) else {
+        return Err(AppError::InvalidCredentials);
+    };
+    let normalized = email.normalized();
     app.login_limiter.check(&normalized, client)?;
     let credentials = app.store.user_credentials(&normalized).await?;
     let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.clone());

@@ -121,10 +121,11 @@ pub async fn create(app: &App, access: &OrgAccess, new: NewConnection) -> AppRes
             Some("platform_user_id"),
         )),
         Some(mut existing) => {
+            let read_at = existing.updated_at;
             existing.name = name.or(existing.name);
             existing.updated_at = now;
             apply_credentials(&app.vault, &mut existing, &new.credentials)?;
-            let saved = app.store.save_connection(&existing).await?;
+            let saved = app.store.save_connection(&existing, read_at).await?;
             tracing::info!(connection_id = %saved.id, platform = %new.platform, "connection re-established");
             Ok(saved)
         }
@@ -174,6 +175,7 @@ pub async fn update(
 ) -> AppResult<Connection> {
     access.require(Role::Admin)?;
     let mut connection = get(app, access, id).await?;
+    let read_at = connection.updated_at;
     if let Some(name) = changes.name {
         connection.name = validate_name(name.as_deref())?;
     }
@@ -181,7 +183,7 @@ pub async fn update(
         apply_credentials(&app.vault, &mut connection, credentials)?;
     }
     connection.updated_at = domain::now();
-    Ok(app.store.save_connection(&connection).await?)
+    Ok(app.store.save_connection(&connection, read_at).await?)
 }
 
 /// Disconnects: the tokens are erased and webhooks for the account stop routing here. The row
@@ -189,6 +191,7 @@ pub async fn update(
 pub async fn disconnect(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<()> {
     access.require(Role::Admin)?;
     let mut connection = get(app, access, id).await?;
+    let read_at = connection.updated_at;
     if connection.status == ConnectionStatus::Disconnected {
         return Ok(());
     }
@@ -199,7 +202,7 @@ pub async fn disconnect(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<()
     connection.access_token_expires_at = None;
     connection.refresh_token_expires_at = None;
     connection.updated_at = domain::now();
-    app.store.save_connection(&connection).await?;
+    app.store.save_connection(&connection, read_at).await?;
     tracing::info!(connection_id = %id, "connection disconnected");
     Ok(())
 }

@@ -63,7 +63,11 @@ impl From<StoreError> for AppError {
             }
             StoreError::PlanLimit { limit } => AppError::PlanLimit { limit },
             StoreError::NotFound => AppError::NotFound,
-            StoreError::Unavailable(_) => AppError::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Transient(_) => AppError::Unavailable,
+            StoreError::Stale => AppError::conflict(
+                "it was changed by someone else meanwhile; read it again and retry",
+                None,
+            ),
             err @ (StoreError::Database(_) | StoreError::Migrate(_)) => AppError::internal(err),
         }
     }

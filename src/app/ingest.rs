@@ -118,6 +118,7 @@ async fn commit(store: &dyn Store, batch: Vec<Job>) {
 fn clone_error(err: &StoreError) -> StoreError {
     match err {
         StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+        StoreError::Transient(_) => StoreError::Transient(sqlx::Error::PoolTimedOut),
         _ => StoreError::Database(sqlx::Error::Protocol(err.to_string())),
     }
 }
@@ -173,31 +174,62 @@ fn content_json(m: &snorq_connectors::InboundMessage) -> Value {
     value
 }
 
+/// PostgreSQL refuses U+0000 in `text` and `jsonb`; SQLite would keep it. Replacing it here makes
+/// both backends store the same thing instead of failing the event on one of them.
+fn clean(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+fn clean_json(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(clean_json),
+        Value::Object(map) => {
+            let dirty: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for key in dirty {
+                if let Some(v) = map.remove(&key) {
+                    map.insert(clean(key), v);
+                }
+            }
+            map.values_mut().for_each(clean_json);
+        }
+        _ => {}
+    }
+}
+
 fn to_ingest_event(event: Event) -> IngestEvent {
     match event {
         Event::Message(m) => IngestEvent::Message(IncomingMessage {
             platform: m.platform,
-            account_id: m.account_id.clone(),
-            conversation_key: m.conversation_key.clone(),
+            account_id: clean(m.account_id.clone()),
+            conversation_key: clean(m.conversation_key.clone()),
             author: match m.direction {
                 Direction::Inbound => Author::Customer,
                 Direction::Echo => Author::Business,
             },
-            contact_id: m.contact.id.clone(),
-            contact_name: m.contact.name.clone(),
-            contact_username: m.contact.username.clone(),
-            external_id: m.message_id.clone(),
+            contact_id: clean(m.contact.id.clone()),
+            contact_name: m.contact.name.clone().map(clean),
+            contact_username: m.contact.username.clone().map(clean),
+            external_id: clean(m.message_id.clone()),
             correlation: m.correlation.as_deref().and_then(parse_correlation),
             timestamp: m.timestamp,
             content_type: m.content.kind().to_owned(),
-            content: content_json(&m),
-            preview: preview(&m.content),
-            media_url: m.content.media().and_then(|media| media.url.clone()),
+            content: {
+                let mut content = content_json(&m);
+                clean_json(&mut content);
+                content
+            },
+            preview: clean(preview(&m.content)),
+            media_url: m.content.media().and_then(|media| media.url.clone()).map(clean),
         }),
         Event::Status(s) => IngestEvent::Receipt(IncomingReceipt {
             platform: s.platform,
-            account_id: s.account_id,
-            external_id: s.message_id,
+            account_id: clean(s.account_id),
+            external_id: clean(s.message_id),
             status: match s.status {
                 DeliveryStatus::Sent => MessageStatus::Sent,
                 DeliveryStatus::Delivered => MessageStatus::Delivered,
@@ -212,19 +244,19 @@ fn to_ingest_event(event: Event) -> IngestEvent {
                     .flatten()
                     .map(String::as_str)
                     .collect();
-                (!parts.is_empty()).then(|| parts.join(": "))
+                (!parts.is_empty()).then(|| clean(parts.join(": ")))
             }),
         }),
         Event::Watermark(w) => IngestEvent::Watermark(IncomingWatermark {
             platform: w.platform,
-            account_id: w.account_id,
-            conversation_key: w.conversation_key,
+            account_id: clean(w.account_id),
+            conversation_key: clean(w.conversation_key),
             status: match w.kind {
                 WatermarkKind::Delivered => MessageStatus::Delivered,
                 WatermarkKind::Read => MessageStatus::Read,
             },
             watermark: w.watermark,
-            external_ids: w.message_ids,
+            external_ids: w.message_ids.into_iter().map(clean).collect(),
         }),
         Event::Ignored(i) => IngestEvent::Ignored { reason: i.reason },
     }
@@ -298,6 +330,23 @@ mod tests {
         assert_eq!(parse_correlation(&id.to_string()), Some(id));
         assert_eq!(parse_correlation(&format!("outbound:{id}")), Some(id));
         assert_eq!(parse_correlation("outbound:not-a-uuid"), None);
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_everywhere() {
+        let body = br#"{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+            "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"},
+            "contacts": [{"profile": {"name": "A\u0000B"}, "wa_id": "55"}],
+            "messages": [{"from": "55", "id": "wamid.1", "timestamp": "1767225600", "type": "text",
+                          "text": {"body": "hi\u0000there"}}]}}]}]}"#;
+        let webhook = prepare(Platform::WhatsApp, body.to_vec(), domain::now());
+        let events = webhook.events.unwrap();
+        let [IngestEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.preview, "hi\u{FFFD}there");
+        assert_eq!(m.contact_name.as_deref(), Some("A\u{FFFD}B"));
+        assert!(!m.content.to_string().contains("\\u0000"), "{}", m.content);
     }
 
     #[test]

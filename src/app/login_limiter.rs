@@ -32,18 +32,19 @@ impl LoginLimiter {
         let to_error = |not_until: governor::NotUntil<_>| AppError::RateLimited {
             retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
         };
-        if self.by_email.len() > PRUNE_ABOVE {
-            self.by_email.retain_recent();
-        }
-        self.by_email
-            .check_key(&email_normalized.to_owned())
-            .map_err(to_error)?;
+        // The address first: a limited client adds no more per-email state.
         if let Some(address) = address {
             if self.by_address.len() > PRUNE_ABOVE {
                 self.by_address.retain_recent();
             }
             self.by_address.check_key(&address).map_err(to_error)?;
         }
+        if self.by_email.len() > PRUNE_ABOVE {
+            self.by_email.retain_recent();
+        }
+        self.by_email
+            .check_key(&email_normalized.to_owned())
+            .map_err(to_error)?;
         Ok(())
     }
 }

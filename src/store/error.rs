@@ -54,6 +54,12 @@ pub enum StoreError {
     /// The database could not be reached (pool timeout, connection refused, shutting down).
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// Worth retrying as is: a deadlock, a serialization failure, a cancelled statement.
+    #[error("transient database error: {0}")]
+    Transient(#[source] sqlx::Error),
+    /// The row changed since it was read (optimistic concurrency).
+    #[error("changed meanwhile")]
+    Stale,
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]

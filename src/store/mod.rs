@@ -110,16 +110,22 @@ pub trait Store: IngestStore + Send + Sync + 'static {
         platform: Platform,
         platform_user_id: &str,
     ) -> StoreResult<Option<Connection>>;
-    /// Writes every mutable field of the connection; `NotFound` when it is not in that org.
-    async fn save_connection(&self, connection: &Connection) -> StoreResult<Connection>;
+    /// Writes every mutable field of the connection, if it is unchanged since it was read
+    /// (`updated_at` still `read_at`; otherwise `Stale`); `NotFound` when it is not in that org.
+    async fn save_connection(
+        &self,
+        connection: &Connection,
+        read_at: DateTime<Utc>,
+    ) -> StoreResult<Connection>;
     /// Encrypted token columns of every connection with an id after `after`, in id order.
     async fn connection_secrets_page(
         &self,
         after: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<ConnectionSecrets>>;
-    /// Replaces the encrypted tokens only if they are still `old` (a concurrent change wins);
-    /// true when the row was updated.
+    /// Replaces the encrypted tokens only if they are still `old` (a concurrent change wins), and
+    /// bumps `updated_at` so an edit that read the old tokens cannot write them back; true when
+    /// the row was updated.
     async fn replace_connection_secrets(
         &self,
         old: &ConnectionSecrets,

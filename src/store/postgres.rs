@@ -50,9 +50,15 @@ async fn begin_write(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres
 
 fn db_error(err: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &err
-        && db.code().is_some_and(|code| is_unavailable(&code))
+        && let Some(code) = db.code()
     {
-        return StoreError::Unavailable(err);
+        if is_unavailable(&code) {
+            return StoreError::Unavailable(err);
+        }
+        // Serialization failure, deadlock, statement cancelled: the same work may succeed again.
+        if matches!(code.as_ref(), "40001" | "40P01" | "57014") {
+            return StoreError::Transient(err);
+        }
     }
     StoreError::from_sqlx(err, |db| {
         db.constraint()
@@ -62,8 +68,7 @@ fn db_error(err: sqlx::Error) -> StoreError {
 
 /// SQLSTATEs that mean "try again later" rather than "this request is wrong": connection
 /// failures (class 08), shutdown and startup (57P01-57P03), no connections left (53300), the
-/// database not accepting connections (55000) or gone (3D000). Deadlocks are not in the list:
-/// ingest retries a deadlocked batch one webhook at a time instead.
+/// database not accepting connections (55000) or gone (3D000).
 fn is_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "3D000")
 }

@@ -482,12 +482,12 @@ impl Store for Backend {
         .map_err(db_error)
     }
 
-    async fn save_connection(&self, c: &Connection) -> StoreResult<Connection> {
-        sqlx::query_as(concat!(
+    async fn save_connection(&self, c: &Connection, read_at: DateTime<Utc>) -> StoreResult<Connection> {
+        let saved = sqlx::query_as(concat!(
             "UPDATE platform_connections SET name = $3, status = $4, access_token_enc = $5, \
              refresh_token_enc = $6, token_fingerprint = $7, access_token_expires_at = $8, \
              refresh_token_expires_at = $9, settings = $10, last_error = $11, updated_at = $12 \
-             WHERE organization_id = $1 AND id = $2 RETURNING ",
+             WHERE organization_id = $1 AND id = $2 AND updated_at = $13 RETURNING ",
             connection_columns!()
         ))
         .bind(c.organization_id)
@@ -502,10 +502,18 @@ impl Store for Backend {
         .bind(&c.settings)
         .bind(&c.last_error)
         .bind(c.updated_at)
+        .bind(read_at)
         .fetch_optional(&self.pool)
         .await
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)
+        .map_err(db_error)?;
+        match saved {
+            Some(saved) => Ok(saved),
+            // Changed since it was read, or not in this organization at all.
+            None => match self.connection(c.organization_id, c.id).await? {
+                Some(_) => Err(StoreError::Stale),
+                None => Err(StoreError::NotFound),
+            },
+        }
     }
 
     async fn connection_secrets_page(
@@ -531,7 +539,7 @@ impl Store for Backend {
     ) -> StoreResult<bool> {
         // IS NOT DISTINCT FROM would be clearer, but SQLite spells it IS; this form runs on both.
         let updated = sqlx::query(
-            "UPDATE platform_connections SET access_token_enc = $4, refresh_token_enc = $5 \
+            "UPDATE platform_connections SET access_token_enc = $4, refresh_token_enc = $5, updated_at = $6 \
              WHERE id = $1 \
              AND ((access_token_enc IS NULL AND $2 IS NULL) OR access_token_enc = $2) \
              AND ((refresh_token_enc IS NULL AND $3 IS NULL) OR refresh_token_enc = $3)",
@@ -541,6 +549,8 @@ impl Store for Backend {
         .bind(&old.refresh_token_enc)
         .bind(&new.access_token_enc)
         .bind(&new.refresh_token_enc)
+        // A concurrent edit that read the old envelope must not write it back (see save_connection).
+        .bind(crate::domain::now())
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
@@ -807,6 +817,20 @@ async fn apply_watermark(
     w: &IncomingWatermark,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    // Ids the platform listed are receipts in their own right: applied, or kept until the
+    // message appears.
+    for external_id in &w.external_ids {
+        let receipt = IncomingReceipt {
+            platform: w.platform,
+            account_id: w.account_id.clone(),
+            external_id: external_id.clone(),
+            status: w.status,
+            timestamp: w.watermark,
+            error_code: None,
+            error_message: None,
+        };
+        apply_receipt(conn, out, route, &receipt, now).await?;
+    }
     let conversation: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM conversations WHERE platform_connection_id = $1 AND external_id = $2",
     )
@@ -823,7 +847,7 @@ async fn apply_watermark(
          WHERE conversation_id = $1 AND direction = 'OUTBOUND' AND created_at <= $4 \
          AND status IN ('SENT', 'DELIVERED') AND {STATUS_RANK} < $5 RETURNING id"
     ));
-    let mut changed: Vec<Uuid> = sqlx::query_scalar(sql)
+    let changed: Vec<Uuid> = sqlx::query_scalar(sql)
         .bind(conversation_id)
         .bind(w.status.as_db())
         .bind(now)
@@ -832,21 +856,6 @@ async fn apply_watermark(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-    for external_id in &w.external_ids {
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE conversation_id = $1 AND external_id = $2 AND direction = 'OUTBOUND'",
-        )
-        .bind(conversation_id)
-        .bind(external_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        if let Some(id) = id
-            && advance_status(conn, id, w.status, None, None, now).await?
-        {
-            changed.push(id);
-        }
-    }
     for id in changed {
         live(
             out,
@@ -906,17 +915,18 @@ async fn store_new_messages(
 
     // The messages; a redelivered one conflicts and is not returned.
     let mut inserted: HashMap<(Uuid, String), Uuid> = HashMap::new();
-    for chunk in items.chunks(BULK_ROWS) {
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (route, m) in chunk {
-            rows.push((route, *m, conversation_of(route, m)?));
-        }
-        rows.sort_unstable_by(|a, b| (a.2, &a.1.external_id).cmp(&(b.2, &b.1.external_id)));
+    // In key order, so concurrent writers take the index locks in one order.
+    let mut all_rows = Vec::with_capacity(items.len());
+    for (route, m) in items {
+        all_rows.push((route, *m, conversation_of(route, m)?));
+    }
+    all_rows.sort_unstable_by(|a, b| (a.2, &a.1.external_id).cmp(&(b.2, &b.1.external_id)));
+    for rows in all_rows.chunks(BULK_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO messages (id, organization_id, conversation_id, direction, external_id, content_type, \
              content, media_url, status, attempts, platform_timestamp, created_at, updated_at) ",
         );
-        insert.push_values(&rows, |mut row, (route, m, conversation_id)| {
+        insert.push_values(rows, |mut row, (route, m, conversation_id)| {
             // Customer messages are delivered to us; the business's own ones, already sent.
             let (direction, status) = match m.author {
                 Author::Customer => ("INBOUND", MessageStatus::Delivered),
@@ -1210,7 +1220,8 @@ async fn apply_webhook<'w>(
                 out.append(&mut changes);
                 outcome.applied += 1;
             }
-            Err(err @ StoreError::Unavailable(_)) => return Err(err),
+            // Not this event's fault: fail the attempt so the batch is retried or redelivered.
+            Err(err @ (StoreError::Unavailable(_) | StoreError::Transient(_))) => return Err(err),
             Err(err) => {
                 savepoint.rollback().await.map_err(db_error)?;
                 tracing::warn!(webhook_id = %webhook.id, error = %err, "webhook event could not be applied");
