@@ -318,7 +318,56 @@ async fn delivery_ids_before_their_message_are_kept(backend: Backend) {
     assert_eq!(status_of(&db, "mid.early").await, "DELIVERED");
 }
 
+/// Property: whatever order receipts arrive in, and wherever the message itself lands among
+/// them, the message ends at the highest-ranked status received (failed being terminal).
+/// Cases come from proptest's generator with a fixed seed (each case awaits the database, so
+/// the runner's synchronous `run` is not used and there is no shrinking).
+async fn any_receipt_order_ends_at_the_highest_status(backend: Backend) {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    let (db, store) = connected_store(backend).await;
+    let statuses = prop::sample::select(vec![
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+    ]);
+    let case = (prop::collection::vec(statuses, 1..8), 0usize..8);
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    for i in 0..40 {
+        let (receipts, message_at) = case.new_tree(&mut runner).unwrap().current();
+        let id = format!("wamid.prop.{i}");
+        let message_at = message_at.min(receipts.len());
+        for (k, status) in receipts.iter().enumerate() {
+            if k == message_at {
+                ingest(&store, vec![message(&id, Author::Business, 1)]).await;
+            }
+            ingest(&store, vec![receipt(&id, *status)]).await;
+        }
+        if message_at == receipts.len() {
+            ingest(&store, vec![message(&id, Author::Business, 1)]).await;
+        }
+        let expected = receipts.iter().max_by_key(|s| s.rank()).unwrap().as_db();
+        assert_eq!(
+            status_of(&db, &id).await,
+            expected,
+            "case {i}: {receipts:?}, message at {message_at}"
+        );
+    }
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM pending_receipts").await,
+        0,
+        "every pending receipt was applied"
+    );
+}
+
 backend_tests!(
+    any_receipt_order_ends_at_the_highest_status,
     delivery_ids_before_their_message_are_kept,
     a_receipt_before_its_message_is_applied_when_the_message_appears,
     statuses_only_move_forward_and_failed_is_terminal,
