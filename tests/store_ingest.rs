@@ -366,7 +366,33 @@ async fn any_receipt_order_ends_at_the_highest_status(backend: Backend) {
     );
 }
 
+async fn a_late_echo_is_marked_by_an_earlier_watermark(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    ingest(&store, vec![message("wamid.customer", Author::Customer, 30)]).await;
+    let read_until = IngestEvent::Watermark(IncomingWatermark {
+        platform: Platform::WhatsApp,
+        account_id: ACCOUNT.into(),
+        conversation_key: "5511999".into(),
+        status: MessageStatus::Read,
+        watermark: Utc::now() - Duration::minutes(5),
+        external_ids: vec![],
+    });
+    ingest(&store, vec![read_until]).await;
+    // Echoes of our earlier (10 min ago) and later (1 min ago) messages arrive only now.
+    ingest(
+        &store,
+        vec![
+            message("wamid.before", Author::Business, 10),
+            message("wamid.after", Author::Business, 1),
+        ],
+    )
+    .await;
+    assert_eq!(status_of(&db, "wamid.before").await, "READ");
+    assert_eq!(status_of(&db, "wamid.after").await, "SENT");
+}
+
 backend_tests!(
+    a_late_echo_is_marked_by_an_earlier_watermark,
     any_receipt_order_ends_at_the_highest_status,
     delivery_ids_before_their_message_are_kept,
     a_receipt_before_its_message_is_applied_when_the_message_appears,

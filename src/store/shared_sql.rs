@@ -745,6 +745,48 @@ async fn apply_message(
         && let Some(message_id) = inserted.into_values().next()
     {
         apply_pending_receipts(conn, route, &m.external_id, message_id, now).await?;
+        apply_watermarks_to(conn, out, route, message_id, now).await?;
+    }
+    Ok(())
+}
+
+/// A message's conversation watermarks (delivered, read) and the message's own time.
+type MessageWatermarks = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>);
+
+/// Marks a newly stored outbound message with the conversation's delivery / read watermarks,
+/// for an echo that arrives after the receipt covering it.
+async fn apply_watermarks_to(
+    conn: &mut DbConn,
+    out: &mut LiveEvents,
+    route: Route,
+    message_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let watermarks: Option<MessageWatermarks> = sqlx::query_as(
+        "SELECT c.delivered_watermark, c.read_watermark, m.created_at FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let Some((delivered, read, created_at)) = watermarks else {
+        return Ok(());
+    };
+    let status = if read.is_some_and(|w| created_at <= w) {
+        MessageStatus::Read
+    } else if delivered.is_some_and(|w| created_at <= w) {
+        MessageStatus::Delivered
+    } else {
+        return Ok(());
+    };
+    if advance_status(conn, message_id, status, None, None, now).await? {
+        live(
+            out,
+            route.organization_id,
+            "message.updated",
+            json!({ "message_id": message_id }),
+        );
     }
     Ok(())
 }
@@ -842,6 +884,23 @@ async fn apply_watermark(
     let Some(conversation_id) = conversation else {
         return Ok(());
     };
+    // Remembered for outbound messages that show up later (see `apply_watermarks_to`).
+    let remember = match w.status {
+        MessageStatus::Read => {
+            "UPDATE conversations SET read_watermark = $2 \
+             WHERE id = $1 AND (read_watermark IS NULL OR read_watermark < $2)"
+        }
+        _ => {
+            "UPDATE conversations SET delivered_watermark = $2 \
+             WHERE id = $1 AND (delivered_watermark IS NULL OR delivered_watermark < $2)"
+        }
+    };
+    sqlx::query(remember)
+        .bind(conversation_id)
+        .bind(w.watermark)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
     let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE messages SET status = $2, updated_at = $3 \
          WHERE conversation_id = $1 AND direction = 'OUTBOUND' AND created_at <= $4 \
