@@ -50,7 +50,12 @@ pub enum Command {
         /// Listen address, e.g. 0.0.0.0:8080.
         #[arg(long)]
         listen: Option<String>,
+        /// Serve the API only; run the send workers elsewhere (`snorq worker`).
+        #[arg(long)]
+        no_workers: bool,
     },
+    /// Run only the send workers (no HTTP), e.g. as extra processes on one PostgreSQL.
+    Worker,
     /// Run database migrations and exit.
     Migrate,
     /// Apply stored webhooks again: unroutable and failed ones by default (e.g. after the
@@ -148,7 +153,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 impl GlobalArgs {
-    fn overrides(&self, listen: Option<String>) -> Overrides {
+    fn overrides(&self, listen: Option<String>, workers: Option<bool>) -> Overrides {
         Overrides {
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
@@ -158,12 +163,16 @@ impl GlobalArgs {
                 "json" => LogFormat::Json,
                 _ => LogFormat::Text,
             }),
+            workers,
         }
     }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    let command = cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        no_workers: false,
+    });
     match command {
         Command::Keys(KeysCommand::Generate) => {
             println!("{}", EncryptionKey::generate_base64());
@@ -173,14 +182,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchIngest(args) => return crate::bench::run(args).await,
         _ => {}
     }
-    let listen = match &command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let (listen, workers) = match &command {
+        Command::Serve { listen, no_workers } => (listen.clone(), no_workers.then_some(false)),
+        _ => (None, None),
     };
-    let config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(listen))?;
+    let config = Config::load(
+        cli.global.config.as_deref(),
+        &cli.global.overrides(listen, workers),
+    )?;
     telemetry::init_tracing(config.log_format);
     match command {
         Command::Serve { .. } => serve(config).await,
+        Command::Worker => {
+            let app = server::bootstrap(&config).await?;
+            tracing::info!("snorq send workers running");
+            server::run_workers(app, &config, server::shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
         Command::Migrate => {
             server::bootstrap(&config).await?;
             println!("migrations applied");
@@ -198,8 +217,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "snorq is serving");
-    server::serve(listener, server::router(app, &config), server::shutdown_signal()).await?;
+    tracing::info!(address = %listener.local_addr()?, workers = config.workers, "snorq is serving");
+    server::run(app, &config, listener, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -53,6 +53,35 @@ pub struct RawConfig {
     pub ingest_max_batch: usize,
     /// Ingest transactions in flight at once; default 1 on SQLite, 8 on PostgreSQL.
     pub ingest_writers: Option<usize>,
+    /// Whether `snorq serve` also runs the send workers (`--no-workers` turns them off).
+    pub workers: bool,
+    /// Sends in flight at once per worker process.
+    pub send_concurrency: usize,
+    /// Waits before each retry of a retryable send failure, in seconds; one more attempt than
+    /// there are delays. A platform's Retry-After wins when longer.
+    #[serde(deserialize_with = "number_list")]
+    pub send_retry_delays_secs: Vec<u64>,
+    /// Sends per second per connection (0: unpaced).
+    pub send_rate_whatsapp: u32,
+    pub send_rate_facebook: u32,
+    pub send_rate_tiktok: u32,
+    /// How long one platform call may take.
+    pub send_timeout_secs: u64,
+    /// Graph API host (tests, simulators); default https://graph.facebook.com.
+    pub graph_base_url: Option<String>,
+    /// TikTok API for Business host; default https://business-api.tiktok.com.
+    pub tiktok_base_url: Option<String>,
+    /// How often idle workers look for due jobs (delayed retries are not notified).
+    pub queue_poll_interval_ms: u64,
+    /// Worker heartbeat; a worker silent for 6 heartbeats is dead and its jobs are handed out
+    /// again.
+    pub worker_heartbeat_secs: u64,
+    /// Finished queue jobs are deleted after this long (the send history stays on messages).
+    pub finished_job_retention_hours: u32,
+    /// Emails of operators: the dashboard shows them every organization and the webhooks that
+    /// reached none. Everyone else sees the organizations they administer.
+    #[serde(deserialize_with = "string_or_list")]
+    pub operator_emails: Vec<String>,
 }
 
 impl Default for RawConfig {
@@ -76,6 +105,19 @@ impl Default for RawConfig {
             tiktok_timestamp_tolerance_secs: 300,
             ingest_max_batch: 256,
             ingest_writers: None,
+            workers: true,
+            send_concurrency: 32,
+            send_retry_delays_secs: vec![10, 60, 300, 1800, 7200, 21600],
+            send_rate_whatsapp: 80,
+            send_rate_facebook: 40,
+            send_rate_tiktok: 10,
+            send_timeout_secs: 20,
+            graph_base_url: None,
+            tiktok_base_url: None,
+            queue_poll_interval_ms: 1000,
+            worker_heartbeat_secs: 5,
+            finished_job_retention_hours: 24 * 7,
+            operator_emails: Vec::new(),
         }
     }
 }
@@ -103,6 +145,29 @@ fn string_or_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Er
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect())
+}
+
+fn number_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<u64>),
+        Single(u64),
+    }
+    match OneOrMany::deserialize(de)? {
+        OneOrMany::Many(v) => Ok(v),
+        OneOrMany::Single(n) => Ok(vec![n]),
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a number of seconds")))
+            })
+            .collect(),
+    }
 }
 
 /// Which database, picked by the URL scheme.
@@ -177,6 +242,23 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub ingest_max_batch: usize,
     pub ingest_writers: usize,
+    pub workers: bool,
+    pub outbound: OutboundConfig,
+    pub operator_emails: Vec<String>,
+}
+
+/// Sending: the worker's settings.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    pub concurrency: usize,
+    pub retry_delays: Vec<std::time::Duration>,
+    pub rates: crate::queue::SendRates,
+    pub platforms: snorq_connectors::ClientConfig,
+    pub poll_interval: std::time::Duration,
+    pub heartbeat: std::time::Duration,
+    pub job_retention: chrono::Duration,
+    /// Outcome transactions in flight at once (1 on SQLite, 4 on PostgreSQL).
+    pub outcome_writers: usize,
 }
 
 /// Webhook verification secrets. Debug shows only which are set.
@@ -262,6 +344,8 @@ pub struct Overrides {
     pub dev: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<bool>,
 }
 
 impl Config {
@@ -367,6 +451,77 @@ impl RawConfig {
             (None, DatabaseUrl::Sqlite(_)) => 1,
             (None, DatabaseUrl::Postgres(_)) => 8,
         };
+        if self.send_concurrency == 0 || self.send_concurrency > 10_000 {
+            return Err(ConfigError::new(
+                "send_concurrency",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.send_timeout_secs == 0 {
+            return Err(ConfigError::new("send_timeout_secs", "must be at least 1"));
+        }
+        if self.send_retry_delays_secs.len() > 100 {
+            return Err(ConfigError::new("send_retry_delays_secs", "at most 100 retries"));
+        }
+        if !(1..=300).contains(&self.worker_heartbeat_secs) {
+            return Err(ConfigError::new(
+                "worker_heartbeat_secs",
+                "must be between 1 and 300",
+            ));
+        }
+        if self.queue_poll_interval_ms < 10 {
+            return Err(ConfigError::new("queue_poll_interval_ms", "must be at least 10"));
+        }
+        if !(1..=24 * 365).contains(&self.finished_job_retention_hours) {
+            return Err(ConfigError::new(
+                "finished_job_retention_hours",
+                "must be between 1 and 8760 (a year)",
+            ));
+        }
+        let mut platforms = snorq_connectors::ClientConfig {
+            timeout: std::time::Duration::from_secs(self.send_timeout_secs),
+            ..snorq_connectors::ClientConfig::default()
+        };
+        for (setting, value, target) in [
+            (
+                "graph_base_url",
+                &self.graph_base_url,
+                &mut platforms.graph_base_url,
+            ),
+            (
+                "tiktok_base_url",
+                &self.tiktok_base_url,
+                &mut platforms.tiktok_base_url,
+            ),
+        ] {
+            if let Some(url) = value.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+                if !matches!(url::Url::parse(url), Ok(u) if matches!(u.scheme(), "http" | "https")) {
+                    return Err(ConfigError::new(setting, "must be an http(s) URL"));
+                }
+                *target = url.to_owned();
+            }
+        }
+        let outbound = OutboundConfig {
+            concurrency: self.send_concurrency,
+            retry_delays: self
+                .send_retry_delays_secs
+                .iter()
+                .map(|s| std::time::Duration::from_secs(*s))
+                .collect(),
+            rates: crate::queue::SendRates {
+                whatsapp: self.send_rate_whatsapp,
+                facebook: self.send_rate_facebook,
+                tiktok: self.send_rate_tiktok,
+            },
+            platforms,
+            poll_interval: std::time::Duration::from_millis(self.queue_poll_interval_ms),
+            heartbeat: std::time::Duration::from_secs(self.worker_heartbeat_secs),
+            job_retention: chrono::Duration::hours(i64::from(self.finished_job_retention_hours)),
+            outcome_writers: match &database_url {
+                DatabaseUrl::Sqlite(_) => 1,
+                DatabaseUrl::Postgres(_) => 4,
+            },
+        };
         let secret = |value: Option<String>| value.filter(|v| !v.trim().is_empty()).map(SecretString::from);
         Ok(Config {
             database_url,
@@ -389,6 +544,14 @@ impl RawConfig {
             },
             ingest_max_batch: self.ingest_max_batch,
             ingest_writers,
+            workers: self.workers,
+            outbound,
+            operator_emails: self
+                .operator_emails
+                .iter()
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
         })
     }
 }

@@ -53,6 +53,45 @@ pub async fn serve(
     .await
 }
 
+/// Serves HTTP on `listener` and, when configured, runs the send workers beside it, until
+/// `shutdown` resolves; then both stop gracefully.
+pub async fn run(
+    app: Arc<App>,
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let http = serve(listener, router(app.clone(), config), signal());
+    if config.workers {
+        let workers = crate::worker::run(app, config.outbound.clone(), signal());
+        let (http, workers) = tokio::join!(http, workers);
+        http?;
+        workers
+    } else {
+        Ok(http.await?)
+    }
+}
+
+/// Runs only the send workers (no HTTP) until `shutdown` resolves.
+pub async fn run_workers(
+    app: Arc<App>,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    crate::worker::run(app, config.outbound.clone(), shutdown).await
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

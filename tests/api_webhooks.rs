@@ -5,28 +5,21 @@ mod common;
 
 use std::path::Path;
 
-use common::{Backend, TestApp, project_root};
+use common::{
+    Backend, META_SECRET, TIKTOK_SECRET, TestApp, VERIFY_TOKEN, project_root, with_webhook_secrets,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use snorq::store::ReplayFilter;
 use snorq_connectors::verify::{meta_signature_header, tiktok_signature_header};
 
-const META_SECRET: &str = "meta-app-secret-for-tests";
-const TIKTOK_SECRET: &str = "tiktok-app-secret-for-tests";
-const VERIFY_TOKEN: &str = "verify-me";
 const WA_NUMBER: &str = "204512345678901";
 const PYWA_NUMBER: &str = "1122334455667";
 const PAGE: &str = "108765432109876";
 const TIKTOK_BUSINESS: &str = "-000AcMeStOrEbUsInEsS0penId987654321";
 
 async fn spawn(backend: Backend) -> TestApp {
-    TestApp::spawn_with(backend, |c| {
-        c.whatsapp_app_secret = Some(META_SECRET.into());
-        c.facebook_app_secret = Some(META_SECRET.into());
-        c.tiktok_app_secret = Some(TIKTOK_SECRET.into());
-        c.meta_verify_token = Some(VERIFY_TOKEN.into());
-    })
-    .await
+    TestApp::spawn_with(backend, with_webhook_secrets).await
 }
 
 /// An organization owning connections for the given (platform, account) pairs; returns its id.
@@ -52,30 +45,7 @@ fn fixture(path: &str) -> Vec<u8> {
 
 /// Posts a correctly signed body to the platform's route.
 async fn deliver(app: &TestApp, platform: &str, body: &[u8]) -> (StatusCode, Value) {
-    let request = app
-        .http
-        .post(app.url(&format!("/webhooks/{platform}")))
-        .body(body.to_vec());
-    let request = match platform {
-        "tiktok" => {
-            let now = chrono::Utc::now().timestamp();
-            request.header(
-                "Tiktok-Signature",
-                tiktok_signature_header(TIKTOK_SECRET.as_bytes(), now, body),
-            )
-        }
-        _ => request.header(
-            "X-Hub-Signature-256",
-            meta_signature_header(META_SECRET.as_bytes(), body),
-        ),
-    };
-    let response = request
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.deliver(platform, body).await
 }
 
 fn platform_of(file: &str) -> &'static str {

@@ -26,6 +26,14 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("signup is disabled on this server; ask an operator for an account")]
     SignupDisabled,
+    /// The platform's reply window is closed (or was never opened by the customer).
+    #[error("{message}")]
+    WindowClosed {
+        message: String,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    #[error("the connection is {status}; reconnect it before sending")]
+    ConnectionUnavailable { status: &'static str },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     #[error("internal error")]
@@ -57,6 +65,9 @@ impl From<StoreError> for AppError {
                         "this platform account is already connected",
                         Some("platform_user_id"),
                     ),
+                    Constraint::MessageIdempotencyKey => {
+                        ("this Idempotency-Key was used for another message", None)
+                    }
                     Constraint::Other => ("conflicts with existing data", None),
                 };
                 AppError::conflict(message, field)

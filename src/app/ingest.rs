@@ -4,21 +4,21 @@
 //! answered only once its own data is committed.
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use snorq_connectors::{Content, DeliveryStatus, Direction, Event, Platform, WatermarkKind};
-use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::{self, MessageStatus};
 use crate::store::{
     Author, IncomingMessage, IncomingReceipt, IncomingWatermark, IncomingWebhook, IngestEvent, IngestOutcome,
-    ReplayFilter, Store, StoreError, WebhookStatus,
+    ReplayFilter, Store, StoreResult, WebhookStatus,
 };
 
-use super::{AppError, AppResult};
+use super::AppResult;
+use super::group_commit::{BatchWrite, GroupCommit};
 
 /// How ingest batches its writes.
 #[derive(Debug, Clone, Copy)]
@@ -29,97 +29,37 @@ pub struct IngestSettings {
     pub writers: usize,
 }
 
-struct Job {
-    webhook: IncomingWebhook,
-    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
-}
-
 /// Accepts verified webhooks and answers once they are durable.
 #[derive(Clone)]
 pub struct Ingestor {
-    jobs: mpsc::Sender<Job>,
+    commits: GroupCommit<IngestWrite>,
+}
+
+struct IngestWrite(Arc<dyn Store>);
+
+#[async_trait]
+impl BatchWrite for IngestWrite {
+    type Item = IncomingWebhook;
+    type Output = IngestOutcome;
+    const BATCH_SIZE_METRIC: &'static str = "ingest_batch_size";
+    const COMMIT_SECONDS_METRIC: &'static str = "ingest_commit_duration_seconds";
+
+    async fn write(&self, webhooks: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>> {
+        self.0.ingest(webhooks).await
+    }
 }
 
 impl Ingestor {
     /// Starts the writer tasks; they end when the last `Ingestor` clone is dropped.
     pub fn start(store: Arc<dyn Store>, settings: IngestSettings) -> Self {
-        let max_batch = settings.max_batch.max(1);
-        let (jobs, queue) = mpsc::channel(max_batch * settings.writers.max(1) * 4);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..settings.writers.max(1) {
-            tokio::spawn(write_batches(store.clone(), queue.clone(), max_batch));
+        Ingestor {
+            commits: GroupCommit::start(IngestWrite(store), settings.max_batch, settings.writers),
         }
-        Ingestor { jobs }
     }
 
     /// Stores and applies one webhook; returns when it is committed.
     pub async fn submit(&self, webhook: IncomingWebhook) -> AppResult<IngestOutcome> {
-        let (reply, outcome) = oneshot::channel();
-        self.jobs
-            .send(Job { webhook, reply })
-            .await
-            .map_err(|_| AppError::Unavailable)?;
-        match outcome.await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(err)) => Err(err.into()),
-            Err(_) => Err(AppError::Unavailable),
-        }
-    }
-}
-
-async fn write_batches(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
-    loop {
-        let mut batch = Vec::with_capacity(max_batch);
-        {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else { return };
-            batch.push(first);
-            while batch.len() < max_batch {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
-        commit(store.as_ref(), batch).await;
-    }
-}
-
-async fn commit(store: &dyn Store, batch: Vec<Job>) {
-    metrics::histogram!("ingest_batch_size").record(batch.len() as f64);
-    let started = Instant::now();
-    let (webhooks, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.webhook, job.reply)).unzip();
-    match store.ingest(&webhooks).await {
-        Ok(outcomes) => {
-            metrics::histogram!("ingest_commit_duration_seconds").record(started.elapsed().as_secs_f64());
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-        // One webhook may have broken the shared transaction (a deadlock, a bad row outside the
-        // per-event savepoints): commit each alone so the others still land.
-        Err(err) if webhooks.len() > 1 && !matches!(err, StoreError::Unavailable(_)) => {
-            tracing::warn!(error = %err, size = webhooks.len(), "batch failed; committing its webhooks one by one");
-            for (webhook, reply) in webhooks.iter().zip(replies) {
-                let result = store.ingest(std::slice::from_ref(webhook)).await;
-                let _ = reply.send(result.map(|mut outcomes| outcomes.remove(0)));
-            }
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "webhook batch could not be stored");
-            for reply in replies {
-                let _ = reply.send(Err(clone_error(&err)));
-            }
-        }
-    }
-}
-
-/// Every waiter gets the failure; only its kind matters to them (503 either way).
-fn clone_error(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
-        StoreError::Transient(_) => StoreError::Transient(sqlx::Error::PoolTimedOut),
-        _ => StoreError::Database(sqlx::Error::Protocol(err.to_string())),
+        Ok(self.commits.submit(webhook).await?)
     }
 }
 

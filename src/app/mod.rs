@@ -3,11 +3,16 @@
 
 pub mod auth;
 pub mod connections;
+pub mod delivery;
 mod error;
+pub mod group_commit;
 pub mod ingest;
 pub mod keys;
 mod login_limiter;
 pub mod orgs;
+pub mod pacing;
+pub mod replies;
+pub mod sends;
 
 use std::sync::Arc;
 
@@ -35,6 +40,8 @@ pub struct Settings {
     pub signup_enabled: bool,
     pub session_ttl: chrono::Duration,
     pub webhooks: WebhookConfig,
+    /// Lower-cased emails of the dashboard's operators.
+    pub operator_emails: Vec<String>,
 }
 
 impl App {
@@ -55,6 +62,7 @@ impl App {
                 signup_enabled: config.signup_enabled,
                 session_ttl: config.session_ttl,
                 webhooks: config.webhooks.clone(),
+                operator_emails: config.operator_emails.clone(),
             },
             login_limiter: LoginLimiter::per_minute(config.login_attempts_per_minute),
         }

@@ -3,10 +3,12 @@
 //! Enums are stored upper-case in the database (as in the schema seed) and travel lower-case
 //! in JSON; `as_db`/`from_db` are the only place that mapping lives.
 
+mod cursor;
 mod email;
 mod enums;
 mod names;
 
+pub use cursor::IdCursor;
 pub use email::Email;
 pub use enums::{ConnectionStatus, MessageDirection, MessageStatus, Plan, Role};
 pub use names::{DisplayName, OrgName, Password, Slug};

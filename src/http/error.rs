@@ -18,6 +18,8 @@ pub struct Problem {
     pub detail: String,
     pub field: Option<String>,
     retry_after: Option<u32>,
+    /// Problem-specific members (RFC 9457 §3.2), e.g. `window_expires_at`.
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The document as sent; `type` is derived from the code.
@@ -31,6 +33,8 @@ struct ProblemBody<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -42,7 +46,13 @@ impl Problem {
             detail: detail.into(),
             field: None,
             retry_after: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_owned(), value);
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -61,6 +71,7 @@ impl IntoResponse for Problem {
             code: self.code,
             detail: &self.detail,
             field: self.field.as_deref(),
+            extensions: &self.extensions,
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
@@ -107,6 +118,13 @@ impl From<AppError> for Problem {
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
             },
             AppError::SignupDisabled => Problem::new(StatusCode::FORBIDDEN, "signup_disabled", detail),
+            AppError::WindowClosed { expires_at, .. } => {
+                Problem::new(StatusCode::CONFLICT, "window_closed", detail)
+                    .with_extension("window_expires_at", serde_json::json!(expires_at))
+            }
+            AppError::ConnectionUnavailable { .. } => {
+                Problem::new(StatusCode::CONFLICT, "connection_unavailable", detail)
+            }
             AppError::Unavailable => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail),
             AppError::Internal(source) => {
                 tracing::error!(error = ?source, "internal error");

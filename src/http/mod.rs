@@ -7,6 +7,7 @@ mod extract;
 mod middleware;
 mod ops;
 mod orgs;
+mod sends;
 mod webhooks;
 
 use std::sync::Arc;
@@ -38,7 +39,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let api = Router::new()
         .merge(auth::router())
         .merge(orgs::router())
-        .merge(connections::router());
+        .merge(connections::router())
+        .merge(sends::router());
     let router = Router::new()
         .nest("/api/v1", api)
         .merge(webhooks::router())

@@ -9,6 +9,7 @@ pub enum Constraint {
     Membership,
     ConnectionOrgAccount,
     ConnectionLiveAccount,
+    MessageIdempotencyKey,
     Other,
 }
 
@@ -21,6 +22,7 @@ impl Constraint {
             "organization_members_pkey" => Constraint::Membership,
             "platform_connections_org_account_key" => Constraint::ConnectionOrgAccount,
             "platform_connections_live_account_key" => Constraint::ConnectionLiveAccount,
+            "messages_org_idempotency_key" => Constraint::MessageIdempotencyKey,
             _ => Constraint::Other,
         }
     }
@@ -38,6 +40,7 @@ impl Constraint {
             "platform_connections.platform, platform_connections.platform_user_id" => {
                 Constraint::ConnectionLiveAccount
             }
+            "messages.organization_id, messages.idempotency_key" => Constraint::MessageIdempotencyKey,
             _ => Constraint::Other,
         }
     }
@@ -67,6 +70,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same kind of error without its source, for when several waiters share one failure
+    /// (only the kind decides what they answer).
+    pub fn kind_copy(&self) -> StoreError {
+        match self {
+            StoreError::Conflict(c) => StoreError::Conflict(*c),
+            StoreError::PlanLimit { limit } => StoreError::PlanLimit { limit: *limit },
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Stale => StoreError::Stale,
+            StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+            StoreError::Transient(_) => StoreError::Transient(sqlx::Error::PoolTimedOut),
+            other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+        }
+    }
+
     /// Classifies a driver error; `constraint` names the violated unique constraint, per backend.
     pub(super) fn from_sqlx(
         err: sqlx::Error,
@@ -101,6 +118,12 @@ mod tests {
                 "UNIQUE constraint failed: platform_connections.platform, platform_connections.platform_user_id"
             ),
             Constraint::ConnectionLiveAccount
+        );
+        assert_eq!(
+            Constraint::from_sqlite(
+                "UNIQUE constraint failed: messages.organization_id, messages.idempotency_key"
+            ),
+            Constraint::from_postgres("messages_org_idempotency_key")
         );
         assert_eq!(Constraint::from_sqlite("something else"), Constraint::Other);
     }

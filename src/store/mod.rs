@@ -9,6 +9,7 @@
 
 mod error;
 mod ingest;
+mod outbound;
 mod postgres;
 mod records;
 mod sqlite;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 pub use error::{Constraint, StoreError};
 pub use ingest::*;
+pub use outbound::*;
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -40,7 +42,7 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Arc
 }
 
 #[async_trait]
-pub trait Store: IngestStore + Send + Sync + 'static {
+pub trait Store: IngestStore + OutboundStore + Send + Sync + 'static {
     /// Which backend this is ("postgres" or "sqlite"), for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -49,6 +51,10 @@ pub trait Store: IngestStore + Send + Sync + 'static {
 
     /// A cheap round trip to the database, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The pool the job queue shares with the store, so that jobs are pushed inside the
+    /// store's own transactions.
+    fn queue_pool(&self) -> QueuePool;
 
     // --- users and tokens ---
 
@@ -149,4 +155,71 @@ pub trait IngestStore: Send + Sync + 'static {
         after: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<StoredWebhook>>;
+}
+
+/// The database pool behind the store, for the job queue (apalis) to run on.
+#[derive(Clone)]
+pub enum QueuePool {
+    Postgres(sqlx::PgPool),
+    /// With a signal for each row inserted into the queue table (SQLite has no LISTEN/NOTIFY;
+    /// an update hook on every pooled connection stands in for it).
+    Sqlite {
+        pool: sqlx::SqlitePool,
+        inserts: tokio::sync::broadcast::Sender<()>,
+    },
+}
+
+/// Outbound sends (DESIGN.md §4.2): the reply, its jobs, their outcomes, the sends API.
+#[async_trait]
+pub trait OutboundStore: Send + Sync + 'static {
+    /// The conversation to reply in, with its connection; `None` when not in that organization.
+    async fn reply_target(&self, org_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<ReplyTarget>>;
+    /// Stores the message (pending) and pushes its first send job in one transaction. With an
+    /// idempotency key already used in the organization, returns that message instead
+    /// (`created: false`) and pushes nothing.
+    async fn create_outbound(&self, message: &NewOutbound) -> StoreResult<OutboundCreated>;
+    /// The outbound message created with this Idempotency-Key in the organization.
+    async fn outbound_by_idempotency_key(&self, org_id: Uuid, key: &str) -> StoreResult<Option<SendRecord>>;
+    /// The message, its conversation and its connection, for the worker.
+    async fn send_context(&self, message_id: Uuid) -> StoreResult<Option<SendContext>>;
+    /// Records provider calls, all in one transaction: each message moves on only if it is still
+    /// pending with `attempt - 1` attempts (otherwise `false` for that outcome: a duplicate run),
+    /// gets its attempt row, its live event, its retry job; receipts that arrived before the
+    /// platform's id are applied; an auth failure marks the connection.
+    async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>>;
+    /// Outbound messages matching the filter, newest first, with ids below `before`.
+    async fn sends(
+        &self,
+        filter: &SendFilter,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SendRecord>>;
+    async fn send(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Option<SendRecord>>;
+    async fn send_attempts(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Vec<SendAttempt>>;
+    /// A failed send back to pending, with a new job (a fresh retry budget).
+    async fn retry_send(&self, org_id: Uuid, message_id: Uuid, now: DateTime<Utc>)
+    -> StoreResult<SendChange>;
+    /// A failed or pending send marked failed with reason `discarded`; its pending job, if any,
+    /// then does nothing.
+    async fn discard_send(
+        &self,
+        org_id: Uuid,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SendChange>;
+    /// Retries up to `limit` failed (not discarded) sends matching the filter; how many.
+    async fn retry_sends(&self, filter: &SendFilter, now: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Provider calls per hour and outcome since `since`.
+    async fn hourly_outcomes(
+        &self,
+        organizations: &[Uuid],
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<HourlyOutcome>>;
+    /// Deletes finished queue jobs done before `jobs_before` and receipts for unknown messages
+    /// received before `receipts_before`.
+    async fn cleanup(
+        &self,
+        jobs_before: DateTime<Utc>,
+        receipts_before: DateTime<Utc>,
+    ) -> StoreResult<Cleanup>;
 }

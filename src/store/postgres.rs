@@ -14,10 +14,16 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::MessageStatus;
+use crate::queue::{QueuedJob, SEND_QUEUE, SendJob, send_task};
 
 const BACKEND: &str = "postgres";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1 FOR UPDATE";
+/// Finished apalis jobs: done, killed, or failed with no attempts left.
+const DELETE_FINISHED_JOBS: &str = "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at < $2 \
+     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+/// `YYYY-MM-DDTHH` of a timestamp column, in UTC.
+const HOUR_BUCKET: &str = "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -41,6 +47,43 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Our migrations, then apalis's (schema `apalis`, with its own ledger there).
+async fn run_migrations(pool: &PgPool) -> StoreResult<()> {
+    MIGRATOR.run(pool).await?;
+    apalis_postgres::PostgresStorage::setup(pool)
+        .await
+        .map_err(queue_error)
+}
+
+/// apalis stores `done_at` as a timestamp here.
+fn job_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t
+}
+
+/// Pushes send jobs on the caller's connection (inside its transaction).
+async fn push_send_jobs(conn: &mut DbConn, jobs: &[QueuedJob]) -> StoreResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let tasks = jobs.iter().map(send_task).collect();
+    apalis_postgres::queries::push_tasks(conn, SEND_QUEUE, tasks)
+        .await
+        .map_err(queue_error)
+}
+
+fn queue_error(err: apalis_postgres::Error) -> StoreError {
+    match err {
+        apalis_postgres::Error::Database(err) => db_error(err),
+        other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+    }
+}
+
+impl PgStore {
+    fn queue(&self) -> QueuePool {
+        QueuePool::Postgres(self.pool.clone())
     }
 }
 
@@ -74,3 +117,4 @@ fn is_unavailable(code: &str) -> bool {
 }
 
 include!("shared_sql.rs");
+include!("outbound_sql.rs");

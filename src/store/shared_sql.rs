@@ -4,7 +4,9 @@
 //   fn begin_write(&Pool<Db>)  - starts a write transaction (SQLite: BEGIN IMMEDIATE)
 //   fn db_error(sqlx::Error) -> StoreError  - maps errors, naming constraints
 //   const LOCK_ORGANIZATION  - SELECT that locks an organization row for the transaction
-//   const BACKEND, and MIGRATOR.
+//   const BACKEND, fn run_migrations(&Pool<Db>) (ours and the job queue's),
+//   fn push_send_jobs(&mut DbConn, &[QueuedJob]) (apalis, on the caller's transaction),
+//   const DELETE_FINISHED_JOBS, const HOUR_BUCKET.
 // Placeholders are `$n` (both drivers accept them); everything else here is standard SQL that
 // both dialects run unchanged.
 
@@ -54,8 +56,11 @@ impl Store for Backend {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        run_migrations(&self.pool).await
+    }
+
+    fn queue_pool(&self) -> QueuePool {
+        self.queue()
     }
 
     async fn ping(&self) -> StoreResult<()> {

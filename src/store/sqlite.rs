@@ -17,15 +17,24 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::MessageStatus;
+use crate::queue::{QueuedJob, SEND_QUEUE, SendJob, send_task};
 
 const BACKEND: &str = "sqlite";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Finished apalis jobs: done, killed, or failed with no attempts left (`done_at` is epoch
+/// seconds here).
+const DELETE_FINISHED_JOBS: &str = "DELETE FROM Jobs WHERE job_type = $1 AND done_at < $2 \
+     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+/// `YYYY-MM-DDTHH` of a timestamp column (stored as RFC 3339 text in UTC).
+const HOUR_BUCKET: &str = "substr(started_at, 1, 13)";
 // SQLite has no row locks; BEGIN IMMEDIATE (see `begin_write`) already serializes writers.
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1";
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Fires when a job is inserted into apalis's `Jobs` table, to wake idle workers.
+    job_inserts: tokio::sync::broadcast::Sender<()>,
 }
 
 type Db = Sqlite;
@@ -46,18 +55,70 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         }
+        let (job_inserts, _) = tokio::sync::broadcast::channel(16);
+        let hook = job_inserts.clone();
         let pool = SqlitePoolOptions::new()
+            .after_connect(move |conn, _| {
+                let hook = hook.clone();
+                Box::pin(async move {
+                    let mut handle = conn.lock_handle().await?;
+                    handle.set_update_hook(move |event| {
+                        if event.operation == sqlx::sqlite::SqliteOperation::Insert && event.table == "Jobs" {
+                            let _ = hook.send(());
+                        }
+                    });
+                    Ok(())
+                })
+            })
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, job_inserts })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    fn queue(&self) -> QueuePool {
+        QueuePool::Sqlite {
+            pool: self.pool.clone(),
+            inserts: self.job_inserts.clone(),
+        }
+    }
+}
+
+/// Ours and apalis's migrations share `_sqlx_migrations` in one file, so they run as one
+/// migrator (each alone would find the other's versions and refuse). apalis's own `setup()` is
+/// not used: it would also switch one pooled connection to `synchronous = OFF`.
+async fn run_migrations(pool: &SqlitePool) -> StoreResult<()> {
+    let mut migrations: Vec<_> = MIGRATOR.iter().cloned().collect();
+    migrations.extend(apalis_sqlite::SqliteStorage::migrations().iter().cloned());
+    sqlx::migrate::Migrator::with_migrations(migrations)
+        .run(pool)
+        .await?;
+    Ok(())
+}
+
+/// apalis stores `done_at` as epoch seconds here.
+fn job_time(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+/// Pushes send jobs on the caller's connection (inside its transaction).
+async fn push_send_jobs(conn: &mut DbConn, jobs: &[QueuedJob]) -> StoreResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let tasks: Vec<_> = jobs.iter().map(send_task).collect();
+    apalis_sqlite::queries::push_tasks(conn, SEND_QUEUE, &tasks)
+        .await
+        .map_err(|err| match err {
+            apalis_sqlite::Error::Database(err) => db_error(err),
+            other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+        })
 }
 
 /// Takes the write lock up front: a deferred transaction that reads and then writes can fail
@@ -81,3 +142,4 @@ fn db_error(err: sqlx::Error) -> StoreError {
 }
 
 include!("shared_sql.rs");
+include!("outbound_sql.rs");

@@ -1,0 +1,305 @@
+//! Delivering one send job (DESIGN.md §4.2 step 3): load the message and its connection,
+//! decrypt the token, pace, call the platform, and record what happened. Outcomes are written
+//! with group commit, and the job is acknowledged only after its outcome is committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use snorq_connectors::{ErrorClass, OutboundContent, OutboundMessage, Platform, Secret, SendError};
+
+use crate::crypto::{SecretField, Vault};
+use crate::domain::{self, ConnectionStatus, MessageStatus};
+use crate::queue::{QueuedJob, RetrySchedule, SendJob, SendRates};
+use crate::store::{REASON_CONNECTION_UNAVAILABLE, SendContext, SendOutcome, SendResult, Store, StoreResult};
+
+use super::group_commit::{BatchWrite, GroupCommit};
+use super::pacing::Pacer;
+use super::replies::{human_agent_allowed, window_expires_at};
+
+/// How sends are made and retried.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub schedule: RetrySchedule,
+    pub rates: SendRates,
+    /// Most outcomes committed in one transaction.
+    pub max_batch: usize,
+    /// Outcome transactions in flight at once.
+    pub writers: usize,
+}
+
+/// What became of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// The platform was called and the outcome recorded (`sent`, `retry` or `failed`).
+    Recorded(&'static str),
+    /// Nothing to do: the message is gone, no longer pending, or this attempt was made already.
+    Skipped(&'static str),
+}
+
+/// Runs send jobs; shared by all worker tasks of a process.
+pub struct Delivery {
+    store: Arc<dyn Store>,
+    vault: Vault,
+    client: snorq_connectors::Client,
+    pacer: Pacer,
+    schedule: RetrySchedule,
+    outcomes: GroupCommit<OutcomeWrite>,
+}
+
+struct OutcomeWrite(Arc<dyn Store>);
+
+#[async_trait]
+impl BatchWrite for OutcomeWrite {
+    type Item = SendOutcome;
+    type Output = bool;
+    const BATCH_SIZE_METRIC: &'static str = "send_outcome_batch_size";
+    const COMMIT_SECONDS_METRIC: &'static str = "send_outcome_commit_duration_seconds";
+
+    async fn write(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
+        self.0.record_send_outcomes(outcomes).await
+    }
+}
+
+impl Delivery {
+    pub fn new(
+        store: Arc<dyn Store>,
+        vault: Vault,
+        client: snorq_connectors::Client,
+        settings: DeliverySettings,
+    ) -> Self {
+        Delivery {
+            outcomes: GroupCommit::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers),
+            store,
+            vault,
+            client,
+            pacer: Pacer::new(settings.rates),
+            schedule: settings.schedule,
+        }
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Makes the attempt `job` stands for, once. An `Err` is a database problem: the job should
+    /// run again later (nothing was recorded).
+    pub async fn run(&self, job: SendJob) -> StoreResult<Delivered> {
+        let Some(context) = self.store.send_context(job.message_id).await? else {
+            return Ok(Delivered::Skipped("message deleted"));
+        };
+        let message = &context.message;
+        if message.status != MessageStatus::Pending {
+            return Ok(Delivered::Skipped("message no longer pending"));
+        }
+        if message.attempts != job.attempt - 1 {
+            return Ok(Delivered::Skipped("attempt already made"));
+        }
+        let started_at = domain::now();
+        let clock = Instant::now();
+        let platform = message.platform.0;
+        let attempt = self.attempt(&context, job).await;
+        let finished_at = domain::now();
+        let (result, error, connection_problem) = match attempt {
+            Ok(external_id) => (SendResult::Sent { external_id }, None, None),
+            Err(failure) => {
+                let result = self.after_failure(job, &failure, finished_at);
+                let problem = (failure.class == Some(ErrorClass::Auth)).then_some(ConnectionStatus::Expired);
+                (result, Some(failure), problem)
+            }
+        };
+        let kind = result.outcome();
+        metrics::counter!("sends_total", "platform" => platform.as_str(), "outcome" => kind).increment(1);
+        metrics::histogram!("send_call_duration_seconds", "platform" => platform.as_str())
+            .record(clock.elapsed().as_secs_f64());
+        let outcome = SendOutcome {
+            message_id: message.id,
+            organization_id: message.organization_id,
+            conversation_id: message.conversation_id,
+            connection_id: message.connection_id,
+            attempt: job.attempt,
+            started_at,
+            finished_at,
+            result,
+            http_status: error.as_ref().and_then(|e| e.http_status),
+            error_code: error.as_ref().and_then(|e| e.code.clone()),
+            error_subcode: error.as_ref().and_then(|e| e.subcode.clone()),
+            error_message: error.map(|e| e.message),
+            connection_problem,
+        };
+        let applied = self.outcomes.submit(outcome).await?;
+        Ok(if applied {
+            Delivered::Recorded(kind)
+        } else {
+            Delivered::Skipped("attempt already recorded")
+        })
+    }
+
+    /// The platform call, with everything checked first. `Ok`: the platform's message id.
+    async fn attempt(&self, context: &SendContext, job: SendJob) -> Result<String, Box<Failure>> {
+        let message = &context.message;
+        let platform = message.platform.0;
+        if context.connection_status != ConnectionStatus::Active {
+            return Err(Failure::ours(
+                REASON_CONNECTION_UNAVAILABLE,
+                format!(
+                    "the connection is {}; reconnect it, then retry",
+                    context.connection_status.as_db().to_lowercase()
+                ),
+            ));
+        }
+        let Some(envelope) = &context.access_token_enc else {
+            return Err(Failure::ours("auth", "the connection has no access token"));
+        };
+        let token = self
+            .vault
+            .decrypt(
+                SecretField::ConnectionAccessToken,
+                message.connection_id,
+                envelope,
+            )
+            .map_err(|e| {
+                Failure::ours(
+                    "token_unreadable",
+                    format!("the stored token cannot be decrypted: {e}"),
+                )
+            })?;
+        let mut outbound = OutboundMessage::new(
+            context.recipient.clone(),
+            content(&message.content_type, &message.content.0)?,
+        )
+        .correlation(format!("outbound:{}", message.id));
+        let now = domain::now();
+        let settings = &context.connection_settings.0;
+        if let Some(closes) = window_expires_at(platform, context.last_inbound_at, settings)
+            && now > closes
+        {
+            return Err(Failure::ours(
+                "window_closed",
+                format!(
+                    "the reply window closed at {} before this attempt",
+                    closes.to_rfc3339()
+                ),
+            ));
+        }
+        if platform == Platform::Facebook
+            && let Some(last_inbound) = context.last_inbound_at
+            && let Some(kind) = snorq_connectors::window::messenger_messaging_type(
+                last_inbound,
+                now,
+                human_agent_allowed(settings),
+            )
+        {
+            outbound = outbound.messaging_type(kind);
+        }
+        self.pacer.wait(platform, message.connection_id).await;
+        let token = Secret::new(token);
+        tracing::debug!(message_id = %message.id, attempt = job.attempt, %platform, "calling the platform");
+        self.client
+            .send(platform, &context.account_id, &token, &outbound)
+            .await
+            .map(|receipt| receipt.message_id)
+            .map_err(Failure::platform)
+    }
+
+    fn after_failure(
+        &self,
+        job: SendJob,
+        failure: &Failure,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> SendResult {
+        let retryable = failure.class.is_some_and(ErrorClass::is_retryable);
+        if retryable
+            && let Some(delay) = self
+                .schedule
+                .next_delay(job.attempt_in_round(), failure.retry_after)
+        {
+            let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            return SendResult::Retry {
+                next: QueuedJob {
+                    job: job.next(),
+                    delay,
+                },
+                at,
+            };
+        }
+        SendResult::Failed {
+            reason: failure.reason.clone(),
+        }
+    }
+}
+
+/// Why an attempt did not send: the platform's classified error, or a check of ours.
+#[derive(Debug)]
+struct Failure {
+    /// `failure_reason` if this ends the send.
+    reason: String,
+    class: Option<ErrorClass>,
+    http_status: Option<i32>,
+    code: Option<String>,
+    subcode: Option<String>,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn ours(reason: &str, message: impl Into<String>) -> Box<Self> {
+        Box::new(Failure {
+            reason: reason.to_owned(),
+            class: None,
+            http_status: None,
+            code: None,
+            subcode: None,
+            message: message.into(),
+            retry_after: None,
+        })
+    }
+
+    fn platform(err: SendError) -> Box<Self> {
+        let message = match &err.details {
+            Some(details) => format!("{} ({details})", err.message),
+            None => err.message.clone(),
+        };
+        Box::new(Failure {
+            reason: err.class.as_str().to_owned(),
+            class: Some(err.class),
+            http_status: err.http_status.map(i32::from),
+            code: err.code.map(|c| c.to_string()),
+            subcode: err.subcode.map(|c| c.to_string()),
+            message,
+            retry_after: err.retry_after,
+        })
+    }
+}
+
+/// The stored content back into what the connector sends.
+fn content(content_type: &str, content: &Value) -> Result<OutboundContent, Box<Failure>> {
+    let text = |key: &str| content.get(key).and_then(Value::as_str).map(str::to_owned);
+    let url = || text("url").ok_or_else(|| Failure::ours("invalid_request", "the stored media has no URL"));
+    Ok(match content_type {
+        "text" => OutboundContent::Text {
+            body: text("text").unwrap_or_default(),
+        },
+        "image" => OutboundContent::Image {
+            url: url()?,
+            caption: text("caption"),
+        },
+        "video" => OutboundContent::Video {
+            url: url()?,
+            caption: text("caption"),
+        },
+        "audio" => OutboundContent::Audio { url: url()? },
+        "file" => OutboundContent::File {
+            url: url()?,
+            filename: text("filename"),
+            caption: text("caption"),
+        },
+        other => {
+            return Err(Failure::ours(
+                "invalid_request",
+                format!("messages of type {other} cannot be sent"),
+            ));
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! The sends API (and the dashboard's actions): list outbound messages by delivery state, retry
+//! a failed one for real, discard one, retry many by filter.
+
+use uuid::Uuid;
+
+use crate::domain::{self, IdCursor, Role};
+use crate::store::{SendChange, SendFilter, SendRecord};
+
+use super::orgs::OrgAccess;
+use super::{App, AppError, AppResult};
+
+pub const MAX_PAGE: i64 = 100;
+/// Sends reopened per transaction by a bulk retry.
+const BULK_CHUNK: i64 = 500;
+/// Most sends one bulk retry request reopens; the answer says when more match.
+pub const BULK_MAX: u64 = 10_000;
+
+/// One page, newest first, and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct SendPage {
+    pub sends: Vec<SendRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// Lists sends of the filter's organizations (the caller has checked access to them).
+pub async fn list(
+    app: &App,
+    filter: &SendFilter,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> AppResult<SendPage> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(domain::Invalid::new("limit", format!("must be between 1 and {MAX_PAGE}")).into());
+    }
+    let before = cursor.map(IdCursor::decode).transpose()?.map(|c| c.0);
+    let mut sends = app.store.sends(filter, before, limit + 1).await?;
+    let next_cursor = if sends.len() as i64 > limit {
+        sends.truncate(limit as usize);
+        sends.last().map(|last| IdCursor(last.id).encode())
+    } else {
+        None
+    };
+    Ok(SendPage { sends, next_cursor })
+}
+
+pub async fn get(app: &App, access: &OrgAccess, message_id: Uuid) -> AppResult<SendRecord> {
+    app.store
+        .send(access.org_id(), message_id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// A failed send back to pending with a fresh retry schedule; the platform is called again.
+pub async fn retry(app: &App, access: &OrgAccess, message_id: Uuid) -> AppResult<SendRecord> {
+    access.require(Role::Admin)?;
+    match app
+        .store
+        .retry_send(access.org_id(), message_id, domain::now())
+        .await?
+    {
+        SendChange::Changed(record) => Ok(record),
+        SendChange::WrongState(record) => Err(AppError::conflict(
+            format!(
+                "only failed sends can be retried; this one is {}",
+                status_word(&record)
+            ),
+            None,
+        )),
+        SendChange::NotFound => Err(AppError::NotFound),
+    }
+}
+
+/// Stops a pending send or takes a failed one off the failed list.
+pub async fn discard(app: &App, access: &OrgAccess, message_id: Uuid) -> AppResult<SendRecord> {
+    access.require(Role::Admin)?;
+    match app
+        .store
+        .discard_send(access.org_id(), message_id, domain::now())
+        .await?
+    {
+        SendChange::Changed(record) => Ok(record),
+        SendChange::WrongState(record) => Err(AppError::conflict(
+            format!(
+                "only pending or failed sends can be discarded; this one is {}",
+                status_word(&record)
+            ),
+            None,
+        )),
+        SendChange::NotFound => Err(AppError::NotFound),
+    }
+}
+
+/// How a bulk retry went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkRetry {
+    pub retried: u64,
+    /// More matched than one request retries ([`BULK_MAX`]); run it again.
+    pub more: bool,
+}
+
+/// Retries every failed (not discarded) send matching the filter, in chunks.
+pub async fn retry_matching(app: &App, filter: &SendFilter) -> AppResult<BulkRetry> {
+    let mut retried = 0;
+    loop {
+        let chunk = app.store.retry_sends(filter, domain::now(), BULK_CHUNK).await?;
+        retried += chunk;
+        if chunk < BULK_CHUNK as u64 {
+            return Ok(BulkRetry { retried, more: false });
+        }
+        if retried >= BULK_MAX {
+            return Ok(BulkRetry { retried, more: true });
+        }
+    }
+}
+
+fn status_word(record: &SendRecord) -> String {
+    match (&record.status, record.failure_reason.as_deref()) {
+        (_, Some("discarded")) => "discarded".to_owned(),
+        (status, _) => format!("{status:?}").to_lowercase(),
+    }
+}

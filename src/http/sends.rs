@@ -1,0 +1,357 @@
+//! Replies and the sends API: `POST .../conversations/{id}/messages` (202, queued) and
+//! `/api/v1/orgs/{org_id}/sends` (list, detail, retry, discard, bulk retry).
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use snorq_connectors::Platform;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiResult;
+use super::extract::{OrgScope, PathId, ValidJson};
+use crate::app::orgs::OrgAccess;
+use crate::app::replies::{self, MediaKind, MediaReply, ReplyRequest};
+use crate::app::sends;
+use crate::app::{AppError, AppResult};
+use crate::domain::{Invalid, MessageStatus, Role};
+use crate::store::{REASON_DISCARDED, SendAttempt, SendFilter, SendRecord, SendStatusFilter};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/orgs/{org_id}/conversations/{conversation_id}/messages",
+            post(reply),
+        )
+        .route("/orgs/{org_id}/sends", get(list))
+        .route("/orgs/{org_id}/sends/retry", post(retry_matching))
+        .route("/orgs/{org_id}/sends/{message_id}", get(show))
+        .route("/orgs/{org_id}/sends/{message_id}/retry", post(retry))
+        .route("/orgs/{org_id}/sends/{message_id}/discard", post(discard))
+}
+
+/// An outbound message and where its delivery stands.
+#[derive(Debug, Serialize)]
+pub struct SendBody {
+    id: Uuid,
+    organization_id: Uuid,
+    conversation_id: Uuid,
+    connection_id: Uuid,
+    platform: Platform,
+    direction: &'static str,
+    content_type: String,
+    content: Value,
+    media_url: Option<String>,
+    status: MessageStatus,
+    discarded: bool,
+    /// The platform's id once sent.
+    external_id: Option<String>,
+    /// Why it failed: `window_closed`, `auth`, `rate_limited`, `transient`,
+    /// `recipient_unavailable`, `invalid_request`, `permanent`, `connection_unavailable`, ...
+    failure_reason: Option<String>,
+    /// The platform's error code and message (of the last attempt).
+    error_code: Option<String>,
+    error_message: Option<String>,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    last_attempt_at: Option<DateTime<Utc>>,
+    sender_user_id: Option<Uuid>,
+    idempotency_key: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SendRecord> for SendBody {
+    fn from(s: SendRecord) -> Self {
+        SendBody {
+            discarded: s.failure_reason.as_deref() == Some(REASON_DISCARDED),
+            id: s.id,
+            organization_id: s.organization_id,
+            conversation_id: s.conversation_id,
+            connection_id: s.connection_id,
+            platform: s.platform.0,
+            direction: "outbound",
+            content_type: s.content_type,
+            content: s.content.0,
+            media_url: s.media_url,
+            status: s.status,
+            external_id: s.external_id,
+            failure_reason: s.failure_reason,
+            error_code: s.error_code,
+            error_message: s.error_message,
+            attempts: s.attempts,
+            next_attempt_at: s.next_attempt_at,
+            last_attempt_at: s.last_attempt_at,
+            sender_user_id: s.sender_user_id,
+            idempotency_key: s.idempotency_key,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyBody {
+    /// The text, or the caption of the media.
+    text: Option<String>,
+    media: Option<MediaBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaBody {
+    /// `image`, `video`, `audio` or `file`.
+    #[serde(rename = "type")]
+    kind: String,
+    url: String,
+    filename: Option<String>,
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+async fn reply(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(conversation_id): PathId,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<ReplyBody>,
+) -> ApiResult<Response> {
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| AppError::from(Invalid::new("idempotency_key", "must be visible ASCII")))?
+                .to_owned(),
+        ),
+    };
+    let media = body
+        .media
+        .map(|m| {
+            let kind = MediaKind::parse(&m.kind)
+                .ok_or_else(|| Invalid::new("media.type", "must be image, video, audio or file"))?;
+            Ok::<_, Invalid>(MediaReply {
+                kind,
+                url: m.url,
+                filename: m.filename,
+            })
+        })
+        .transpose()
+        .map_err(AppError::from)?;
+    let request = ReplyRequest {
+        text: body.text,
+        media,
+        idempotency_key,
+    };
+    let reply = replies::reply(&state.app, &access, conversation_id, request).await?;
+    let mut response = (StatusCode::ACCEPTED, axum::Json(SendBody::from(reply.message))).into_response();
+    if !reply.created {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The filter of the list and of the bulk retry, as query parameters or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterParams {
+    status: Option<String>,
+    platform: Option<String>,
+    connection_id: Option<String>,
+    error_code: Option<String>,
+    reason: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+impl FilterParams {
+    fn into_filter(self, organization: Uuid) -> AppResult<SendFilter> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                SendStatusFilter::parse(s).ok_or_else(|| {
+                    Invalid::new(
+                        "status",
+                        "must be pending, sent, delivered, read, failed or discarded",
+                    )
+                })
+            })
+            .transpose()?;
+        let platform = self
+            .platform
+            .as_deref()
+            .map(|p| {
+                p.parse::<Platform>()
+                    .map_err(|_| Invalid::new("platform", "must be whatsapp, facebook or tiktok"))
+            })
+            .transpose()?;
+        let connection_id = self
+            .connection_id
+            .as_deref()
+            .map(|c| Uuid::parse_str(c).map_err(|_| Invalid::new("connection_id", "must be a UUID")))
+            .transpose()?;
+        let time = |field: &'static str, value: Option<String>| {
+            value
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(&v)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| {
+                            Invalid::new(field, "must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")
+                        })
+                })
+                .transpose()
+        };
+        Ok(SendFilter {
+            organizations: vec![organization],
+            status,
+            platform,
+            connection_id,
+            error_code: self.error_code.filter(|c| !c.is_empty()),
+            reason: self.reason.filter(|r| !r.is_empty()),
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    #[serde(flatten)]
+    filter: FilterParams,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SendPageBody {
+    items: Vec<SendBody>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<SendPageBody>> {
+    let limit = params
+        .limit
+        .as_deref()
+        .map(|l| {
+            l.parse::<i64>()
+                .map_err(|_| Invalid::new("limit", "must be a number"))
+        })
+        .transpose()
+        .map_err(AppError::from)?;
+    let filter = params.filter.into_filter(access.org_id())?;
+    let page = sends::list(&state.app, &filter, params.cursor.as_deref(), limit).await?;
+    Ok(axum::Json(SendPageBody {
+        items: page.sends.into_iter().map(SendBody::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Serialize)]
+struct AttemptBody {
+    attempt: i32,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    outcome: String,
+    http_status: Option<i32>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl From<SendAttempt> for AttemptBody {
+    fn from(a: SendAttempt) -> Self {
+        AttemptBody {
+            attempt: a.attempt,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+            outcome: a.outcome,
+            http_status: a.http_status,
+            error_code: a.error_code,
+            error_message: a.error_message,
+            next_attempt_at: a.next_attempt_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SendDetailBody {
+    #[serde(flatten)]
+    send: SendBody,
+    attempt_log: Vec<AttemptBody>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<SendDetailBody>> {
+    let send = sends::get(&state.app, &access, id).await?;
+    let attempts = state
+        .app
+        .store
+        .send_attempts(access.org_id(), id)
+        .await
+        .map_err(AppError::from)?;
+    Ok(axum::Json(SendDetailBody {
+        send: send.into(),
+        attempt_log: attempts.into_iter().map(AttemptBody::from).collect(),
+    }))
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(id): PathId,
+) -> ApiResult<(StatusCode, axum::Json<SendBody>)> {
+    let send = sends::retry(&state.app, &access, id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(send.into())))
+}
+
+async fn discard(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<SendBody>> {
+    Ok(axum::Json(sends::discard(&state.app, &access, id).await?.into()))
+}
+
+#[derive(Serialize)]
+struct BulkRetryBody {
+    retried: u64,
+    /// More failed sends match than one request retries; call again.
+    more: bool,
+}
+
+async fn retry_matching(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    ValidJson(body): ValidJson<FilterParams>,
+) -> ApiResult<(StatusCode, axum::Json<BulkRetryBody>)> {
+    require_admin(&access)?;
+    let filter = body.into_filter(access.org_id())?;
+    let result = sends::retry_matching(&state.app, &filter).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(BulkRetryBody {
+            retried: result.retried,
+            more: result.more,
+        }),
+    ))
+}
+
+fn require_admin(access: &OrgAccess) -> AppResult<()> {
+    access.require(Role::Admin)
+}

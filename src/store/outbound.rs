@@ -1,0 +1,220 @@
+//! Outbound sends (DESIGN.md §4.2): what the reply use case, the send worker, the sends API and
+//! the dashboard read and write.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::PlatformColumn;
+use crate::domain::{ConnectionStatus, MessageStatus};
+use crate::queue::QueuedJob;
+
+/// Failure reason of a send an agent gave up on; such sends leave the `failed` list.
+pub const REASON_DISCARDED: &str = "discarded";
+/// Failure reason of a send whose connection was not active when its turn came.
+pub const REASON_CONNECTION_UNAVAILABLE: &str = "connection_unavailable";
+
+/// What the reply use case checks before storing anything: the conversation, its reply window
+/// and its connection.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReplyTarget {
+    pub conversation_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: PlatformColumn,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub connection_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub connection_status: ConnectionStatus,
+    pub connection_settings: Json<Value>,
+    /// Outbound messages written since the customer's last message (TikTok caps them).
+    pub outbound_since_inbound: i64,
+}
+
+/// A reply to store with its first send job.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_user_id: Option<Uuid>,
+    pub content_type: String,
+    pub content: Value,
+    pub media_url: Option<String>,
+    pub preview: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outbound message as the sends API and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SendRecord {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub conversation_id: Uuid,
+    pub connection_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: PlatformColumn,
+    pub content_type: String,
+    pub content: Json<Value>,
+    pub media_url: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
+    pub external_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub sender_user_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Whether `create_outbound` stored a new message or found the one with the same key.
+#[derive(Debug, Clone)]
+pub struct OutboundCreated {
+    pub message: SendRecord,
+    pub created: bool,
+}
+
+/// Everything the worker needs for one provider call.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SendContext {
+    #[sqlx(flatten)]
+    pub message: SendRecord,
+    /// The platform's thread key: the recipient of the send.
+    pub recipient: String,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "String")]
+    pub connection_status: ConnectionStatus,
+    pub account_id: String,
+    pub access_token_enc: Option<String>,
+    pub connection_settings: Json<Value>,
+}
+
+/// How one provider call ended, to record.
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message_id: Uuid,
+    pub organization_id: Uuid,
+    pub conversation_id: Uuid,
+    pub connection_id: Uuid,
+    /// The attempt made (1-based); recorded only if the message still has `attempt - 1`.
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub result: SendResult,
+    pub http_status: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_subcode: Option<String>,
+    pub error_message: Option<String>,
+    /// Set when the platform rejected the connection's token: the connection takes this status.
+    pub connection_problem: Option<ConnectionStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SendResult {
+    Sent {
+        external_id: String,
+    },
+    /// Try again: the next job, pushed in the same transaction.
+    Retry {
+        next: QueuedJob,
+        at: DateTime<Utc>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+impl SendResult {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            SendResult::Sent { .. } => "sent",
+            SendResult::Retry { .. } => "retry",
+            SendResult::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Which sends to list or retry. Every field narrows; `organizations` is always applied.
+#[derive(Debug, Clone, Default)]
+pub struct SendFilter {
+    /// The organizations in scope (one for the API; the dashboard user's for the dashboard).
+    pub organizations: Vec<Uuid>,
+    pub status: Option<SendStatusFilter>,
+    pub platform: Option<snorq_connectors::Platform>,
+    pub connection_id: Option<Uuid>,
+    pub error_code: Option<String>,
+    pub reason: Option<String>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before (the dashboard's "older than").
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The statuses the sends API filters by: `failed` leaves out discarded sends, which have their
+/// own filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatusFilter {
+    Pending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Discarded,
+}
+
+impl SendStatusFilter {
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "pending" => SendStatusFilter::Pending,
+            "sent" => SendStatusFilter::Sent,
+            "delivered" => SendStatusFilter::Delivered,
+            "read" => SendStatusFilter::Read,
+            "failed" => SendStatusFilter::Failed,
+            "discarded" => SendStatusFilter::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+/// The result of asking to retry or discard one send.
+#[derive(Debug, Clone)]
+pub enum SendChange {
+    Changed(SendRecord),
+    /// The send exists but is not in a state that allows the change (e.g. retrying a sent one).
+    WrongState(SendRecord),
+    NotFound,
+}
+
+/// One provider call, for the dashboard's send detail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SendAttempt {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Provider calls per hour and outcome, for the dashboard chart. `hour` is `YYYY-MM-DDTHH` (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HourlyOutcome {
+    pub hour: String,
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// What a cleanup pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub finished_jobs: u64,
+    pub pending_receipts: u64,
+}

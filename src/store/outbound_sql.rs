@@ -1,0 +1,552 @@
+// Outbound sends, shared by both backends (included after `shared_sql.rs`, whose helpers it
+// uses: `advance_status`, `apply_pending_receipts`, `live`, `insert_live_events`).
+
+macro_rules! send_columns {
+    () => {
+        "m.id, m.organization_id, m.conversation_id, c.platform_connection_id AS connection_id, \
+         c.platform, m.content_type, m.content, m.media_url, m.status, m.external_id, m.error_code, \
+         m.error_message, m.failure_reason, m.attempts, m.next_attempt_at, m.last_attempt_at, \
+         m.sender_user_id, m.idempotency_key, m.created_at, m.updated_at"
+    };
+}
+
+/// Sends that the `failed` filter shows: failed and not discarded.
+const ACTIONABLE_FAILED: &str = "m.status = 'FAILED' AND COALESCE(m.failure_reason, '') <> 'discarded'";
+
+async fn send_record(conn: &mut DbConn, org_id: Uuid, message_id: Uuid) -> StoreResult<Option<SendRecord>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        send_columns!(),
+        " FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.organization_id = $1 AND m.id = $2 AND m.direction = 'OUTBOUND'"
+    ))
+    .bind(org_id)
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)
+}
+
+async fn send_by_key(conn: &mut DbConn, org_id: Uuid, key: &str) -> StoreResult<Option<SendRecord>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        send_columns!(),
+        " FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.organization_id = $1 AND m.idempotency_key = $2"
+    ))
+    .bind(org_id)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)
+}
+
+fn send_event(record: &SendRecord) -> serde_json::Value {
+    json!({
+        "conversation_id": record.conversation_id,
+        "message_id": record.id,
+        "status": record.status,
+        "attempts": record.attempts,
+        "failure_reason": record.failure_reason,
+        "error_code": record.error_code,
+        "next_attempt_at": record.next_attempt_at,
+    })
+}
+
+/// Appends the filter's conditions (after a `WHERE ...` already started).
+fn push_send_filter(query: &mut sqlx::QueryBuilder<Db>, filter: &SendFilter) {
+    query.push(" AND m.direction = 'OUTBOUND' AND m.organization_id IN (");
+    let mut orgs = query.separated(", ");
+    for org in &filter.organizations {
+        orgs.push_bind(*org);
+    }
+    if filter.organizations.is_empty() {
+        // No organization in scope: match nothing (never everything).
+        orgs.push("NULL");
+    }
+    query.push(")");
+    match filter.status {
+        Some(SendStatusFilter::Failed) => {
+            query.push(" AND ").push(ACTIONABLE_FAILED);
+        }
+        Some(SendStatusFilter::Discarded) => {
+            query.push(" AND m.status = 'FAILED' AND m.failure_reason = 'discarded'");
+        }
+        Some(status) => {
+            let status = match status {
+                SendStatusFilter::Pending => MessageStatus::Pending,
+                SendStatusFilter::Sent => MessageStatus::Sent,
+                SendStatusFilter::Delivered => MessageStatus::Delivered,
+                _ => MessageStatus::Read,
+            };
+            query.push(" AND m.status = ").push_bind(status.as_db());
+        }
+        None => {}
+    }
+    if let Some(platform) = filter.platform {
+        query.push(" AND c.platform = ").push_bind(platform.as_str());
+    }
+    if let Some(connection_id) = filter.connection_id {
+        query
+            .push(" AND c.platform_connection_id = ")
+            .push_bind(connection_id);
+    }
+    if let Some(code) = &filter.error_code {
+        query.push(" AND m.error_code = ").push_bind(code.clone());
+    }
+    if let Some(reason) = &filter.reason {
+        query.push(" AND m.failure_reason = ").push_bind(reason.clone());
+    }
+    if let Some(since) = filter.since {
+        query.push(" AND m.created_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        query.push(" AND m.created_at < ").push_bind(until);
+    }
+}
+
+/// Moves one failed send back to pending, due now; the new round's job is returned for the
+/// caller to push in the same transaction.
+async fn reopen_send(
+    conn: &mut DbConn,
+    message_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<QueuedJob>> {
+    let attempts: Option<i32> = sqlx::query_scalar(
+        "UPDATE messages SET status = 'PENDING', failure_reason = NULL, error_code = NULL, \
+         error_message = NULL, next_attempt_at = $2, updated_at = $2 \
+         WHERE id = $1 AND status = 'FAILED' AND direction = 'OUTBOUND' RETURNING attempts",
+    )
+    .bind(message_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(attempts.map(|attempts| QueuedJob {
+        job: SendJob::new_round(message_id, attempts),
+        delay: std::time::Duration::ZERO,
+    }))
+}
+
+#[async_trait]
+impl OutboundStore for Backend {
+    async fn reply_target(&self, org_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<ReplyTarget>> {
+        sqlx::query_as(
+            "SELECT c.id AS conversation_id, c.platform, c.last_inbound_at, \
+             p.id AS connection_id, p.status AS connection_status, p.settings AS connection_settings, \
+             (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'OUTBOUND' \
+              AND m.created_at > COALESCE(c.last_inbound_at, c.created_at)) AS outbound_since_inbound \
+             FROM conversations c JOIN platform_connections p ON p.id = c.platform_connection_id \
+             WHERE c.organization_id = $1 AND c.id = $2",
+        )
+        .bind(org_id)
+        .bind(conversation_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn create_outbound(&self, m: &NewOutbound) -> StoreResult<OutboundCreated> {
+        let mut tx = begin_write(&self.pool).await?;
+        if let Some(key) = &m.idempotency_key
+            && let Some(message) = send_by_key(&mut tx, m.organization_id, key).await?
+        {
+            return Ok(OutboundCreated {
+                message,
+                created: false,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO messages (id, organization_id, conversation_id, direction, content_type, \
+             content, media_url, status, attempts, idempotency_key, sender_user_id, next_attempt_at, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, 'OUTBOUND', $4, $5, $6, 'PENDING', 0, $7, $8, $9, $9, $9)",
+        )
+        .bind(m.id)
+        .bind(m.organization_id)
+        .bind(m.conversation_id)
+        .bind(&m.content_type)
+        .bind(Json(&m.content))
+        .bind(&m.media_url)
+        .bind(&m.idempotency_key)
+        .bind(m.sender_user_id)
+        .bind(m.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE conversations SET preview = $2, last_message_at = $3, updated_at = $3 \
+             WHERE id = $1 AND last_message_at <= $3",
+        )
+        .bind(m.conversation_id)
+        .bind(&m.preview)
+        .bind(m.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        push_send_jobs(
+            &mut tx,
+            &[QueuedJob {
+                job: SendJob::first(m.id),
+                delay: std::time::Duration::ZERO,
+            }],
+        )
+        .await?;
+        let message = send_record(&mut tx, m.organization_id, m.id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut events = LiveEvents::new();
+        live(
+            &mut events,
+            m.organization_id,
+            "message.created",
+            json!({"conversation_id": m.conversation_id, "message_id": m.id, "direction": "outbound",
+                   "status": message.status}),
+        );
+        insert_live_events(&mut tx, &events, m.created_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(OutboundCreated {
+            message,
+            created: true,
+        })
+    }
+
+    async fn outbound_by_idempotency_key(&self, org_id: Uuid, key: &str) -> StoreResult<Option<SendRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        send_by_key(&mut conn, org_id, key).await
+    }
+
+    async fn send_context(&self, message_id: Uuid) -> StoreResult<Option<SendContext>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            send_columns!(),
+            ", c.external_id AS recipient, c.last_inbound_at, p.status AS connection_status, \
+             p.platform_user_id AS account_id, p.access_token_enc, p.settings AS connection_settings \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             JOIN platform_connections p ON p.id = c.platform_connection_id \
+             WHERE m.id = $1 AND m.direction = 'OUTBOUND'"
+        ))
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        let mut events = LiveEvents::new();
+        let mut jobs = Vec::new();
+        let now = crate::domain::now();
+        for o in outcomes {
+            let (status, external_id, next_attempt_at, reason) = match &o.result {
+                SendResult::Sent { external_id } => {
+                    (MessageStatus::Sent, Some(external_id.as_str()), None, None)
+                }
+                SendResult::Retry { at, .. } => (MessageStatus::Pending, None, Some(*at), None),
+                SendResult::Failed { reason } => (MessageStatus::Failed, None, None, Some(reason.as_str())),
+            };
+            if let Some(external_id) = external_id {
+                // An echo of this very message imported before we learned its platform id (no
+                // correlation on that platform): ours is the record to keep.
+                sqlx::query(
+                    "DELETE FROM messages WHERE conversation_id = $1 AND external_id = $2 AND id <> $3 \
+                     AND direction = 'OUTBOUND' AND sender_user_id IS NULL",
+                )
+                .bind(o.conversation_id)
+                .bind(external_id)
+                .bind(o.message_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+            let updated = sqlx::query(
+                "UPDATE messages SET status = $3, external_id = COALESCE($4, external_id), attempts = $2, \
+                 last_attempt_at = $5, next_attempt_at = $6, failure_reason = $7, error_code = $8, \
+                 error_message = $9, updated_at = $10 \
+                 WHERE id = $1 AND status = 'PENDING' AND attempts = $2 - 1",
+            )
+            .bind(o.message_id)
+            .bind(o.attempt)
+            .bind(status.as_db())
+            .bind(external_id)
+            .bind(o.finished_at)
+            .bind(next_attempt_at)
+            .bind(reason)
+            .bind(&o.error_code)
+            .bind(&o.error_message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if updated.rows_affected() == 0 {
+                applied.push(false);
+                continue;
+            }
+            applied.push(true);
+            if let Some(external_id) = external_id {
+                let route = Route {
+                    connection_id: o.connection_id,
+                    organization_id: o.organization_id,
+                };
+                apply_pending_receipts(&mut tx, route, external_id, o.message_id, now).await?;
+            }
+            if let SendResult::Retry { next, .. } = &o.result {
+                jobs.push(*next);
+            }
+            if let Some(status) = o.connection_problem {
+                let changed = sqlx::query(
+                    "UPDATE platform_connections SET status = $2, last_error = $3, updated_at = $4 \
+                     WHERE id = $1 AND status = 'ACTIVE'",
+                )
+                .bind(o.connection_id)
+                .bind(status.as_db())
+                .bind(&o.error_message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if changed.rows_affected() == 1 {
+                    live(
+                        &mut events,
+                        o.organization_id,
+                        "connection.updated",
+                        json!({"connection_id": o.connection_id, "status": status,
+                               "last_error": o.error_message}),
+                    );
+                }
+            }
+            if let Some(record) = send_record(&mut tx, o.organization_id, o.message_id).await? {
+                live(
+                    &mut events,
+                    o.organization_id,
+                    "message.updated",
+                    send_event(&record),
+                );
+            }
+        }
+        let recorded: Vec<&SendOutcome> = outcomes
+            .iter()
+            .zip(&applied)
+            .filter(|(_, ok)| **ok)
+            .map(|(o, _)| o)
+            .collect();
+        // Chunks keep each statement under SQLite's bound-parameter limit (11 a row).
+        for chunk in recorded.chunks(2000) {
+            let mut insert = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, \
+                 finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) ",
+            );
+            insert.push_values(chunk, |mut row, o| {
+                let next_attempt_at = match &o.result {
+                    SendResult::Retry { at, .. } => Some(*at),
+                    _ => None,
+                };
+                row.push_bind(crate::domain::new_id())
+                    .push_bind(o.organization_id)
+                    .push_bind(o.message_id)
+                    .push_bind(o.attempt)
+                    .push_bind(o.started_at)
+                    .push_bind(o.finished_at)
+                    .push_bind(o.result.outcome())
+                    .push_bind(o.http_status)
+                    .push_bind(o.error_code.clone())
+                    .push_bind(o.error_subcode.clone())
+                    .push_bind(o.error_message.clone())
+                    .push_bind(next_attempt_at);
+            });
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        push_send_jobs(&mut tx, &jobs).await?;
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(applied)
+    }
+
+    async fn sends(
+        &self,
+        filter: &SendFilter,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SendRecord>> {
+        let mut query = sqlx::QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            send_columns!(),
+            " FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE 1 = 1"
+        ));
+        push_send_filter(&mut query, filter);
+        if let Some(before) = before {
+            query.push(" AND m.id < ").push_bind(before);
+        }
+        query.push(" ORDER BY m.id DESC LIMIT ").push_bind(limit);
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn send(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Option<SendRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        send_record(&mut conn, org_id, message_id).await
+    }
+
+    async fn send_attempts(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Vec<SendAttempt>> {
+        sqlx::query_as(
+            "SELECT attempt, started_at, finished_at, outcome, http_status, error_code, error_message, \
+             next_attempt_at FROM send_attempts WHERE organization_id = $1 AND message_id = $2 \
+             ORDER BY attempt",
+        )
+        .bind(org_id)
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn retry_send(
+        &self,
+        org_id: Uuid,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SendChange> {
+        let mut tx = begin_write(&self.pool).await?;
+        let Some(before) = send_record(&mut tx, org_id, message_id).await? else {
+            return Ok(SendChange::NotFound);
+        };
+        let Some(job) = reopen_send(&mut tx, message_id, now).await? else {
+            return Ok(SendChange::WrongState(before));
+        };
+        push_send_jobs(&mut tx, &[job]).await?;
+        let after = send_record(&mut tx, org_id, message_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut events = LiveEvents::new();
+        live(&mut events, org_id, "message.updated", send_event(&after));
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(SendChange::Changed(after))
+    }
+
+    async fn discard_send(
+        &self,
+        org_id: Uuid,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SendChange> {
+        let mut tx = begin_write(&self.pool).await?;
+        let Some(before) = send_record(&mut tx, org_id, message_id).await? else {
+            return Ok(SendChange::NotFound);
+        };
+        let changed = sqlx::query(
+            "UPDATE messages SET status = 'FAILED', failure_reason = 'discarded', next_attempt_at = NULL, \
+             updated_at = $2 WHERE id = $1 AND direction = 'OUTBOUND' AND (status = 'PENDING' OR \
+             (status = 'FAILED' AND COALESCE(failure_reason, '') <> 'discarded'))",
+        )
+        .bind(message_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if changed.rows_affected() == 0 {
+            return Ok(SendChange::WrongState(before));
+        }
+        let after = send_record(&mut tx, org_id, message_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut events = LiveEvents::new();
+        live(&mut events, org_id, "message.updated", send_event(&after));
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(SendChange::Changed(after))
+    }
+
+    async fn retry_sends(&self, filter: &SendFilter, now: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        let mut tx = begin_write(&self.pool).await?;
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "SELECT m.id, m.organization_id FROM messages m JOIN conversations c \
+                                           ON c.id = m.conversation_id WHERE ",
+        );
+        query.push(ACTIONABLE_FAILED);
+        push_send_filter(&mut query, filter);
+        query.push(" ORDER BY m.id LIMIT ").push_bind(limit);
+        let ids: Vec<(Uuid, Uuid)> = query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        let mut events = LiveEvents::new();
+        for (id, org_id) in ids {
+            if let Some(job) = reopen_send(&mut tx, id, now).await? {
+                jobs.push(job);
+                live(
+                    &mut events,
+                    org_id,
+                    "message.updated",
+                    json!({"message_id": id, "status": MessageStatus::Pending}),
+                );
+            }
+        }
+        push_send_jobs(&mut tx, &jobs).await?;
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(jobs.len() as u64)
+    }
+
+    async fn hourly_outcomes(
+        &self,
+        organizations: &[Uuid],
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<HourlyOutcome>> {
+        let mut query = sqlx::QueryBuilder::<Db>::new("SELECT ");
+        query
+            .push(HOUR_BUCKET)
+            .push(" AS hour, outcome, COUNT(*) AS count FROM send_attempts WHERE started_at >= ")
+            .push_bind(since)
+            .push(" AND organization_id IN (");
+        let mut orgs = query.separated(", ");
+        for org in organizations {
+            orgs.push_bind(*org);
+        }
+        if organizations.is_empty() {
+            orgs.push("NULL");
+        }
+        query.push(") GROUP BY 1, 2 ORDER BY 1, 2");
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn cleanup(
+        &self,
+        jobs_before: DateTime<Utc>,
+        receipts_before: DateTime<Utc>,
+    ) -> StoreResult<Cleanup> {
+        let jobs = sqlx::query(DELETE_FINISHED_JOBS)
+            .bind(SEND_QUEUE)
+            .bind(job_time(jobs_before))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let receipts = sqlx::query("DELETE FROM pending_receipts WHERE received_at < $1")
+            .bind(receipts_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(Cleanup {
+            finished_jobs: jobs.rows_affected(),
+            pending_receipts: receipts.rows_affected(),
+        })
+    }
+}

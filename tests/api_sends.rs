@@ -1,0 +1,781 @@
+//! Outbound replies end to end (DESIGN.md §4.2), on both backends: the API stores the message
+//! and its job together, the worker calls a fake platform (wiremock), and every outcome ends
+//! where the issue says: sent, retried on our schedule, failed with the platform's code, the
+//! connection marked on auth errors; retries from the sends API call the platform again.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, TestApp, assert_problem, str_of, with_webhook_secrets};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use snorq::config::RawConfig;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const WA_NUMBER: &str = "204512345678901";
+const CUSTOMER: &str = "15551234567";
+const TOKEN: &str = "wa-access-token-for-tests";
+
+/// WhatsApp's send endpoint answering success with a message id derived from our correlation
+/// value, so every message gets its own platform id.
+struct WhatsAppAccepts;
+
+/// The same, answering only after a delay (to time out, or to be killed mid-call).
+struct WhatsAppAcceptsAfter(Duration);
+
+impl Respond for WhatsAppAcceptsAfter {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        WhatsAppAccepts.respond(request).set_delay(self.0)
+    }
+}
+
+impl Respond for WhatsAppAccepts {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let correlation = body["biz_opaque_callback_data"].as_str().unwrap_or("none");
+        ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+            "messages": [{"id": format!("wamid.{correlation}")}],
+        }))
+    }
+}
+
+fn graph_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"}
+    }))
+}
+
+const SEND_PATH: &str = "/v24.0/204512345678901/messages";
+
+/// A service whose platform APIs are `platform`, an organization with a WhatsApp connection,
+/// and one conversation the customer opened `age` ago.
+struct Setup {
+    app: TestApp,
+    platform: MockServer,
+    token: String,
+    org: String,
+    conversation: String,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    setup_with(backend, Duration::ZERO, |_| {}).await
+}
+
+async fn setup_with(backend: Backend, age: Duration, configure: impl FnOnce(&mut RawConfig)) -> Setup {
+    let platform = MockServer::start().await;
+    let uri = platform.uri();
+    let app = TestApp::spawn_with(backend, |c| {
+        with_webhook_secrets(c);
+        c.graph_base_url = Some(uri.clone());
+        c.tiktok_base_url = Some(uri);
+        c.send_retry_delays_secs = vec![1, 1, 1];
+        c.send_timeout_secs = 2;
+        c.send_rate_whatsapp = 0;
+        configure(c);
+    })
+    .await;
+    let (token, _) = app.signup("agent@example.com").await;
+    let org = app.create_org(&token, "Acme").await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/connections"),
+            &token,
+            json!({"platform": "whatsapp", "platform_user_id": WA_NUMBER, "access_token": TOKEN}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    customer_writes(&app, "wamid.inbound-1", age).await;
+    let conversation = app.db.uuids("SELECT id FROM conversations").await[0].to_string();
+    Setup {
+        app,
+        platform,
+        token,
+        org,
+        conversation,
+    }
+}
+
+async fn customer_writes(app: &TestApp, id: &str, age: Duration) {
+    let timestamp = (chrono::Utc::now() - chrono::Duration::from_std(age).unwrap()).timestamp();
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+    "field": "messages",
+    "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": WA_NUMBER},
+        "contacts": [{"profile": {"name": "Customer"}, "wa_id": CUSTOMER}],
+        "messages": [{"from": CUSTOMER, "id": id, "timestamp": timestamp.to_string(),
+                      "type": "text", "text": {"body": "hello?"}}]
+    }}]}]});
+    let (status, answer) = app.deliver("whatsapp", body.to_string().as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+impl Setup {
+    async fn reply(&self, text: &str, key: Option<&str>) -> (StatusCode, Value, bool) {
+        let mut request = self
+            .app
+            .http
+            .post(self.app.url(&format!(
+                "/api/v1/orgs/{}/conversations/{}/messages",
+                self.org, self.conversation
+            )))
+            .bearer_auth(&self.token)
+            .json(&json!({ "text": text }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        (status, response.json().await.unwrap(), replayed)
+    }
+
+    /// Sends a reply and returns its message id (asserting the 202).
+    async fn queued(&self, text: &str) -> String {
+        let (status, body, _) = self.reply(text, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "pending");
+        str_of(&body["id"])
+    }
+
+    async fn send(&self, id: &str) -> Value {
+        let (status, body) = self
+            .app
+            .get(&format!("/api/v1/orgs/{}/sends/{id}", self.org), &self.token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls the send until `done` holds (20 s at most).
+    async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let send = self.send(id).await;
+            if done(&send) {
+                return send;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("send {id} never became {what}: {}", self.send(id).await);
+    }
+
+    async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for(id, status, |s| s["status"] == status).await
+    }
+
+    async fn platform_calls(&self) -> Vec<Value> {
+        self.platform
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == SEND_PATH)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+}
+
+backend_tests!(
+    a_reply_is_sent_then_delivered,
+    rate_limited_with_retry_after_then_sent,
+    server_errors_are_retried_on_schedule_then_sent,
+    retries_stop_after_the_last_scheduled_attempt,
+    window_closed_at_the_platform_fails_without_retry,
+    auth_error_fails_the_send_and_marks_the_connection,
+    a_timeout_is_retried,
+    the_same_idempotency_key_sends_once,
+    a_closed_window_is_refused_before_anything_is_stored,
+    replies_are_checked_before_anything_is_stored,
+    retry_from_the_api_calls_the_platform_again,
+    bulk_retry_and_discard,
+    two_worker_processes_send_each_message_once,
+    a_killed_worker_s_job_is_picked_up_again,
+);
+
+async fn a_reply_is_sent_then_delivered(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("Hi! How can we help?").await;
+    let sent = s.wait_status(&id, "sent").await;
+    assert_eq!(sent["external_id"], format!("wamid.outbound:{id}"));
+    assert_eq!(sent["attempts"], 1);
+    assert_eq!(sent["attempt_log"][0]["outcome"], "sent");
+
+    let calls = s.platform_calls().await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["to"], CUSTOMER);
+    assert_eq!(calls[0]["text"]["body"], "Hi! How can we help?");
+    let auth = s.platform.received_requests().await.unwrap()[0]
+        .headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(auth.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
+
+    // The platform's receipt moves it on.
+    let receipt = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": WA_NUMBER},
+                  "statuses": [{"id": format!("wamid.outbound:{id}"), "status": "delivered",
+                                "timestamp": chrono::Utc::now().timestamp().to_string(), "recipient_id": CUSTOMER}]}}]}]});
+    let (status, _) = s.app.deliver("whatsapp", receipt.to_string().as_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.send(&id).await["status"], "delivered");
+
+    // Every status change was a live event: created, then pending -> sent.
+    let kinds = s
+        .app
+        .db
+        .rows(&format!(
+            "SELECT kind FROM events WHERE CAST(payload AS TEXT) LIKE '%{id}%' ORDER BY id"
+        ))
+        .await;
+    assert_eq!(
+        kinds,
+        ["message.created", "message.updated", "message.updated"],
+        "{kinds:?}"
+    );
+}
+
+async fn rate_limited_with_retry_after_then_sent(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(429, 130429, "Rate limit hit").insert_header("Retry-After", "2"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("busy?").await;
+    let sent = s.wait_status(&id, "sent").await;
+    assert_eq!(sent["attempts"], 2);
+    let log = sent["attempt_log"].as_array().unwrap();
+    assert_eq!(log[0]["outcome"], "retry");
+    assert_eq!(log[0]["error_code"], "130429");
+    assert_eq!(log[0]["http_status"], 429);
+    // Retry-After (2 s) beat the schedule's 1 s, and the second attempt waited for it.
+    let first_end: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(log[0]["finished_at"].clone()).unwrap();
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(log[0]["next_attempt_at"].clone()).unwrap();
+    let second: chrono::DateTime<chrono::Utc> = serde_json::from_value(log[1]["started_at"].clone()).unwrap();
+    assert!(due - first_end >= chrono::Duration::seconds(2), "{log:?}");
+    assert!(second >= due, "{log:?}");
+    assert_eq!(s.platform_calls().await.len(), 2);
+}
+
+async fn server_errors_are_retried_on_schedule_then_sent(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(500, 2, "Service temporarily unavailable"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("third time lucky").await;
+    let sent = s.wait_status(&id, "sent").await;
+    assert_eq!(sent["attempts"], 3);
+    let outcomes: Vec<&str> = sent["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retry", "retry", "sent"]);
+    // Nothing of the failures is left on the sent message.
+    assert_eq!(sent["error_code"], Value::Null);
+    assert_eq!(s.platform_calls().await.len(), 3);
+}
+
+async fn retries_stop_after_the_last_scheduled_attempt(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(503, 1, "An unknown error occurred"))
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("never gets through").await;
+    let failed = s.wait_status(&id, "failed").await;
+    // Three delays in the test schedule: four attempts, then failed.
+    assert_eq!(failed["attempts"], 4);
+    assert_eq!(failed["failure_reason"], "transient");
+    assert_eq!(failed["next_attempt_at"], Value::Null);
+    assert_eq!(s.platform_calls().await.len(), 4);
+}
+
+async fn window_closed_at_the_platform_fails_without_retry(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(400, 131047, "Re-engagement message"))
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("too late?").await;
+    let failed = s.wait_status(&id, "failed").await;
+    assert_eq!(failed["failure_reason"], "window_closed");
+    assert_eq!(failed["error_code"], "131047");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("Re-engagement"),
+        "{failed}"
+    );
+    assert_eq!(failed["attempts"], 1);
+    // Longer than the retry delay: nothing else was sent.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.platform_calls().await.len(), 1);
+    let (status, page) = s
+        .app
+        .get(
+            &format!("/api/v1/orgs/{}/sends?status=failed&error_code=131047", s.org),
+            &s.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"][0]["id"], id.as_str(), "{page}");
+}
+
+async fn auth_error_fails_the_send_and_marks_the_connection(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(
+            401,
+            190,
+            "Error validating access token: Session has expired",
+        ))
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("hello").await;
+    let failed = s.wait_status(&id, "failed").await;
+    assert_eq!(failed["failure_reason"], "auth");
+    assert_eq!(failed["error_code"], "190");
+    let (_, connections) = s
+        .app
+        .get(&format!("/api/v1/orgs/{}/connections", s.org), &s.token)
+        .await;
+    let connection = &connections["items"][0];
+    assert_eq!(connection["status"], "expired", "{connection}");
+    assert!(
+        connection["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Session has expired")
+    );
+    // The token never reaches the stored error.
+    assert!(!connection.to_string().contains(TOKEN));
+    // New replies are refused until the connection is fixed.
+    let (status, body, _) = s.reply("another", None).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "connection_unavailable");
+    assert_eq!(s.platform_calls().await.len(), 1);
+}
+
+async fn a_timeout_is_retried(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAcceptsAfter(Duration::from_secs(4)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("are you there?").await;
+    let sent = s.wait_status(&id, "sent").await;
+    assert_eq!(sent["attempts"], 2);
+    let first = &sent["attempt_log"][0];
+    assert_eq!(first["outcome"], "retry");
+    assert!(
+        first["error_message"].as_str().unwrap().contains("no response"),
+        "{first}"
+    );
+}
+
+async fn the_same_idempotency_key_sends_once(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .mount(&s.platform)
+        .await;
+    let (first_status, first, first_replayed) = s.reply("only once", Some("order-42")).await;
+    let (second_status, second, second_replayed) = s.reply("only once", Some("order-42")).await;
+    assert_eq!(first_status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(second_status, StatusCode::ACCEPTED, "{second}");
+    assert!(!first_replayed && second_replayed);
+    assert_eq!(first["id"], second["id"]);
+    let id = str_of(&first["id"]);
+    s.wait_status(&id, "sent").await;
+    // After it was sent, the key still answers with the same message.
+    let (_, third, replayed) = s.reply("only once", Some("order-42")).await;
+    assert!(replayed);
+    assert_eq!(third["id"], first["id"]);
+    assert_eq!(third["status"], "sent");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.platform_calls().await.len(), 1);
+    assert_eq!(
+        s.app
+            .db
+            .count("SELECT COUNT(*) FROM messages WHERE direction = 'OUTBOUND'")
+            .await,
+        1
+    );
+}
+
+async fn a_closed_window_is_refused_before_anything_is_stored(backend: Backend) {
+    let s = setup_with(backend, Duration::from_secs(25 * 3600), |_| {}).await;
+    let (status, body, _) = s.reply("sorry for the wait", None).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "window_closed");
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(body["window_expires_at"].clone()).unwrap();
+    assert!(expires < chrono::Utc::now(), "{body}");
+    assert_eq!(
+        s.app
+            .db
+            .count("SELECT COUNT(*) FROM messages WHERE direction = 'OUTBOUND'")
+            .await,
+        0
+    );
+    let jobs = s
+        .app
+        .db
+        .count(&format!("SELECT COUNT(*) FROM {}", s.app.db.jobs_table()))
+        .await;
+    assert_eq!(jobs, 0);
+    assert!(s.platform_calls().await.is_empty());
+    // The customer writes again: the window reopens.
+    customer_writes(&s.app, "wamid.inbound-2", Duration::ZERO).await;
+    let (status, body, _) = s.reply("sorry for the wait", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+async fn replies_are_checked_before_anything_is_stored(backend: Backend) {
+    let s = setup(backend).await;
+    let too_long = "x".repeat(4097);
+    let (status, body, _) = s.reply(&too_long, None).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(body["field"], "text");
+    let (status, body, _) = s.reply("   ", None).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let (status, body, _) = s.reply("ok", Some("has spaces in it")).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let media = |url: &str| json!({"media": {"type": "image", "url": url}});
+    let path = format!("/api/v1/orgs/{}/conversations/{}/messages", s.org, s.conversation);
+    let (status, body) = s.app.post(&path, &s.token, media("file:///etc/passwd")).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(body["field"], "media.url");
+    // Another organization's conversation does not exist for this one.
+    let (other_token, _) = s.app.signup("other@example.com").await;
+    let other_org = s.app.create_org(&other_token, "Other").await;
+    let (status, body) = s
+        .app
+        .post(
+            &format!(
+                "/api/v1/orgs/{other_org}/conversations/{}/messages",
+                s.conversation
+            ),
+            &other_token,
+            json!({"text": "hi"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        s.app
+            .db
+            .count("SELECT COUNT(*) FROM messages WHERE direction = 'OUTBOUND'")
+            .await,
+        0
+    );
+    // A valid image reply is accepted.
+    let (status, body) = s
+        .app
+        .post(&path, &s.token, media("https://cdn.example.com/a.png"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["content_type"], "image");
+}
+
+async fn retry_from_the_api_calls_the_platform_again(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(400, 131026, "Message undeliverable"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("please arrive").await;
+    let failed = s.wait_status(&id, "failed").await;
+    assert_eq!(failed["failure_reason"], "recipient_unavailable");
+
+    // Members may read sends but not retry them.
+    s.app.set_plan(&s.org, snorq::domain::Plan::Pro).await;
+    s.app.signup("member@example.com").await;
+    s.app
+        .add_member(&s.token, &s.org, "member@example.com", "member")
+        .await;
+    let member = login(&s.app, "member@example.com").await;
+    let retry_path = format!("/api/v1/orgs/{}/sends/{id}/retry", s.org);
+    let (status, body) = s.app.post(&retry_path, &member, json!({})).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    let (status, body) = s.app.post(&retry_path, &s.token, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "pending");
+    let sent = s.wait_status(&id, "sent").await;
+    assert_eq!(sent["attempts"], 2);
+    assert_eq!(s.platform_calls().await.len(), 2);
+    // Retrying a sent message is refused.
+    let (status, body) = s.app.post(&retry_path, &s.token, json!({})).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+}
+
+async fn login(app: &TestApp, email: &str) -> String {
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    str_of(&body["token"])
+}
+
+async fn bulk_retry_and_discard(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(400, 100, "Invalid parameter"))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(&s.platform)
+        .await;
+    let ids = [
+        s.queued("one").await,
+        s.queued("two").await,
+        s.queued("three").await,
+    ];
+    for id in &ids {
+        s.wait_status(id, "failed").await;
+    }
+    // Discard one: it leaves the failed list and is not retried in bulk.
+    let (status, body) = s
+        .app
+        .post(
+            &format!("/api/v1/orgs/{}/sends/{}/discard", s.org, ids[0]),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["discarded"], true);
+    let (_, failed) = s
+        .app
+        .get(&format!("/api/v1/orgs/{}/sends?status=failed", s.org), &s.token)
+        .await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 2, "{failed}");
+    let (_, discarded) = s
+        .app
+        .get(
+            &format!("/api/v1/orgs/{}/sends?status=discarded", s.org),
+            &s.token,
+        )
+        .await;
+    assert_eq!(discarded["items"][0]["id"], ids[0].as_str());
+
+    let (status, body) = s
+        .app
+        .post(
+            &format!("/api/v1/orgs/{}/sends/retry", s.org),
+            &s.token,
+            json!({"error_code": "100"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["retried"], 2);
+    s.wait_status(&ids[1], "sent").await;
+    s.wait_status(&ids[2], "sent").await;
+    assert_eq!(s.send(&ids[0]).await["status"], "failed");
+    assert_eq!(s.platform_calls().await.len(), 5);
+
+    // Pagination: newest first, a cursor to the rest.
+    let (_, first) = s
+        .app
+        .get(&format!("/api/v1/orgs/{}/sends?limit=2", s.org), &s.token)
+        .await;
+    assert_eq!(first["items"][0]["id"], ids[2].as_str());
+    let cursor = str_of(&first["next_cursor"]);
+    let (_, rest) = s
+        .app
+        .get(
+            &format!("/api/v1/orgs/{}/sends?limit=2&cursor={cursor}", s.org),
+            &s.token,
+        )
+        .await;
+    assert_eq!(rest["items"][0]["id"], ids[0].as_str(), "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (status, body) = s
+        .app
+        .get(&format!("/api/v1/orgs/{}/sends?status=lost", s.org), &s.token)
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+}
+
+/// Runs `snorq worker` as its own process against the test database.
+fn worker_process(app: &TestApp, platform: &MockServer) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_snorq"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SNORQ_DATABASE_URL", app.db.url_string())
+        .env("SNORQ_ENCRYPTION_KEYS", common::test_key())
+        .env("SNORQ_GRAPH_BASE_URL", platform.uri())
+        .env("SNORQ_SEND_RATE_WHATSAPP", "0")
+        .env("SNORQ_QUEUE_POLL_INTERVAL_MS", "50")
+        .env("SNORQ_WORKER_HEARTBEAT_SECS", "1")
+        .env("SNORQ_SEND_TIMEOUT_SECS", "10")
+        .env("SNORQ_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start snorq worker")
+}
+
+async fn two_worker_processes_send_each_message_once(backend: Backend) {
+    let s = setup_with(backend, Duration::ZERO, |c| c.send_concurrency = 8).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .mount(&s.platform)
+        .await;
+    let mut other = worker_process(&s.app, &s.platform);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(s.queued(&format!("message {i}")).await);
+    }
+    for id in &ids {
+        s.wait_status(id, "sent").await;
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    let mut correlations: Vec<String> = s
+        .platform_calls()
+        .await
+        .iter()
+        .map(|c| str_of(&c["biz_opaque_callback_data"]))
+        .collect();
+    correlations.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("outbound:{id}")).collect();
+    expected.sort();
+    assert_eq!(correlations, expected, "every message sent exactly once");
+}
+
+async fn a_killed_worker_s_job_is_picked_up_again(backend: Backend) {
+    // The API process runs no workers; a separate worker process takes the job.
+    let s = setup_with(backend, Duration::ZERO, |c| c.workers = false).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAcceptsAfter(Duration::from_secs(30)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("survive a crash").await;
+    let mut first = worker_process(&s.app, &s.platform);
+    // Wait until the first worker is inside the platform call, then kill it (SIGKILL).
+    for _ in 0..200 {
+        if !s.platform_calls().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        s.platform_calls().await.len(),
+        1,
+        "the first worker never called the platform"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(s.send(&id).await["status"], "pending");
+    // A new worker finds the job orphaned (its worker stopped heartbeating) and sends it.
+    let mut second = worker_process(&s.app, &s.platform);
+    let sent = s.wait_status(&id, "sent").await;
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(sent["attempts"], 1);
+    // The platform saw the killed attempt and the one that completed (at-least-once).
+    assert_eq!(s.platform_calls().await.len(), 2);
+}
