@@ -13,8 +13,16 @@ use crate::crypto::Vault;
 use crate::http::{self, AppState, Limits};
 use crate::{store, telemetry};
 
+/// Picks the TLS crypto provider for the process. Two are compiled in (aws-lc-rs, ours; ring,
+/// through the job queue's database driver), and rustls refuses to guess between them.
+pub fn install_crypto_provider() {
+    // Err only when one is installed already: fine either way.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Connects to the database, runs migrations, loads the keyring and builds the use cases.
 pub async fn bootstrap(config: &Config) -> anyhow::Result<Arc<App>> {
+    install_crypto_provider();
     let keyring = config.keyring()?;
     tracing::info!(database = %config.database_url.redacted(), "connecting to the database");
     let store = store::connect(&config.database_url, config.database_max_connections)

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod dashboard;
 pub mod delivery;
 mod error;
 pub mod group_commit;

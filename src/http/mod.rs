@@ -2,6 +2,7 @@
 
 mod auth;
 mod connections;
+mod dashboard;
 pub mod error;
 mod extract;
 mod middleware;
@@ -44,6 +45,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let router = Router::new()
         .nest("/api/v1", api)
         .merge(webhooks::router())
+        .merge(dashboard::router())
         .merge(ops::router())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

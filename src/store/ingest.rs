@@ -137,6 +137,21 @@ pub struct StoredWebhook {
     pub status: String,
 }
 
+/// A stored webhook without its body, for the dashboard.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookSummary {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: super::PlatformColumn,
+    /// `None` when it reached no organization (unroutable).
+    pub organization_id: Option<Uuid>,
+    pub received_at: DateTime<Utc>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub event_count: i32,
+    pub applied_count: i32,
+}
+
 /// Which stored webhooks to replay.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayFilter {

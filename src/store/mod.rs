@@ -148,6 +148,14 @@ pub trait IngestStore: Send + Sync + 'static {
     async fn ingest(&self, batch: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>>;
     /// Applies a stored webhook's events again (idempotently) and updates its row.
     async fn reapply(&self, webhook: &IncomingWebhook) -> StoreResult<IngestOutcome>;
+    /// Webhooks whose events were not all applied (unroutable, failed, partial), newest first:
+    /// of these organizations, or all of them (also those that reached none) for `None`.
+    async fn webhooks_needing_attention(
+        &self,
+        organizations: Option<&[Uuid]>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookSummary>>;
+    async fn webhook_summary(&self, id: Uuid) -> StoreResult<Option<WebhookSummary>>;
     /// Stored webhooks matching the filter with an id after `after`, in id order.
     async fn webhooks_for_replay(
         &self,
@@ -209,6 +217,8 @@ pub trait OutboundStore: Send + Sync + 'static {
     ) -> StoreResult<SendChange>;
     /// Retries up to `limit` failed (not discarded) sends matching the filter; how many.
     async fn retry_sends(&self, filter: &SendFilter, now: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Failed (not discarded) sends per connection of these organizations.
+    async fn failed_sends_by_connection(&self, organizations: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>>;
     /// Provider calls per hour and outcome since `since`.
     async fn hourly_outcomes(
         &self,

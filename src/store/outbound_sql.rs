@@ -501,6 +501,28 @@ impl OutboundStore for Backend {
         Ok(jobs.len() as u64)
     }
 
+    async fn failed_sends_by_connection(&self, organizations: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>> {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "SELECT c.platform_connection_id, COUNT(*) FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id WHERE ",
+        );
+        query.push(ACTIONABLE_FAILED);
+        push_send_filter(
+            &mut query,
+            &SendFilter {
+                organizations: organizations.to_vec(),
+                ..SendFilter::default()
+            },
+        );
+        query.push(" GROUP BY c.platform_connection_id");
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
     async fn hourly_outcomes(
         &self,
         organizations: &[Uuid],

@@ -1429,6 +1429,46 @@ impl IngestStore for Backend {
         Ok(outcome)
     }
 
+    async fn webhooks_needing_attention(
+        &self,
+        organizations: Option<&[Uuid]>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookSummary>> {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "SELECT id, platform, organization_id, received_at, status, reason, event_count, applied_count \
+             FROM webhook_events WHERE status IN ('UNROUTABLE', 'FAILED', 'PARTIAL')",
+        );
+        if let Some(organizations) = organizations {
+            query.push(" AND organization_id IN (");
+            let mut orgs = query.separated(", ");
+            for org in organizations {
+                orgs.push_bind(*org);
+            }
+            if organizations.is_empty() {
+                orgs.push("NULL");
+            }
+            query.push(")");
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn webhook_summary(&self, id: Uuid) -> StoreResult<Option<WebhookSummary>> {
+        sqlx::query_as(
+            "SELECT id, platform, organization_id, received_at, status, reason, event_count, applied_count \
+             FROM webhook_events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
     async fn webhooks_for_replay(
         &self,
         filter: &ReplayFilter,

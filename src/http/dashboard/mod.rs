@@ -1,0 +1,613 @@
+//! `/dashboard`: the job dashboard. Server-rendered HTML (askama, compiled in), one embedded
+//! stylesheet, no script and nothing loaded from elsewhere, so it works offline. Sign-in with
+//! the same accounts as the API; owners and admins only.
+
+mod session;
+mod views;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde::Deserialize;
+use snorq_connectors::Platform;
+use uuid::Uuid;
+
+use super::AppState;
+use super::extract::ClientAddr;
+use crate::app::dashboard::{self, DashboardScope};
+use crate::app::{AppError, auth};
+use crate::store::{SendFilter, SendStatusFilter};
+use session::{DashboardUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use views::{
+    Chart, Choice, ConnectionRow, ConnectionsPage, Frame, LoginPage, OverviewPage, SendRow, SendsPage,
+    WebhookRow, WebhooksPage, render,
+};
+
+const STYLE: &str = include_str!("style.css");
+/// Rows counted for the overview tiles (one page of the sends list).
+const TILE_PAGE: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(overview))
+        .route("/dashboard/", get(|| async { Redirect::permanent("/dashboard") }))
+        .route("/dashboard/login", get(login_form).post(login))
+        .route("/dashboard/logout", post(logout))
+        .route("/dashboard/assets/style.css", get(style))
+        .route("/dashboard/sends", get(sends))
+        .route("/dashboard/sends/retry", post(retry_matching))
+        .route("/dashboard/sends/{org_id}/{message_id}", get(send))
+        .route("/dashboard/sends/{org_id}/{message_id}/retry", post(retry))
+        .route("/dashboard/sends/{org_id}/{message_id}/discard", post(discard))
+        .route("/dashboard/webhooks", get(webhooks))
+        .route("/dashboard/webhooks/{webhook_id}/replay", post(replay))
+        .route("/dashboard/connections", get(connections))
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+fn frame(user: &DashboardUser, nav: &'static str, notice: Option<String>) -> Frame {
+    Frame {
+        user: user.scope.user_name.clone(),
+        csrf: user.csrf.clone(),
+        nav,
+        notice,
+    }
+}
+
+/// An error on a page: the problem as a short page (never a stack of details).
+fn error_page(err: AppError) -> Response {
+    let status = match &err {
+        AppError::NotFound => StatusCode::NOT_FOUND,
+        AppError::Conflict { .. } => StatusCode::CONFLICT,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Internal(source) => {
+            tracing::error!(error = ?source, "dashboard error");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let message = match &err {
+        AppError::Internal(_) => "internal error".to_owned(),
+        other => other.to_string(),
+    };
+    let mut response = render(&views::MessagePage {
+        title: "Something went wrong",
+        message: &message,
+    });
+    *response.status_mut() = status;
+    response
+}
+
+fn csrf_failed() -> Response {
+    let mut response = render(&views::MessagePage {
+        title: "Form expired",
+        message: "This form was not sent from the current dashboard session. Go back, reload the page and try again.",
+    });
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
+}
+
+#[derive(Deserialize)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
+// --- sign-in ---
+
+async fn login_form() -> Response {
+    let csrf = session::new_login_csrf();
+    login_page(csrf, String::new(), None, StatusCode::OK)
+}
+
+fn login_page(csrf: String, email: String, error: Option<String>, status: StatusCode) -> Response {
+    let mut response = render(&LoginPage {
+        csrf: csrf.clone(),
+        email,
+        error,
+    });
+    *response.status_mut() = status;
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    csrf: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if !session::same(&expected, &form.csrf) {
+        return login_page(
+            session::new_login_csrf(),
+            form.email,
+            Some("The sign-in form expired; please try again.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    match auth::login(&state.app, &form.email, &form.password, client).await {
+        Ok(logged_in) => {
+            let ttl = state.app.settings.session_ttl.num_seconds();
+            let mut response = Redirect::to("/dashboard").into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                session::set_cookie(SESSION_COOKIE, logged_in.token.expose(), ttl),
+            );
+            headers.append(header::SET_COOKIE, session::set_cookie(LOGIN_CSRF_COOKIE, "", 0));
+            response
+        }
+        Err(err) => {
+            let status = match err {
+                AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            login_page(
+                session::new_login_csrf(),
+                form.email,
+                Some(err.to_string()),
+                status,
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if !user.check_csrf(&form.csrf) {
+        return csrf_failed();
+    }
+    if let Err(err) = auth::logout(&state.app, &user.session).await {
+        return error_page(err);
+    }
+    let mut response = Redirect::to("/dashboard/login").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", 0));
+    response
+}
+
+// --- pages ---
+
+async fn overview(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    match overview_page(&state, &user, q.notice).await {
+        Ok(page) => render(&page),
+        Err(err) => error_page(err),
+    }
+}
+
+async fn overview_page(
+    state: &AppState,
+    user: &DashboardUser,
+    notice: Option<String>,
+) -> Result<OverviewPage, AppError> {
+    let app = &state.app;
+    let scope = &user.scope;
+    let failed = app
+        .store
+        .sends(
+            &filter(scope, Some(SendStatusFilter::Failed)),
+            None,
+            TILE_PAGE as i64 + 1,
+        )
+        .await?
+        .len();
+    let pending = app
+        .store
+        .sends(
+            &filter(scope, Some(SendStatusFilter::Pending)),
+            None,
+            TILE_PAGE as i64 + 1,
+        )
+        .await?
+        .len();
+    let webhooks = dashboard::webhooks(app, scope).await?.len();
+    let unhealthy = dashboard::connections(app, scope)
+        .await?
+        .iter()
+        .filter(|c| c.connection.status != crate::domain::ConnectionStatus::Active)
+        .count();
+    let buckets = dashboard::last_day(app, scope).await?;
+    let frame = frame(user, "overview", notice);
+    Ok(OverviewPage {
+        user: frame.user,
+        csrf: frame.csrf,
+        nav: frame.nav,
+        notice: frame.notice,
+        failed,
+        failed_text: views::count_text(failed, TILE_PAGE),
+        pending_text: views::count_text(pending, TILE_PAGE),
+        webhooks,
+        unhealthy,
+        total_sent: buckets.iter().map(|b| b.sent).sum(),
+        total_retried: buckets.iter().map(|b| b.retried).sum(),
+        total_failed: buckets.iter().map(|b| b.failed).sum(),
+        chart: Chart::new(&buckets),
+        organizations: scope
+            .organizations
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} ({})",
+                    m.organization.name,
+                    format!("{:?}", m.role).to_lowercase()
+                )
+            })
+            .collect(),
+        operator: scope.operator,
+    })
+}
+
+fn filter(scope: &DashboardScope, status: Option<SendStatusFilter>) -> SendFilter {
+    SendFilter {
+        organizations: scope.organization_ids(),
+        status,
+        ..SendFilter::default()
+    }
+}
+
+/// The sends list's filters, from the query string (or the bulk-retry form).
+#[derive(Debug, Default, Deserialize)]
+struct SendsQuery {
+    status: Option<String>,
+    org: Option<String>,
+    platform: Option<String>,
+    error_code: Option<String>,
+    age: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+const AGES: [(&str, &str); 5] = [
+    ("", "Any time"),
+    ("1h", "Last hour"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+    ("older7d", "Older than 7 days"),
+];
+
+impl SendsQuery {
+    fn status(&self) -> &str {
+        match self.status.as_deref() {
+            Some("pending") => "pending",
+            Some("all") => "all",
+            _ => "failed",
+        }
+    }
+
+    fn to_filter(&self, scope: &DashboardScope) -> SendFilter {
+        let org = self.org.as_deref().and_then(|o| Uuid::parse_str(o).ok());
+        let now = Utc::now();
+        let (since, until) = match self.age.as_deref() {
+            Some("1h") => (Some(now - chrono::Duration::hours(1)), None),
+            Some("24h") => (Some(now - chrono::Duration::hours(24)), None),
+            Some("7d") => (Some(now - chrono::Duration::days(7)), None),
+            Some("older7d") => (None, Some(now - chrono::Duration::days(7))),
+            _ => (None, None),
+        };
+        SendFilter {
+            organizations: scope.narrowed(org),
+            status: match self.status() {
+                "pending" => Some(SendStatusFilter::Pending),
+                "all" => None,
+                _ => Some(SendStatusFilter::Failed),
+            },
+            platform: self.platform.as_deref().and_then(|p| p.parse::<Platform>().ok()),
+            error_code: self.error_code.clone().filter(|c| !c.trim().is_empty()),
+            since,
+            until,
+            ..SendFilter::default()
+        }
+    }
+
+    /// This page's URL with its filters (and another cursor).
+    fn url(&self, cursor: Option<&str>) -> String {
+        let mut url = url::form_urlencoded::Serializer::new(String::new());
+        url.append_pair("status", self.status());
+        for (key, value) in [
+            ("org", &self.org),
+            ("platform", &self.platform),
+            ("error_code", &self.error_code),
+            ("age", &self.age),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                url.append_pair(key, value);
+            }
+        }
+        if let Some(cursor) = cursor {
+            url.append_pair("cursor", cursor);
+        }
+        format!("/dashboard/sends?{}", url.finish())
+    }
+}
+
+async fn sends(State(state): State<AppState>, user: DashboardUser, Query(q): Query<SendsQuery>) -> Response {
+    let filter = q.to_filter(&user.scope);
+    let page = match dashboard::sends_page(&state.app, &filter, q.cursor.as_deref()).await {
+        Ok(page) => page,
+        Err(err) => return error_page(err),
+    };
+    let status = q.status().to_owned();
+    let (nav, heading) = match status.as_str() {
+        "pending" => ("pending", "Pending and retrying sends"),
+        "all" => ("failed", "All sends"),
+        _ => ("failed", "Failed sends"),
+    };
+    let frame = frame(&user, nav, q.notice.clone());
+    let selected_org = q.org.clone().unwrap_or_default();
+    let selected_platform = q.platform.clone().unwrap_or_default();
+    let selected_age = q.age.clone().unwrap_or_default();
+    render(&SendsPage {
+        user: frame.user,
+        csrf: frame.csrf,
+        nav: frame.nav,
+        notice: frame.notice,
+        heading,
+        org_options: user
+            .scope
+            .organizations
+            .iter()
+            .map(|m| Choice {
+                value: m.organization.id.to_string(),
+                label: m.organization.name.clone(),
+                selected: m.organization.id.to_string() == selected_org,
+            })
+            .collect(),
+        platform_options: [Platform::WhatsApp, Platform::Facebook, Platform::TikTok]
+            .into_iter()
+            .map(|p| Choice {
+                value: p.as_str().to_owned(),
+                label: p.as_str().to_owned(),
+                selected: p.as_str() == selected_platform,
+            })
+            .collect(),
+        age_options: AGES
+            .iter()
+            .map(|(value, label)| Choice {
+                value: (*value).to_owned(),
+                label: (*label).to_owned(),
+                selected: *value == selected_age,
+            })
+            .collect(),
+        rows: page
+            .sends
+            .into_iter()
+            .map(|s| SendRow::new(s, &user.scope))
+            .collect(),
+        next_page: page.next_cursor.as_deref().map(|c| q.url(Some(c))),
+        back: q.url(None),
+        status,
+        org: selected_org,
+        platform: selected_platform,
+        error_code: q.error_code.clone().unwrap_or_default(),
+        age: selected_age,
+    })
+}
+
+async fn send(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Path((org_id, message_id)): Path<(String, String)>,
+) -> Response {
+    let (Ok(org_id), Ok(message_id)) = (Uuid::parse_str(&org_id), Uuid::parse_str(&message_id)) else {
+        return error_page(AppError::NotFound);
+    };
+    if !user.scope.organization_ids().contains(&org_id) {
+        return error_page(AppError::NotFound);
+    }
+    let record = match state.app.store.send(org_id, message_id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return error_page(AppError::NotFound),
+        Err(err) => return error_page(err.into()),
+    };
+    let attempts = match state.app.store.send_attempts(org_id, message_id).await {
+        Ok(attempts) => attempts,
+        Err(err) => return error_page(err.into()),
+    };
+    render(&views::SendPage::new(
+        frame(&user, "failed", None),
+        record,
+        attempts,
+        &user.scope,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    back: Option<String>,
+}
+
+/// Back to the page the action came from (only ever a dashboard page).
+fn back_to(back: Option<&str>, notice: &str) -> Response {
+    let base = back
+        .filter(|b| b.starts_with("/dashboard/") && !b.starts_with("//"))
+        .unwrap_or("/dashboard/sends?status=failed");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let notice: String = url::form_urlencoded::byte_serialize(notice.as_bytes()).collect();
+    Redirect::to(&format!("{base}{separator}notice={notice}")).into_response()
+}
+
+fn ids(org_id: &str, message_id: &str) -> Option<(Uuid, Uuid)> {
+    Some((Uuid::parse_str(org_id).ok()?, Uuid::parse_str(message_id).ok()?))
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Path((org_id, message_id)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Response {
+    if !user.check_csrf(&form.csrf) {
+        return csrf_failed();
+    }
+    let Some((org_id, message_id)) = ids(&org_id, &message_id) else {
+        return error_page(AppError::NotFound);
+    };
+    match dashboard::retry(&state.app, &user.scope, org_id, message_id).await {
+        Ok(_) => back_to(
+            form.back.as_deref(),
+            "Retry queued: the platform will be called again.",
+        ),
+        Err(err) => error_page(err),
+    }
+}
+
+async fn discard(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Path((org_id, message_id)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Response {
+    if !user.check_csrf(&form.csrf) {
+        return csrf_failed();
+    }
+    let Some((org_id, message_id)) = ids(&org_id, &message_id) else {
+        return error_page(AppError::NotFound);
+    };
+    match dashboard::discard(&state.app, &user.scope, org_id, message_id).await {
+        Ok(_) => back_to(form.back.as_deref(), "Send discarded."),
+        Err(err) => error_page(err),
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkForm {
+    csrf: String,
+    #[serde(flatten)]
+    filter: SendsQuery,
+}
+
+async fn retry_matching(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    axum::Form(form): axum::Form<BulkForm>,
+) -> Response {
+    if !user.check_csrf(&form.csrf) {
+        return csrf_failed();
+    }
+    let filter = SendFilter {
+        status: Some(SendStatusFilter::Failed),
+        ..form.filter.to_filter(&user.scope)
+    };
+    match dashboard::retry_matching(&state.app, &filter).await {
+        Ok(result) => {
+            let more = if result.more {
+                " More match: run it again."
+            } else {
+                ""
+            };
+            back_to(
+                Some(&form.filter.url(None)),
+                &format!("{} sends queued for retry.{more}", result.retried),
+            )
+        }
+        Err(err) => error_page(err),
+    }
+}
+
+async fn webhooks(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    match dashboard::webhooks(&state.app, &user.scope).await {
+        Ok(rows) => {
+            let frame = frame(&user, "webhooks", q.notice);
+            render(&WebhooksPage {
+                user: frame.user,
+                csrf: frame.csrf,
+                nav: frame.nav,
+                notice: frame.notice,
+                rows: rows
+                    .into_iter()
+                    .map(|w| WebhookRow::new(w, &user.scope))
+                    .collect(),
+            })
+        }
+        Err(err) => error_page(err),
+    }
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Path(webhook_id): Path<String>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if !user.check_csrf(&form.csrf) {
+        return csrf_failed();
+    }
+    let Ok(webhook_id) = Uuid::parse_str(&webhook_id) else {
+        return error_page(AppError::NotFound);
+    };
+    match dashboard::replay(&state.app, &user.scope, webhook_id).await {
+        Ok(report) => {
+            let outcome = if report.processed > 0 {
+                "applied"
+            } else if report.unroutable > 0 {
+                "still unroutable (is the account connected?)"
+            } else {
+                "still failing"
+            };
+            back_to(
+                Some("/dashboard/webhooks"),
+                &format!("Webhook replayed: {outcome}."),
+            )
+        }
+        Err(err) => error_page(err),
+    }
+}
+
+async fn connections(State(state): State<AppState>, user: DashboardUser) -> Response {
+    match dashboard::connections(&state.app, &user.scope).await {
+        Ok(rows) => {
+            let frame = frame(&user, "connections", None);
+            render(&ConnectionsPage {
+                user: frame.user,
+                csrf: frame.csrf,
+                nav: frame.nav,
+                notice: frame.notice,
+                rows: rows.into_iter().map(ConnectionRow::from).collect(),
+            })
+        }
+        Err(err) => error_page(err),
+    }
+}
