@@ -63,6 +63,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Load-test webhook ingest against a running service (see benches/README.md).
     BenchIngest(crate::bench::IngestBenchArgs),
+    /// Measure outbound sends through the queue against an in-process fake platform, on the
+    /// configured database (see the README's figures).
+    BenchSend(crate::bench::send::SendBenchArgs),
     /// Encryption keys for stored platform tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -207,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay(&config, args).await,
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
+        Command::BenchSend(args) => crate::bench::send::run(config, args).await,
         Command::Keys(KeysCommand::Generate) | Command::BenchIngest(_) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,
     }

@@ -73,12 +73,14 @@ pub struct QueuedJob {
     pub delay: Duration,
 }
 
-/// The apalis task for a job: due `delay` from now (rounded up to the second, the queue's
-/// resolution), handed out at most [`JOB_MAX_ATTEMPTS`] times.
+/// The apalis task for a job: due now, or `delay` from now rounded up to the second (the queue's
+/// resolution; a retry never runs early), handed out at most [`JOB_MAX_ATTEMPTS`] times.
 pub fn send_task(queued: &QueuedJob) -> apalis::prelude::Task<Vec<u8>> {
     let due = std::time::SystemTime::now() + queued.delay;
     let since_epoch = due.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let seconds = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
+    // Due now: the current second, so the job is eligible (and notified) at once.
+    let round_up = !queued.delay.is_zero() && since_epoch.subsec_nanos() > 0;
+    let seconds = since_epoch.as_secs() + u64::from(round_up);
     apalis::prelude::TaskBuilder::new(queued.job.encode())
         .run_at_timestamp(seconds)
         .max_attempts(JOB_MAX_ATTEMPTS)

@@ -70,7 +70,7 @@ pub async fn run(
         QueuePool::Postgres(pool) => monitor.register(move |restarts| {
             let queue = apalis_postgres::Config::default()
                 .queue(SEND_QUEUE)
-                .batch_size(config.concurrency)
+                .batch_size(config.concurrency * 2)
                 .lock_tasks(false)
                 .heartbeat_interval(config.heartbeat)
                 .missed_heartbeats(MISSED_HEARTBEATS);
@@ -90,7 +90,7 @@ pub async fn run(
         QueuePool::Sqlite { pool, inserts } => monitor.register(move |restarts| {
             let queue = apalis_sqlite::Config::default()
                 .queue(SEND_QUEUE)
-                .batch_size(config.concurrency)
+                .batch_size(config.concurrency * 2)
                 .lock_tasks(false)
                 .heartbeat_interval(config.heartbeat)
                 .missed_heartbeats(MISSED_HEARTBEATS);

@@ -20,6 +20,7 @@ use wiremock::{Mock, MockServer};
 
 backend_tests!(
     a_reply_is_sent_then_delivered,
+    a_receipt_that_overtakes_the_send_is_applied,
     rate_limited_with_retry_after_then_sent,
     server_errors_are_retried_on_schedule_then_sent,
     retries_stop_after_the_last_scheduled_attempt,
@@ -59,13 +60,10 @@ async fn a_reply_is_sent_then_delivered(backend: Backend) {
     assert_eq!(auth.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
 
     // The platform's receipt moves it on.
-    let receipt = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
-        "field": "messages",
-        "value": {"messaging_product": "whatsapp",
-                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": WA_NUMBER},
-                  "statuses": [{"id": format!("wamid.outbound:{id}"), "status": "delivered",
-                                "timestamp": chrono::Utc::now().timestamp().to_string(), "recipient_id": CUSTOMER}]}}]}]});
-    let (status, _) = s.app.deliver("whatsapp", receipt.to_string().as_bytes()).await;
+    let (status, _) = s
+        .app
+        .deliver("whatsapp", receipt(&id, "delivered").to_string().as_bytes())
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(s.send(&id).await["status"], "delivered");
 
@@ -82,6 +80,42 @@ async fn a_reply_is_sent_then_delivered(backend: Backend) {
         ["message.created", "message.updated", "message.updated"],
         "{kinds:?}"
     );
+}
+
+fn receipt(id: &str, status: &str) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": WA_NUMBER},
+                  "statuses": [{"id": format!("wamid.outbound:{id}"), "status": status,
+                                "timestamp": chrono::Utc::now().timestamp().to_string(), "recipient_id": CUSTOMER}]}}]}]})
+}
+
+async fn a_receipt_that_overtakes_the_send_is_applied(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAcceptsAfter(Duration::from_millis(1500)))
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("quick reader").await;
+    for _ in 0..100 {
+        if !s.platform_calls().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The platform has the message, we do not know its id yet: the read receipt comes first.
+    let (status, _) = s
+        .app
+        .deliver("whatsapp", receipt(&id, "read").to_string().as_bytes())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.send(&id).await["status"], "pending");
+    assert_eq!(s.app.db.count("SELECT COUNT(*) FROM pending_receipts").await, 1);
+    let read = s.wait_status(&id, "read").await;
+    assert_eq!(read["external_id"], format!("wamid.outbound:{id}"));
+    assert_eq!(s.app.db.count("SELECT COUNT(*) FROM pending_receipts").await, 0);
 }
 
 async fn rate_limited_with_retry_after_then_sent(backend: Backend) {

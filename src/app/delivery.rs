@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 use snorq_connectors::{ErrorClass, OutboundContent, OutboundMessage, Platform, Secret, SendError};
+use uuid::Uuid;
 
 use crate::crypto::{SecretField, Vault};
 use crate::domain::{self, ConnectionStatus, MessageStatus};
 use crate::queue::{QueuedJob, RetrySchedule, SendJob, SendRates};
 use crate::store::{REASON_CONNECTION_UNAVAILABLE, SendContext, SendOutcome, SendResult, Store, StoreResult};
 
-use super::group_commit::{BatchWrite, GroupCommit};
+use super::batcher::{Batched, Batcher};
 use super::pacing::Pacer;
 use super::replies::{human_agent_allowed, window_expires_at};
 
@@ -40,24 +41,46 @@ pub enum Delivered {
 
 /// Runs send jobs; shared by all worker tasks of a process.
 pub struct Delivery {
-    store: Arc<dyn Store>,
     vault: Vault,
     client: snorq_connectors::Client,
     pacer: Pacer,
     schedule: RetrySchedule,
-    outcomes: GroupCommit<OutcomeWrite>,
+    outcomes: Batcher<OutcomeWrite>,
+    contexts: Batcher<ContextLoad>,
+}
+
+/// Concurrent jobs' messages are loaded together, one query per batch.
+struct ContextLoad(Arc<dyn Store>);
+
+#[async_trait]
+impl Batched for ContextLoad {
+    type Item = Uuid;
+    type Output = Option<SendContext>;
+    const BATCH_SIZE_METRIC: &'static str = "send_load_batch_size";
+    const COMMIT_SECONDS_METRIC: &'static str = "send_load_duration_seconds";
+
+    async fn call(&self, ids: &[Uuid]) -> StoreResult<Vec<Option<SendContext>>> {
+        let mut found: std::collections::HashMap<Uuid, SendContext> = self
+            .0
+            .send_contexts(ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.message.id, c))
+            .collect();
+        Ok(ids.iter().map(|id| found.remove(id)).collect())
+    }
 }
 
 struct OutcomeWrite(Arc<dyn Store>);
 
 #[async_trait]
-impl BatchWrite for OutcomeWrite {
+impl Batched for OutcomeWrite {
     type Item = SendOutcome;
     type Output = bool;
     const BATCH_SIZE_METRIC: &'static str = "send_outcome_batch_size";
     const COMMIT_SECONDS_METRIC: &'static str = "send_outcome_commit_duration_seconds";
 
-    async fn write(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
+    async fn call(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
         self.0.record_send_outcomes(outcomes).await
     }
 }
@@ -70,8 +93,8 @@ impl Delivery {
         settings: DeliverySettings,
     ) -> Self {
         Delivery {
-            outcomes: GroupCommit::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers),
-            store,
+            outcomes: Batcher::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers),
+            contexts: Batcher::start(ContextLoad(store), settings.max_batch, settings.writers),
             vault,
             client,
             pacer: Pacer::new(settings.rates),
@@ -86,7 +109,7 @@ impl Delivery {
     /// Makes the attempt `job` stands for, once. An `Err` is a database problem: the job should
     /// run again later (nothing was recorded).
     pub async fn run(&self, job: SendJob) -> StoreResult<Delivered> {
-        let Some(context) = self.store.send_context(job.message_id).await? else {
+        let Some(context) = self.contexts.submit(job.message_id).await? else {
             return Ok(Delivered::Skipped("message deleted"));
         };
         let message = &context.message;
@@ -118,6 +141,7 @@ impl Delivery {
             organization_id: message.organization_id,
             conversation_id: message.conversation_id,
             connection_id: message.connection_id,
+            platform,
             attempt: job.attempt,
             started_at,
             finished_at,

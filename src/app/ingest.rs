@@ -18,7 +18,7 @@ use crate::store::{
 };
 
 use super::AppResult;
-use super::group_commit::{BatchWrite, GroupCommit};
+use super::batcher::{Batched, Batcher};
 
 /// How ingest batches its writes.
 #[derive(Debug, Clone, Copy)]
@@ -32,19 +32,19 @@ pub struct IngestSettings {
 /// Accepts verified webhooks and answers once they are durable.
 #[derive(Clone)]
 pub struct Ingestor {
-    commits: GroupCommit<IngestWrite>,
+    commits: Batcher<IngestWrite>,
 }
 
 struct IngestWrite(Arc<dyn Store>);
 
 #[async_trait]
-impl BatchWrite for IngestWrite {
+impl Batched for IngestWrite {
     type Item = IncomingWebhook;
     type Output = IngestOutcome;
     const BATCH_SIZE_METRIC: &'static str = "ingest_batch_size";
     const COMMIT_SECONDS_METRIC: &'static str = "ingest_commit_duration_seconds";
 
-    async fn write(&self, webhooks: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>> {
+    async fn call(&self, webhooks: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>> {
         self.0.ingest(webhooks).await
     }
 }
@@ -53,7 +53,7 @@ impl Ingestor {
     /// Starts the writer tasks; they end when the last `Ingestor` clone is dropped.
     pub fn start(store: Arc<dyn Store>, settings: IngestSettings) -> Self {
         Ingestor {
-            commits: GroupCommit::start(IngestWrite(store), settings.max_batch, settings.writers),
+            commits: Batcher::start(IngestWrite(store), settings.max_batch, settings.writers),
         }
     }
 

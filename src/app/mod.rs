@@ -2,11 +2,11 @@
 //! store, the vault and (later) the connectors.
 
 pub mod auth;
+pub mod batcher;
 pub mod connections;
 pub mod dashboard;
 pub mod delivery;
 mod error;
-pub mod group_commit;
 pub mod ingest;
 pub mod keys;
 mod login_limiter;

@@ -108,7 +108,7 @@ pub async fn reply(
     let platform = target.platform.0;
     check_connection(&target)?;
     let now = domain::now();
-    check_window(&target, now)?;
+    check_window(app, &target, now).await?;
     check_limits(platform, text, request.media.as_ref())?;
 
     let (content_type, content, media_url, preview) = match &request.media {
@@ -132,6 +132,8 @@ pub async fn reply(
         id: domain::new_id(),
         organization_id: org_id,
         conversation_id,
+        connection_id: target.connection_id,
+        platform,
         sender_user_id: Some(access.user_id),
         content_type: content_type.to_owned(),
         content,
@@ -204,7 +206,7 @@ pub fn window_expires_at(
         .map(|at| snorq_connectors::window::window_closes_at(platform, at, human_agent_allowed(settings)))
 }
 
-fn check_window(target: &ReplyTarget, now: DateTime<Utc>) -> AppResult<()> {
+async fn check_window(app: &App, target: &ReplyTarget, now: DateTime<Utc>) -> AppResult<()> {
     let platform = target.platform.0;
     let expires_at = window_expires_at(platform, target.last_inbound_at, &target.connection_settings);
     match expires_at {
@@ -224,8 +226,14 @@ fn check_window(target: &ReplyTarget, now: DateTime<Utc>) -> AppResult<()> {
         }
         Some(_) => {}
     }
-    if let Some(cap) = snorq_connectors::window::max_messages_per_window(platform)
-        && target.outbound_since_inbound >= i64::from(cap)
+    if let (Some(cap), Some(opened)) = (
+        snorq_connectors::window::max_messages_per_window(platform),
+        target.last_inbound_at,
+    ) && app
+        .store
+        .outbound_count_since(target.conversation_id, opened)
+        .await?
+        >= i64::from(cap)
     {
         return Err(AppError::WindowClosed {
             message: format!("{platform} allows {cap} messages until the customer writes again"),

@@ -104,6 +104,11 @@ pub trait Store: IngestStore + OutboundStore + Send + Sync + 'static {
     /// Removes a non-owner member; false when there was no such member.
     async fn remove_member(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
 
+    // --- conversations ---
+
+    /// Every conversation id of the organization, in id order (benchmarks, tools).
+    async fn conversation_ids(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>>;
+
     // --- platform connections ---
 
     /// Fails with `Conflict(ConnectionLiveAccount)` when the account is connected anywhere.
@@ -182,14 +187,17 @@ pub enum QueuePool {
 pub trait OutboundStore: Send + Sync + 'static {
     /// The conversation to reply in, with its connection; `None` when not in that organization.
     async fn reply_target(&self, org_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<ReplyTarget>>;
+    /// Outbound messages of the conversation created after `since` (TikTok caps them per window).
+    async fn outbound_count_since(&self, conversation_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64>;
     /// Stores the message (pending) and pushes its first send job in one transaction. With an
     /// idempotency key already used in the organization, returns that message instead
     /// (`created: false`) and pushes nothing.
     async fn create_outbound(&self, message: &NewOutbound) -> StoreResult<OutboundCreated>;
     /// The outbound message created with this Idempotency-Key in the organization.
     async fn outbound_by_idempotency_key(&self, org_id: Uuid, key: &str) -> StoreResult<Option<SendRecord>>;
-    /// The message, its conversation and its connection, for the worker.
-    async fn send_context(&self, message_id: Uuid) -> StoreResult<Option<SendContext>>;
+    /// The messages, with their conversations and connections, for the worker (missing ids are
+    /// left out; any order).
+    async fn send_contexts(&self, message_ids: &[Uuid]) -> StoreResult<Vec<SendContext>>;
     /// Records provider calls, all in one transaction: each message moves on only if it is still
     /// pending with `attempt - 1` attempts (otherwise `false` for that outcome: a duplicate run),
     /// gets its attempt row, its live event, its retry job; receipts that arrived before the

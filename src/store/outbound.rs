@@ -27,8 +27,6 @@ pub struct ReplyTarget {
     #[sqlx(try_from = "String")]
     pub connection_status: ConnectionStatus,
     pub connection_settings: Json<Value>,
-    /// Outbound messages written since the customer's last message (TikTok caps them).
-    pub outbound_since_inbound: i64,
 }
 
 /// A reply to store with its first send job.
@@ -37,6 +35,9 @@ pub struct NewOutbound {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub conversation_id: Uuid,
+    /// The conversation's connection and platform (from its [`ReplyTarget`]).
+    pub connection_id: Uuid,
+    pub platform: snorq_connectors::Platform,
     pub sender_user_id: Option<Uuid>,
     pub content_type: String,
     pub content: Value,
@@ -102,6 +103,7 @@ pub struct SendOutcome {
     pub organization_id: Uuid,
     pub conversation_id: Uuid,
     pub connection_id: Uuid,
+    pub platform: snorq_connectors::Platform,
     /// The attempt made (1-based); recorded only if the message still has `attempt - 1`.
     pub attempt: i32,
     pub started_at: DateTime<Utc>,

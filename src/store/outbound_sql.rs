@@ -128,14 +128,251 @@ async fn reopen_send(
     }))
 }
 
+/// The columns an outcome writes on its message.
+fn outcome_fields(o: &SendOutcome) -> (MessageStatus, Option<&str>, Option<DateTime<Utc>>, Option<&str>) {
+    match &o.result {
+        SendResult::Sent { external_id } => (MessageStatus::Sent, Some(external_id.as_str()), None, None),
+        SendResult::Retry { at, .. } => (MessageStatus::Pending, None, Some(*at), None),
+        SendResult::Failed { reason } => (MessageStatus::Failed, None, None, Some(reason.as_str())),
+    }
+}
+
+fn outcome_event(o: &SendOutcome) -> serde_json::Value {
+    let (status, _, next_attempt_at, reason) = outcome_fields(o);
+    json!({
+        "conversation_id": o.conversation_id,
+        "message_id": o.message_id,
+        "status": status,
+        "attempts": o.attempt,
+        "failure_reason": reason,
+        "error_code": o.error_code,
+        "next_attempt_at": next_attempt_at,
+    })
+}
+
+/// An echo of one of these very messages may have been imported before we learned its
+/// platform id: ours is the record to keep. Only TikTok needs this: WhatsApp and Messenger carry
+/// our correlation value back, so ingest matches their echoes to our message instead.
+async fn forget_imported_echoes(conn: &mut DbConn, outcomes: &[SendOutcome]) -> StoreResult<()> {
+    let sent: Vec<(&SendOutcome, &str)> = outcomes
+        .iter()
+        .filter(|o| o.platform == Platform::TikTok)
+        .filter_map(|o| match &o.result {
+            SendResult::Sent { external_id } => Some((o, external_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let mut delete = sqlx::QueryBuilder::<Db>::new(
+        "DELETE FROM messages WHERE direction = 'OUTBOUND' AND sender_user_id IS NULL \
+         AND (conversation_id, external_id) IN (VALUES ",
+    );
+    let mut rows = delete.separated(", ");
+    for (o, external_id) in &sent {
+        rows.push("(")
+            .push_bind_unseparated(o.conversation_id)
+            .push_unseparated(", ")
+            .push_bind_unseparated(*external_id)
+            .push_unseparated(")");
+    }
+    delete.push(") AND id NOT IN (");
+    let mut ids = delete.separated(", ");
+    for (o, _) in &sent {
+        ids.push_bind(o.message_id);
+    }
+    delete.push(")");
+    delete
+        .build()
+        .persistent(false)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Moves every message that is still pending with `attempt - 1` attempts, in one statement;
+/// returns the ids it moved (the others were recorded by a duplicate run already).
+async fn advance_sends(
+    conn: &mut DbConn,
+    outcomes: &[SendOutcome],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Uuid>> {
+    let mut update = sqlx::QueryBuilder::<Db>::new(
+        "UPDATE messages SET status = v.column3, external_id = COALESCE(v.column4, messages.external_id), \
+         attempts = v.column2, last_attempt_at = v.column5, next_attempt_at = v.column6, \
+         failure_reason = v.column7, error_code = v.column8, error_message = v.column9, updated_at = ",
+    );
+    update.push_bind(now).push(" FROM (");
+    update.push_values(outcomes, |mut row, o| {
+        let (status, external_id, next_attempt_at, reason) = outcome_fields(o);
+        row.push_bind(o.message_id)
+            .push_bind(o.attempt)
+            .push_bind(status.as_db())
+            .push_bind(external_id.map(str::to_owned))
+            .push_bind(o.finished_at)
+            .push_bind(next_attempt_at)
+            .push_bind(reason.map(str::to_owned))
+            .push_bind(o.error_code.clone())
+            .push_bind(o.error_message.clone());
+    });
+    update.push(
+        ") AS v WHERE messages.id = v.column1 AND messages.status = 'PENDING' \
+         AND messages.attempts = v.column2 - 1 RETURNING messages.id",
+    );
+    // QueryBuilder::push_values writes `VALUES (...), (...)`, which both dialects accept as a
+    // derived table; its columns are column1, column2, ... in both.
+    update
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)
+}
+
+async fn insert_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
+    let mut insert = sqlx::QueryBuilder::<Db>::new(
+        "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, \
+         finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) ",
+    );
+    insert.push_values(outcomes, |mut row, o| {
+        let (_, _, next_attempt_at, _) = outcome_fields(o);
+        row.push_bind(crate::domain::new_id())
+            .push_bind(o.organization_id)
+            .push_bind(o.message_id)
+            .push_bind(o.attempt)
+            .push_bind(o.started_at)
+            .push_bind(o.finished_at)
+            .push_bind(o.result.outcome())
+            .push_bind(o.http_status)
+            .push_bind(o.error_code.clone())
+            .push_bind(o.error_subcode.clone())
+            .push_bind(o.error_message.clone())
+            .push_bind(next_attempt_at);
+    });
+    insert
+        .build()
+        .persistent(false)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Receipts that arrived before we knew the platform's id of these sent messages.
+async fn apply_receipts_for_sent(
+    conn: &mut DbConn,
+    outcomes: &[&SendOutcome],
+    events: &mut LiveEvents,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sent: HashMap<(Uuid, &str), &SendOutcome> = outcomes
+        .iter()
+        .filter_map(|o| match &o.result {
+            SendResult::Sent { external_id } => Some(((o.connection_id, external_id.as_str()), *o)),
+            _ => None,
+        })
+        .collect();
+    if sent.is_empty() {
+        return Ok(());
+    }
+    // The two plain IN lists let both planners use the (connection, external id) index; the
+    // row-value IN then keeps exactly the pairs asked for.
+    let mut delete =
+        sqlx::QueryBuilder::<Db>::new("DELETE FROM pending_receipts WHERE platform_connection_id IN (");
+    let mut connections = delete.separated(", ");
+    for connection_id in sent.keys().map(|(c, _)| *c).collect::<HashSet<_>>() {
+        connections.push_bind(connection_id);
+    }
+    delete.push(") AND external_id IN (");
+    let mut external_ids = delete.separated(", ");
+    for (_, external_id) in sent.keys() {
+        external_ids.push_bind(*external_id);
+    }
+    delete.push(") AND (platform_connection_id, external_id) IN (VALUES ");
+    let mut rows = delete.separated(", ");
+    for (connection_id, external_id) in sent.keys() {
+        rows.push("(")
+            .push_bind_unseparated(*connection_id)
+            .push_unseparated(", ")
+            .push_bind_unseparated(*external_id)
+            .push_unseparated(")");
+    }
+    delete.push(") RETURNING platform_connection_id, external_id, status, error_code, error_message");
+    type Receipt = (Uuid, String, String, Option<String>, Option<String>);
+    let receipts: Vec<Receipt> = delete
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    for (connection_id, external_id, status, code, message) in receipts {
+        let (Some(o), Some(status)) = (
+            sent.get(&(connection_id, external_id.as_str())),
+            MessageStatus::from_db(&status),
+        ) else {
+            continue;
+        };
+        if advance_status(
+            conn,
+            o.message_id,
+            status,
+            code.as_deref(),
+            message.as_deref(),
+            now,
+        )
+        .await?
+        {
+            live(
+                events,
+                o.organization_id,
+                "message.updated",
+                json!({"conversation_id": o.conversation_id, "message_id": o.message_id, "status": status}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The platform rejected the connection's token: the connection takes the outcome's status.
+async fn mark_connection(
+    conn: &mut DbConn,
+    o: &SendOutcome,
+    events: &mut LiveEvents,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(status) = o.connection_problem else {
+        return Ok(());
+    };
+    let changed = sqlx::query(
+        "UPDATE platform_connections SET status = $2, last_error = $3, updated_at = $4 \
+         WHERE id = $1 AND status = 'ACTIVE'",
+    )
+    .bind(o.connection_id)
+    .bind(status.as_db())
+    .bind(&o.error_message)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if changed.rows_affected() == 1 {
+        live(
+            events,
+            o.organization_id,
+            "connection.updated",
+            json!({"connection_id": o.connection_id, "status": status, "last_error": o.error_message}),
+        );
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl OutboundStore for Backend {
     async fn reply_target(&self, org_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<ReplyTarget>> {
         sqlx::query_as(
             "SELECT c.id AS conversation_id, c.platform, c.last_inbound_at, \
-             p.id AS connection_id, p.status AS connection_status, p.settings AS connection_settings, \
-             (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'OUTBOUND' \
-              AND m.created_at > COALESCE(c.last_inbound_at, c.created_at)) AS outbound_since_inbound \
+             p.id AS connection_id, p.status AS connection_status, p.settings AS connection_settings \
              FROM conversations c JOIN platform_connections p ON p.id = c.platform_connection_id \
              WHERE c.organization_id = $1 AND c.id = $2",
         )
@@ -146,16 +383,22 @@ impl OutboundStore for Backend {
         .map_err(db_error)
     }
 
+    async fn outbound_count_since(&self, conversation_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND direction = 'OUTBOUND' \
+             AND created_at > $2",
+        )
+        .bind(conversation_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
     async fn create_outbound(&self, m: &NewOutbound) -> StoreResult<OutboundCreated> {
+        // A reused Idempotency-Key fails on the unique index (`Conflict`); the caller answers
+        // with the message that has it.
         let mut tx = begin_write(&self.pool).await?;
-        if let Some(key) = &m.idempotency_key
-            && let Some(message) = send_by_key(&mut tx, m.organization_id, key).await?
-        {
-            return Ok(OutboundCreated {
-                message,
-                created: false,
-            });
-        }
         sqlx::query(
             "INSERT INTO messages (id, organization_id, conversation_id, direction, content_type, \
              content, media_url, status, attempts, idempotency_key, sender_user_id, next_attempt_at, \
@@ -192,21 +435,39 @@ impl OutboundStore for Backend {
             }],
         )
         .await?;
-        let message = send_record(&mut tx, m.organization_id, m.id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
         let mut events = LiveEvents::new();
         live(
             &mut events,
             m.organization_id,
             "message.created",
             json!({"conversation_id": m.conversation_id, "message_id": m.id, "direction": "outbound",
-                   "status": message.status}),
+                   "status": MessageStatus::Pending}),
         );
         insert_live_events(&mut tx, &events, m.created_at).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(OutboundCreated {
-            message,
+            message: SendRecord {
+                id: m.id,
+                organization_id: m.organization_id,
+                conversation_id: m.conversation_id,
+                connection_id: m.connection_id,
+                platform: PlatformColumn(m.platform),
+                content_type: m.content_type.clone(),
+                content: Json(m.content.clone()),
+                media_url: m.media_url.clone(),
+                status: MessageStatus::Pending,
+                external_id: None,
+                error_code: None,
+                error_message: None,
+                failure_reason: None,
+                attempts: 0,
+                next_attempt_at: Some(m.created_at),
+                last_attempt_at: None,
+                sender_user_id: m.sender_user_id,
+                idempotency_key: m.idempotency_key.clone(),
+                created_at: m.created_at,
+                updated_at: m.created_at,
+            },
             created: true,
         })
     }
@@ -216,152 +477,75 @@ impl OutboundStore for Backend {
         send_by_key(&mut conn, org_id, key).await
     }
 
-    async fn send_context(&self, message_id: Uuid) -> StoreResult<Option<SendContext>> {
-        sqlx::query_as(concat!(
-            "SELECT ",
-            send_columns!(),
-            ", c.external_id AS recipient, c.last_inbound_at, p.status AS connection_status, \
-             p.platform_user_id AS account_id, p.access_token_enc, p.settings AS connection_settings \
-             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             JOIN platform_connections p ON p.id = c.platform_connection_id \
-             WHERE m.id = $1 AND m.direction = 'OUTBOUND'"
-        ))
-        .bind(message_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)
+    async fn send_contexts(&self, message_ids: &[Uuid]) -> StoreResult<Vec<SendContext>> {
+        let mut contexts = Vec::with_capacity(message_ids.len());
+        for chunk in message_ids.chunks(1000) {
+            let mut query = sqlx::QueryBuilder::<Db>::new(concat!(
+                "SELECT ",
+                send_columns!(),
+                ", c.external_id AS recipient, c.last_inbound_at, p.status AS connection_status, \
+                 p.platform_user_id AS account_id, p.access_token_enc, p.settings AS connection_settings \
+                 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                 JOIN platform_connections p ON p.id = c.platform_connection_id \
+                 WHERE m.direction = 'OUTBOUND' AND m.id IN ("
+            ));
+            let mut ids = query.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            query.push(")");
+            contexts.extend(
+                query
+                    .build_query_as::<SendContext>()
+                    .persistent(false)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)?,
+            );
+        }
+        Ok(contexts)
     }
 
     async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
         let mut tx = begin_write(&self.pool).await?;
-        let mut applied = Vec::with_capacity(outcomes.len());
-        let mut events = LiveEvents::new();
-        let mut jobs = Vec::new();
         let now = crate::domain::now();
-        for o in outcomes {
-            let (status, external_id, next_attempt_at, reason) = match &o.result {
-                SendResult::Sent { external_id } => {
-                    (MessageStatus::Sent, Some(external_id.as_str()), None, None)
-                }
-                SendResult::Retry { at, .. } => (MessageStatus::Pending, None, Some(*at), None),
-                SendResult::Failed { reason } => (MessageStatus::Failed, None, None, Some(reason.as_str())),
-            };
-            if let Some(external_id) = external_id {
-                // An echo of this very message imported before we learned its platform id (no
-                // correlation on that platform): ours is the record to keep.
-                sqlx::query(
-                    "DELETE FROM messages WHERE conversation_id = $1 AND external_id = $2 AND id <> $3 \
-                     AND direction = 'OUTBOUND' AND sender_user_id IS NULL",
-                )
-                .bind(o.conversation_id)
-                .bind(external_id)
-                .bind(o.message_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            let updated = sqlx::query(
-                "UPDATE messages SET status = $3, external_id = COALESCE($4, external_id), attempts = $2, \
-                 last_attempt_at = $5, next_attempt_at = $6, failure_reason = $7, error_code = $8, \
-                 error_message = $9, updated_at = $10 \
-                 WHERE id = $1 AND status = 'PENDING' AND attempts = $2 - 1",
-            )
-            .bind(o.message_id)
-            .bind(o.attempt)
-            .bind(status.as_db())
-            .bind(external_id)
-            .bind(o.finished_at)
-            .bind(next_attempt_at)
-            .bind(reason)
-            .bind(&o.error_code)
-            .bind(&o.error_message)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            if updated.rows_affected() == 0 {
-                applied.push(false);
-                continue;
-            }
-            applied.push(true);
-            if let Some(external_id) = external_id {
-                let route = Route {
-                    connection_id: o.connection_id,
-                    organization_id: o.organization_id,
-                };
-                apply_pending_receipts(&mut tx, route, external_id, o.message_id, now).await?;
-            }
-            if let SendResult::Retry { next, .. } = &o.result {
-                jobs.push(*next);
-            }
-            if let Some(status) = o.connection_problem {
-                let changed = sqlx::query(
-                    "UPDATE platform_connections SET status = $2, last_error = $3, updated_at = $4 \
-                     WHERE id = $1 AND status = 'ACTIVE'",
-                )
-                .bind(o.connection_id)
-                .bind(status.as_db())
-                .bind(&o.error_message)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if changed.rows_affected() == 1 {
-                    live(
-                        &mut events,
-                        o.organization_id,
-                        "connection.updated",
-                        json!({"connection_id": o.connection_id, "status": status,
-                               "last_error": o.error_message}),
-                    );
-                }
-            }
-            if let Some(record) = send_record(&mut tx, o.organization_id, o.message_id).await? {
-                live(
-                    &mut events,
-                    o.organization_id,
-                    "message.updated",
-                    send_event(&record),
-                );
-            }
+        let mut recorded: HashSet<Uuid> = HashSet::with_capacity(outcomes.len());
+        // Chunks keep each statement under SQLite's bound-parameter limit.
+        for chunk in outcomes.chunks(1000) {
+            forget_imported_echoes(&mut tx, chunk).await?;
+            recorded.extend(advance_sends(&mut tx, chunk, now).await?);
         }
-        let recorded: Vec<&SendOutcome> = outcomes
+        let applied: Vec<bool> = outcomes
             .iter()
-            .zip(&applied)
-            .filter(|(_, ok)| **ok)
-            .map(|(o, _)| o)
+            .map(|o| recorded.contains(&o.message_id))
             .collect();
-        // Chunks keep each statement under SQLite's bound-parameter limit (11 a row).
-        for chunk in recorded.chunks(2000) {
-            let mut insert = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, \
-                 finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) ",
+        let done: Vec<&SendOutcome> = outcomes
+            .iter()
+            .filter(|o| recorded.contains(&o.message_id))
+            .collect();
+        let mut events = LiveEvents::new();
+        for o in &done {
+            live(
+                &mut events,
+                o.organization_id,
+                "message.updated",
+                outcome_event(o),
             );
-            insert.push_values(chunk, |mut row, o| {
-                let next_attempt_at = match &o.result {
-                    SendResult::Retry { at, .. } => Some(*at),
-                    _ => None,
-                };
-                row.push_bind(crate::domain::new_id())
-                    .push_bind(o.organization_id)
-                    .push_bind(o.message_id)
-                    .push_bind(o.attempt)
-                    .push_bind(o.started_at)
-                    .push_bind(o.finished_at)
-                    .push_bind(o.result.outcome())
-                    .push_bind(o.http_status)
-                    .push_bind(o.error_code.clone())
-                    .push_bind(o.error_subcode.clone())
-                    .push_bind(o.error_message.clone())
-                    .push_bind(next_attempt_at);
-            });
-            insert
-                .build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
         }
+        for chunk in done.chunks(1000) {
+            insert_send_attempts(&mut tx, chunk).await?;
+            apply_receipts_for_sent(&mut tx, chunk, &mut events, now).await?;
+        }
+        for o in done.iter().filter(|o| o.connection_problem.is_some()) {
+            mark_connection(&mut tx, o, &mut events, now).await?;
+        }
+        let jobs: Vec<QueuedJob> = done
+            .iter()
+            .filter_map(|o| match &o.result {
+                SendResult::Retry { next, .. } => Some(*next),
+                _ => None,
+            })
+            .collect();
         push_send_jobs(&mut tx, &jobs).await?;
         insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;

@@ -415,6 +415,14 @@ impl Store for Backend {
         Ok(deleted.rows_affected() == 1)
     }
 
+    async fn conversation_ids(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        sqlx::query_scalar("SELECT id FROM conversations WHERE organization_id = $1 ORDER BY id")
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
     async fn insert_connection(&self, c: &Connection) -> StoreResult<Connection> {
         sqlx::query_as(concat!(
             "INSERT INTO platform_connections (id, organization_id, platform, platform_user_id, name, status, \

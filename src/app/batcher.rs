@@ -1,7 +1,8 @@
-//! Group commit: concurrent callers' writes go to the database together, one transaction per
-//! batch, with no added wait (a batch is whatever queued while the previous commit ran, up to a
-//! size). Each caller is answered once its own item is committed. Webhook ingest and send
-//! outcomes both write this way.
+//! Batching of concurrent database calls: callers' items go to the database together, one
+//! call (for writes, one transaction: group commit) per batch, with no added wait (a batch is
+//! whatever queued while the previous call ran, up to a size). Each caller is answered once its
+//! own item is done. Webhook ingest and send outcomes write this way; the send worker loads its
+//! jobs' messages this way.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,54 +12,55 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::store::{StoreError, StoreResult};
 
-/// One kind of batched write.
+/// One kind of batched call.
 #[async_trait]
-pub trait BatchWrite: Send + Sync + 'static {
+pub trait Batched: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
     type Output: Send + 'static;
     /// Histogram of batch sizes.
     const BATCH_SIZE_METRIC: &'static str;
-    /// Histogram of commit durations (seconds).
+    /// Histogram of call durations (seconds).
     const COMMIT_SECONDS_METRIC: &'static str;
 
-    /// Writes every item in one transaction; one output per item, in order.
-    async fn write(&self, items: &[Self::Item]) -> StoreResult<Vec<Self::Output>>;
+    /// Handles every item in one call (writes: one transaction); one output per item, in order.
+    async fn call(&self, items: &[Self::Item]) -> StoreResult<Vec<Self::Output>>;
 }
 
-struct Pending<W: BatchWrite> {
+struct Pending<W: Batched> {
     item: W::Item,
     reply: oneshot::Sender<StoreResult<W::Output>>,
 }
 
 /// Hands items to the writer tasks; cheap to clone.
-pub struct GroupCommit<W: BatchWrite> {
+pub struct Batcher<W: Batched> {
     queue: mpsc::Sender<Pending<W>>,
 }
 
-impl<W: BatchWrite> Clone for GroupCommit<W> {
+impl<W: Batched> Clone for Batcher<W> {
     fn clone(&self) -> Self {
-        GroupCommit {
+        Batcher {
             queue: self.queue.clone(),
         }
     }
 }
 
-impl<W: BatchWrite> GroupCommit<W> {
+impl<W: Batched> Batcher<W> {
     /// Starts `writers` writer tasks (transactions in flight at once); they end when the last
     /// clone is dropped.
-    pub fn start(write: W, max_batch: usize, writers: usize) -> Self {
+    pub fn start(op: W, max_batch: usize, writers: usize) -> Self {
         let max_batch = max_batch.max(1);
         let writers = writers.max(1);
         let (queue, receiver) = mpsc::channel(max_batch * writers * 4);
         let receiver = Arc::new(Mutex::new(receiver));
-        let write = Arc::new(write);
+        let op = Arc::new(op);
         for _ in 0..writers {
-            tokio::spawn(write_batches(write.clone(), receiver.clone(), max_batch));
+            tokio::spawn(run_batches(op.clone(), receiver.clone(), max_batch));
         }
-        GroupCommit { queue }
+        Batcher { queue }
     }
 
-    /// Writes one item; returns when it is committed. `Unavailable` when the writers are gone.
+    /// Hands over one item; returns its output once its batch is done. `Unavailable` when the
+    /// batcher's tasks are gone.
     pub async fn submit(&self, item: W::Item) -> StoreResult<W::Output> {
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -73,8 +75,8 @@ fn gone() -> StoreError {
     StoreError::Unavailable(sqlx::Error::PoolClosed)
 }
 
-async fn write_batches<W: BatchWrite>(
-    write: Arc<W>,
+async fn run_batches<W: Batched>(
+    op: Arc<W>,
     queue: Arc<Mutex<mpsc::Receiver<Pending<W>>>>,
     max_batch: usize,
 ) {
@@ -91,15 +93,15 @@ async fn write_batches<W: BatchWrite>(
                 }
             }
         }
-        commit(write.as_ref(), batch).await;
+        commit(op.as_ref(), batch).await;
     }
 }
 
-async fn commit<W: BatchWrite>(write: &W, batch: Vec<Pending<W>>) {
+async fn commit<W: Batched>(op: &W, batch: Vec<Pending<W>>) {
     metrics::histogram!(W::BATCH_SIZE_METRIC).record(batch.len() as f64);
     let started = Instant::now();
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();
-    match write.write(&items).await {
+    match op.call(&items).await {
         Ok(outputs) => {
             metrics::histogram!(W::COMMIT_SECONDS_METRIC).record(started.elapsed().as_secs_f64());
             for (reply, output) in replies.into_iter().zip(outputs) {
@@ -111,7 +113,7 @@ async fn commit<W: BatchWrite>(write: &W, batch: Vec<Pending<W>>) {
         Err(err) if items.len() > 1 && !matches!(err, StoreError::Unavailable(_)) => {
             tracing::warn!(error = %err, size = items.len(), "batch failed; committing its items one by one");
             for (item, reply) in items.iter().zip(replies) {
-                let result = write.write(std::slice::from_ref(item)).await;
+                let result = op.call(std::slice::from_ref(item)).await;
                 let _ = reply.send(result.and_then(|mut outputs| outputs.pop().ok_or_else(missing_output)));
             }
         }

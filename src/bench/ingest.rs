@@ -254,7 +254,7 @@ async fn setup(client: &reqwest::Client, args: &IngestBenchArgs) -> anyhow::Resu
     Ok(())
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

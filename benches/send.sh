@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Outbound send benchmark (issue: outbound replies through the job queue). Rerunnable; prints
+# the figures the README quotes. Needs PostgreSQL on 127.0.0.1:5432 (or SNORQ_BENCH_POSTGRES_URL).
+#
+#   bash benches/send.sh            # both backends
+#   bash benches/send.sh sqlite     # one backend
+#
+# Per backend, with `snorq bench-send` (an in-process fake WhatsApp send API, the real reply
+# use case, queue and workers on a fresh database):
+#   - 0 ms platform, 32 in flight: a 20,000-reply backlog drained (sends/s), then a steady
+#     300 replies/s for 10 s (enqueue -> sent p50/p99);
+#   - 50 ms platform: the same backlog at 32 and at 128 in flight (throughput follows the
+#     configured concurrency), then a steady 300 replies/s at 128 in flight.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BACKENDS=${1:-"postgres sqlite"}
+ADMIN_URL=${SNORQ_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_BASE=${ADMIN_URL%/*}
+COUNT=${SNORQ_BENCH_COUNT:-20000}
+BIN=target/release/snorq
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+cargo build --release -q
+export SNORQ_ENCRYPTION_KEYS=$($BIN keys generate)
+export SNORQ_LOG=warn
+
+fresh_database() {
+  case "$1" in
+    postgres)
+      psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS snorq_bench_send WITH (FORCE)" -c "CREATE DATABASE snorq_bench_send"
+      echo "$PG_BASE/snorq_bench_send" ;;
+    sqlite)
+      rm -rf "$WORK/sqlite" && mkdir -p "$WORK/sqlite"
+      echo "sqlite://$WORK/sqlite/snorq.db" ;;
+  esac
+}
+
+run() {
+  local backend=$1; shift
+  local url
+  url=$(fresh_database "$backend")
+  echo "-- $backend: $*"
+  $BIN --data-dir "$WORK" --database-url "$url" bench-send "$@" 2>&1 | grep -E "^(backlog|steady|queued)"
+}
+
+for backend in $BACKENDS; do
+  run "$backend" --messages "$COUNT" --concurrency 32 --platform-latency-ms 0 --rate 300 --seconds 10
+  run "$backend" --messages "$COUNT" --concurrency 32 --platform-latency-ms 50 --rate 0
+  run "$backend" --messages "$COUNT" --concurrency 128 --platform-latency-ms 50 --rate 300 --seconds 10
+done
