@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::outbound::{
     CUSTOMER, SEND_PATH, TOKEN, WA_NUMBER, WhatsAppAccepts, WhatsAppAcceptsAfter, customer_writes,
-    graph_error, setup, setup_with,
+    graph_error, platform_answers, setup, setup_with,
 };
 use common::{Backend, TestApp, assert_problem, str_of};
 use reqwest::StatusCode;
@@ -120,19 +120,12 @@ async fn a_receipt_that_overtakes_the_send_is_applied(backend: Backend) {
 
 async fn rate_limited_with_retry_after_then_sent(backend: Backend) {
     let s = setup(backend).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(graph_error(429, 130429, "Rate limit hit").insert_header("Retry-After", "2"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(
+        &s.platform,
+        graph_error(429, 130429, "Rate limit hit").insert_header("Retry-After", "2"),
+        Some(1),
+    )
+    .await;
     let id = s.queued("busy?").await;
     let sent = s.wait_status(&id, "sent").await;
     assert_eq!(sent["attempts"], 2);
@@ -153,19 +146,12 @@ async fn rate_limited_with_retry_after_then_sent(backend: Backend) {
 
 async fn server_errors_are_retried_on_schedule_then_sent(backend: Backend) {
     let s = setup(backend).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(graph_error(500, 2, "Service temporarily unavailable"))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(
+        &s.platform,
+        graph_error(500, 2, "Service temporarily unavailable"),
+        Some(2),
+    )
+    .await;
     let id = s.queued("third time lucky").await;
     let sent = s.wait_status(&id, "sent").await;
     assert_eq!(sent["attempts"], 3);
@@ -267,19 +253,7 @@ async fn auth_error_fails_the_send_and_marks_the_connection(backend: Backend) {
 
 async fn a_timeout_is_retried(backend: Backend) {
     let s = setup(backend).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAcceptsAfter(Duration::from_secs(4)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(&s.platform, WhatsAppAcceptsAfter(Duration::from_secs(4)), Some(1)).await;
     let id = s.queued("are you there?").await;
     let sent = s.wait_status(&id, "sent").await;
     assert_eq!(sent["attempts"], 2);
@@ -417,19 +391,12 @@ async fn replies_are_checked_before_anything_is_stored(backend: Backend) {
 
 async fn retry_from_the_api_calls_the_platform_again(backend: Backend) {
     let s = setup(backend).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(graph_error(400, 131026, "Message undeliverable"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(
+        &s.platform,
+        graph_error(400, 131026, "Message undeliverable"),
+        Some(1),
+    )
+    .await;
     let id = s.queued("please arrive").await;
     let failed = s.wait_status(&id, "failed").await;
     assert_eq!(failed["failure_reason"], "recipient_unavailable");
@@ -471,19 +438,7 @@ async fn login(app: &TestApp, email: &str) -> String {
 
 async fn bulk_retry_and_discard(backend: Backend) {
     let s = setup(backend).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(graph_error(400, 100, "Invalid parameter"))
-        .up_to_n_times(3)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(&s.platform, graph_error(400, 100, "Invalid parameter"), Some(3)).await;
     let ids = [
         s.queued("one").await,
         s.queued("two").await,
@@ -612,19 +567,12 @@ async fn two_worker_processes_send_each_message_once(backend: Backend) {
 async fn a_killed_worker_s_job_is_picked_up_again(backend: Backend) {
     // The API process runs no workers; a separate worker process takes the job.
     let s = setup_with(backend, Duration::ZERO, |c| c.workers = false).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAcceptsAfter(Duration::from_secs(30)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(
+        &s.platform,
+        WhatsAppAcceptsAfter(Duration::from_secs(30)),
+        Some(1),
+    )
+    .await;
     let id = s.queued("survive a crash").await;
     let mut first = worker_process(&s.app, &s.platform);
     // Wait until the first worker is inside the platform call, then kill it (SIGKILL).

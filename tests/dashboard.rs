@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::outbound::{SEND_PATH, Setup, WhatsAppAccepts, graph_error, setup, setup_with};
+use common::outbound::{SEND_PATH, Setup, graph_error, platform_answers, setup, setup_with};
 use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -90,19 +90,12 @@ backend_tests!(
 );
 
 async fn failing_send(s: &Setup) -> String {
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(graph_error(400, 131026, "Message undeliverable"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(
+        &s.platform,
+        graph_error(400, 131026, "Message undeliverable"),
+        Some(1),
+    )
+    .await;
     let id = s.queued("will fail once").await;
     s.wait_status(&id, "failed").await;
     id

@@ -12,12 +12,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::outbound::{SEND_PATH, WhatsAppAccepts, graph_error, setup};
+use common::outbound::{graph_error, platform_answers, setup};
 use common::{Backend, project_root};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
-use wiremock::Mock;
-use wiremock::matchers::{method, path};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -75,19 +73,12 @@ async fn log_in_see_a_failed_send_retry_it_see_it_sent(backend: Backend) {
         return;
     };
     let s = setup(backend).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(graph_error(400, 131026, "Message undeliverable"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&s.platform)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(WhatsAppAccepts)
-        .with_priority(2)
-        .mount(&s.platform)
-        .await;
+    platform_answers(
+        &s.platform,
+        graph_error(400, 131026, "Message undeliverable"),
+        Some(1),
+    )
+    .await;
     let id = s.queued("Your order has shipped").await;
     s.wait_status(&id, "failed").await;
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use snorq::config::RawConfig;
-use wiremock::{MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::{Backend, TestApp, str_of, with_webhook_secrets};
 
@@ -173,4 +174,23 @@ impl Setup {
             .map(|r| serde_json::from_slice(&r.body).unwrap())
             .collect()
     }
+}
+
+/// The send endpoint answers `first` to the first `times` sends (all of them for `None`), then
+/// accepts.
+pub async fn platform_answers(platform: &MockServer, first: impl Respond + 'static, times: Option<u64>) {
+    let mock = Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(first)
+        .with_priority(1);
+    match times {
+        Some(n) => mock.up_to_n_times(n).mount(platform).await,
+        None => mock.mount(platform).await,
+    }
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .with_priority(2)
+        .mount(platform)
+        .await;
 }

@@ -469,32 +469,37 @@ fn ids(org_id: &str, message_id: &str) -> Option<(Uuid, Uuid)> {
     Some((Uuid::parse_str(org_id).ok()?, Uuid::parse_str(message_id).ok()?))
 }
 
+/// What a row's button does.
+#[derive(Clone, Copy)]
+enum RowAction {
+    Retry,
+    Discard,
+}
+
 async fn retry(
-    State(state): State<AppState>,
+    state: State<AppState>,
     user: DashboardUser,
-    Path((org_id, message_id)): Path<(String, String)>,
-    axum::Form(form): axum::Form<ActionForm>,
+    path: Path<(String, String)>,
+    form: axum::Form<ActionForm>,
 ) -> Response {
-    if !user.check_csrf(&form.csrf) {
-        return csrf_failed();
-    }
-    let Some((org_id, message_id)) = ids(&org_id, &message_id) else {
-        return error_page(AppError::NotFound);
-    };
-    match dashboard::retry(&state.app, &user.scope, org_id, message_id).await {
-        Ok(_) => back_to(
-            form.back.as_deref(),
-            "Retry queued: the platform will be called again.",
-        ),
-        Err(err) => error_page(err),
-    }
+    row_action(state, user, path, form, RowAction::Retry).await
 }
 
 async fn discard(
+    state: State<AppState>,
+    user: DashboardUser,
+    path: Path<(String, String)>,
+    form: axum::Form<ActionForm>,
+) -> Response {
+    row_action(state, user, path, form, RowAction::Discard).await
+}
+
+async fn row_action(
     State(state): State<AppState>,
     user: DashboardUser,
     Path((org_id, message_id)): Path<(String, String)>,
     axum::Form(form): axum::Form<ActionForm>,
+    action: RowAction,
 ) -> Response {
     if !user.check_csrf(&form.csrf) {
         return csrf_failed();
@@ -502,8 +507,18 @@ async fn discard(
     let Some((org_id, message_id)) = ids(&org_id, &message_id) else {
         return error_page(AppError::NotFound);
     };
-    match dashboard::discard(&state.app, &user.scope, org_id, message_id).await {
-        Ok(_) => back_to(form.back.as_deref(), "Send discarded."),
+    let (done, notice) = match action {
+        RowAction::Retry => (
+            dashboard::retry(&state.app, &user.scope, org_id, message_id).await,
+            "Retry queued: the platform will be called again.",
+        ),
+        RowAction::Discard => (
+            dashboard::discard(&state.app, &user.scope, org_id, message_id).await,
+            "Send discarded.",
+        ),
+    };
+    match done {
+        Ok(_) => back_to(form.back.as_deref(), notice),
         Err(err) => error_page(err),
     }
 }
