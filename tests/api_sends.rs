@@ -34,6 +34,9 @@ backend_tests!(
     bulk_retry_and_discard,
     two_worker_processes_send_each_message_once,
     a_killed_worker_s_job_is_picked_up_again,
+    the_workers_come_back_after_a_database_outage,
+    finished_jobs_and_stale_receipts_are_cleaned_up,
+    tiktok_allows_ten_replies_per_customer_message,
 );
 
 async fn a_reply_is_sent_then_delivered(backend: Backend) {
@@ -598,4 +601,116 @@ async fn a_killed_worker_s_job_is_picked_up_again(backend: Backend) {
     assert_eq!(sent["attempts"], 1);
     // The platform saw the killed attempt and the one that completed (at-least-once).
     assert_eq!(s.platform_calls().await.len(), 2);
+}
+
+async fn the_workers_come_back_after_a_database_outage(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .mount(&s.platform)
+        .await;
+    let before = s.queued("before").await;
+    s.wait_status(&before, "sent").await;
+    // Long enough for the worker's polls and heartbeats to fail (SQLite: past the 5 s busy
+    // timeout), which stops apalis's worker; the Monitor must start it again.
+    let down = common::outage(&s.app).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    common::end_outage(down).await;
+    let after = s.queued("after").await;
+    s.wait_status(&after, "sent").await;
+    assert_eq!(s.platform_calls().await.len(), 2);
+}
+
+async fn finished_jobs_and_stale_receipts_are_cleaned_up(backend: Backend) {
+    let s = setup(backend).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(WhatsAppAccepts)
+        .mount(&s.platform)
+        .await;
+    let id = s.queued("done soon").await;
+    s.wait_status(&id, "sent").await;
+    // A receipt for a message this service never sent stays pending.
+    let (status, _) = s
+        .app
+        .deliver(
+            "whatsapp",
+            receipt("not-ours", "delivered").to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let jobs = s.app.db.jobs_table();
+    // apalis acknowledges asynchronously: wait for the job to be recorded as done.
+    for _ in 0..100 {
+        if s.app
+            .db
+            .count(&format!("SELECT COUNT(*) FROM {jobs} WHERE status = 'Done'"))
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = s.app.app.store.clone();
+    let now = chrono::Utc::now();
+    // Nothing is old enough yet.
+    let kept = store
+        .cleanup(now - chrono::Duration::hours(1), now - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!((kept.finished_jobs, kept.pending_receipts), (0, 0));
+    // Later: the finished job and the stale receipt go; the message and its history stay.
+    let later = now + chrono::Duration::hours(1);
+    let cleaned = store.cleanup(later, later).await.unwrap();
+    assert_eq!((cleaned.finished_jobs, cleaned.pending_receipts), (1, 1));
+    assert_eq!(s.app.db.count(&format!("SELECT COUNT(*) FROM {jobs}")).await, 0);
+    assert_eq!(s.send(&id).await["attempt_log"].as_array().unwrap().len(), 1);
+}
+
+async fn tiktok_allows_ten_replies_per_customer_message(backend: Backend) {
+    const BUSINESS: &str = "-000AcMeStOrEbUsInEsS0penId987654321";
+    let app = TestApp::spawn_with(backend, common::with_webhook_secrets).await;
+    let (token, _) = app.signup("agent@example.com").await;
+    let org = app.create_org(&token, "Acme").await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/connections"),
+            &token,
+            json!({"platform": "tiktok", "platform_user_id": BUSINESS, "access_token": "tt-token"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let customer_writes = |id: &str| {
+        let now = chrono::Utc::now();
+        let content = json!({"message_id": id, "conversation_id": "MS4wLjABAAAAconversation", "type": "text",
+            "timestamp": now.timestamp_millis(), "from": "fan", "from_user": {"id": "-000customer", "role": "personal_account"},
+            "to": "acme", "to_user": {"id": BUSINESS, "role": "business_account"}, "text": {"body": "hi"}});
+        json!({"client_key": "1", "event": "im_receive_msg", "create_time": now.timestamp(),
+               "user_openid": BUSINESS, "content": content.to_string()})
+        .to_string()
+    };
+    let (status, _) = app
+        .deliver("tiktok", customer_writes("7000000000000000001").as_bytes())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let conversation = app.db.uuids("SELECT id FROM conversations").await[0];
+    let path = format!("/api/v1/orgs/{org}/conversations/{conversation}/messages");
+    for i in 0..10 {
+        let (status, body) = app
+            .post(&path, &token, json!({"text": format!("reply {i}")}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = app.post(&path, &token, json!({"text": "one too many"})).await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "window_closed");
+    // The customer writes again: ten more.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = app
+        .deliver("tiktok", customer_writes("7000000000000000002").as_bytes())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.post(&path, &token, json!({"text": "welcome back"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }

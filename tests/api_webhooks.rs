@@ -603,68 +603,15 @@ async fn organizations_never_see_each_others_conversations(backend: Backend) {
     assert_ne!(a, b);
 }
 
-/// Makes the database refuse work until dropped: SQLite's write lock held by another
-/// connection; PostgreSQL refusing connections, with the service's sessions terminated.
-enum Outage {
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
-    Postgres(String),
-}
-
-async fn outage(app: &TestApp) -> Outage {
-    match &app.db.url {
-        snorq::config::DatabaseUrl::Sqlite(url) => {
-            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-            let mut conn = pool.acquire().await.unwrap();
-            sqlx::query("BEGIN EXCLUSIVE").execute(&mut *conn).await.unwrap();
-            Outage::Sqlite(conn)
-        }
-        snorq::config::DatabaseUrl::Postgres(_) => {
-            let name = app.db.pg_name().unwrap().to_owned();
-            let admin = sqlx::PgPool::connect(&common::postgres_admin_url())
-                .await
-                .unwrap();
-            for sql in [
-                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
-                format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&admin)
-                    .await
-                    .unwrap();
-            }
-            Outage::Postgres(name)
-        }
-    }
-}
-
-async fn end_outage(outage: Outage) {
-    match outage {
-        Outage::Sqlite(mut conn) => {
-            sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
-        }
-        Outage::Postgres(name) => {
-            let admin = sqlx::PgPool::connect(&common::postgres_admin_url())
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
-            )))
-            .execute(&admin)
-            .await
-            .unwrap();
-        }
-    }
-}
-
 async fn database_down_answers_503_and_writes_nothing(backend: Backend) {
     let app = spawn(backend).await;
     org_with(&app, "owner@example.com", &[("whatsapp", WA_NUMBER)]).await;
     let body = fixture("webhooks/whatsapp_batch_two_messages.json");
-    let down = outage(&app).await;
+    let down = common::outage(&app).await;
     let (status, problem) = deliver(&app, "whatsapp", &body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["code"], "unavailable");
-    end_outage(down).await;
+    common::end_outage(down).await;
     assert_eq!(
         app.db.count("SELECT COUNT(*) FROM webhook_events").await,
         0,

@@ -482,6 +482,55 @@ impl TestDb {
     }
 }
 
+/// Makes the database refuse work until dropped: SQLite's write lock held by another
+/// connection; PostgreSQL refusing connections, with the service's sessions terminated.
+pub enum Outage {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(String),
+}
+
+pub async fn outage(app: &TestApp) -> Outage {
+    match &app.db.url {
+        snorq::config::DatabaseUrl::Sqlite(url) => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut *conn).await.unwrap();
+            Outage::Sqlite(conn)
+        }
+        snorq::config::DatabaseUrl::Postgres(_) => {
+            let name = app.db.pg_name().unwrap().to_owned();
+            let admin = sqlx::PgPool::connect(&postgres_admin_url()).await.unwrap();
+            for sql in [
+                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+                format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+            }
+            Outage::Postgres(name)
+        }
+    }
+}
+
+pub async fn end_outage(outage: Outage) {
+    match outage {
+        Outage::Sqlite(mut conn) => {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+        }
+        Outage::Postgres(name) => {
+            let admin = sqlx::PgPool::connect(&postgres_admin_url()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
+        }
+    }
+}
+
 pub fn str_of(value: &Value) -> String {
     value
         .as_str()
