@@ -12,9 +12,10 @@ use uuid::Uuid;
 pub const SEND_QUEUE: &str = "snorq.outbound.send";
 
 /// How many times apalis itself may hand out one job. Our retries are new jobs on our own
-/// schedule; apalis re-runs a job only when the handler failed for an infrastructure reason (the
-/// database went away mid-job), which the attempt fence below makes harmless.
-pub const JOB_MAX_ATTEMPTS: usize = 5;
+/// schedule; apalis re-runs a job only when the handler failed before calling the platform
+/// (the database could not load the message, even after the handler's own retries). After the
+/// platform was called, the handler does not give up on recording the outcome.
+pub const JOB_MAX_ATTEMPTS: usize = 25;
 
 /// One provider call to make for one outbound message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +108,9 @@ impl Default for SendRates {
     }
 }
 
+/// The longest Retry-After honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// When to try again after a retryable failure: one delay per retry, so a message gets
 /// `delays.len() + 1` attempts in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,11 +135,13 @@ impl RetrySchedule {
     }
 
     /// The wait before the attempt after `attempt` (1-based), or `None` when `attempt` was the
-    /// last. A platform's Retry-After wins when it asks for longer.
+    /// last. A platform's Retry-After wins when it asks for longer, up to a day (a header is
+    /// outside input; an absurd value must not park a message for years or overflow a date).
     pub fn next_delay(&self, attempt: i32, retry_after: Option<Duration>) -> Option<Duration> {
         let index = usize::try_from(attempt).ok()?.checked_sub(1)?;
         let scheduled = *self.delays.get(index)?;
-        Some(retry_after.map_or(scheduled, |asked| asked.max(scheduled)))
+        let asked = retry_after.map(|asked| asked.min(MAX_RETRY_AFTER));
+        Some(asked.map_or(scheduled, |asked| asked.max(scheduled)))
     }
 }
 
@@ -165,6 +171,10 @@ mod tests {
             Some(Duration::from_secs(10))
         );
         assert_eq!(schedule.max_attempts(), 7);
+        assert_eq!(
+            schedule.next_delay(1, Some(Duration::from_secs(u64::MAX))),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

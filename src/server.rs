@@ -30,6 +30,13 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<Arc<App>> {
         .with_context(|| format!("cannot open the database {}", config.database_url.redacted()))?;
     store.migrate().await.context("database migrations failed")?;
     tracing::info!(backend = store.backend(), key_ids = ?keyring.ids(), "storage ready");
+    if config.signup_enabled && !config.operator_emails.is_empty() {
+        tracing::warn!(
+            "operator_emails with open signup: anyone who signs up first with an operator's \
+             address becomes an operator. Register the operators' accounts now, or set \
+             signup_enabled = false"
+        );
+    }
     Ok(Arc::new(App::new(store, Vault::new(keyring), config)))
 }
 

@@ -297,6 +297,27 @@ async fn the_same_idempotency_key_sends_once(backend: Backend) {
             .await,
         1
     );
+    // The same key for another conversation is refused, not answered with the first message.
+    common::outbound::customer_writes_from(&s.app, "15559876543", "wamid.other-1", Duration::ZERO).await;
+    let conversations = s.app.db.uuids("SELECT id FROM conversations").await;
+    let other = conversations
+        .iter()
+        .find(|c| c.to_string() != s.conversation)
+        .expect("a second conversation");
+    let response = s
+        .app
+        .http
+        .post(
+            s.app
+                .url(&format!("/api/v1/orgs/{}/conversations/{other}/messages", s.org)),
+        )
+        .bearer_auth(&s.token)
+        .header("Idempotency-Key", "order-42")
+        .json(&json!({"text": "only once"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
 }
 
 async fn a_closed_window_is_refused_before_anything_is_stored(backend: Backend) {
@@ -474,6 +495,16 @@ async fn bulk_retry_and_discard(backend: Backend) {
         )
         .await;
     assert_eq!(discarded["items"][0]["id"], ids[0].as_str());
+    // A discarded send stays discarded.
+    let (status, body) = s
+        .app
+        .post(
+            &format!("/api/v1/orgs/{}/sends/{}/retry", s.org, ids[0]),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
 
     let (status, body) = s
         .app

@@ -109,7 +109,17 @@ impl Delivery {
     /// Makes the attempt `job` stands for, once. An `Err` is a database problem: the job should
     /// run again later (nothing was recorded).
     pub async fn run(&self, job: SendJob) -> StoreResult<Delivered> {
-        let Some(context) = self.contexts.submit(job.message_id).await? else {
+        // Before the platform is called a failure is harmless to repeat: a few tries here, then
+        // the job goes back to apalis.
+        let mut loaded = self.contexts.submit(job.message_id).await;
+        for pause in [1, 2, 4, 8] {
+            if loaded.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+            loaded = self.contexts.submit(job.message_id).await;
+        }
+        let Some(context) = loaded? else {
             return Ok(Delivered::Skipped("message deleted"));
         };
         let message = &context.message;
@@ -152,12 +162,30 @@ impl Delivery {
             error_message: error.map(|e| e.message),
             connection_problem,
         };
-        let applied = self.outcomes.submit(outcome).await?;
+        let applied = self.record(outcome).await;
         Ok(if applied {
             Delivered::Recorded(kind)
         } else {
             Delivered::Skipped("attempt already recorded")
         })
+    }
+
+    /// Records an outcome, however long the database takes to come back: the platform was
+    /// called, and giving the job back to apalis would call it again. (If this process dies
+    /// meanwhile, the job is handed out again: at-least-once, as documented.)
+    async fn record(&self, outcome: SendOutcome) -> bool {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.outcomes.submit(outcome.clone()).await {
+                Ok(applied) => return applied,
+                Err(err) => {
+                    tracing::warn!(message_id = %outcome.message_id, error = %err,
+                        "cannot record a send outcome yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 
     /// The platform call, with everything checked first. `Ok`: the platform's message id.
@@ -239,7 +267,8 @@ impl Delivery {
                 .schedule
                 .next_delay(job.attempt_in_round(), failure.retry_after)
         {
-            let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            // `delay` is at most a day (the schedule caps Retry-After), so this cannot overflow.
+            let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::days(1));
             return SendResult::Retry {
                 next: QueuedJob {
                     job: job.next(),

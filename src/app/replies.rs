@@ -90,10 +90,7 @@ pub async fn reply(
         check_idempotency_key(key)?;
         // The same key again answers with the message it created, whatever changed since.
         if let Some(message) = app.store.outbound_by_idempotency_key(org_id, key).await? {
-            return Ok(Reply {
-                message,
-                created: false,
-            });
+            return replayed(message, conversation_id);
         }
     }
     let text = request.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
@@ -155,13 +152,26 @@ pub async fn reply(
                 .outbound_by_idempotency_key(org_id, key)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            Ok(Reply {
-                message,
-                created: false,
-            })
+            replayed(message, conversation_id)
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// The message an earlier request created with the same key; a key reused for another
+/// conversation is a client bug, not a replay (answering with the other message would silently
+/// drop this reply).
+fn replayed(message: SendRecord, conversation_id: Uuid) -> AppResult<Reply> {
+    if message.conversation_id != conversation_id {
+        return Err(AppError::conflict(
+            "this Idempotency-Key was used for a message in another conversation",
+            Some("idempotency_key"),
+        ));
+    }
+    Ok(Reply {
+        message,
+        created: false,
+    })
 }
 
 fn check_idempotency_key(key: &str) -> AppResult<()> {

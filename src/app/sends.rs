@@ -101,11 +101,17 @@ pub struct BulkRetry {
 
 /// Retries every failed (not discarded) send matching the filter, in chunks.
 pub async fn retry_matching(app: &App, filter: &SendFilter) -> AppResult<BulkRetry> {
+    // One pass in id order: a send that fails again while this runs is not picked up twice.
     let mut retried = 0;
+    let mut after = None;
     loop {
-        let chunk = app.store.retry_sends(filter, domain::now(), BULK_CHUNK).await?;
+        let (chunk, last) = app
+            .store
+            .retry_sends(filter, after, domain::now(), BULK_CHUNK)
+            .await?;
         retried += chunk;
-        if chunk < BULK_CHUNK as u64 {
+        after = last;
+        if after.is_none() {
             return Ok(BulkRetry { retried, more: false });
         }
         if retried >= BULK_MAX {

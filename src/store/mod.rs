@@ -187,7 +187,8 @@ pub enum QueuePool {
 pub trait OutboundStore: Send + Sync + 'static {
     /// The conversation to reply in, with its connection; `None` when not in that organization.
     async fn reply_target(&self, org_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<ReplyTarget>>;
-    /// Outbound messages of the conversation created after `since` (TikTok caps them per window).
+    /// Outbound messages of the conversation created after `since` and not failed (TikTok caps
+    /// them per window).
     async fn outbound_count_since(&self, conversation_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64>;
     /// Stores the message (pending) and pushes its first send job in one transaction. With an
     /// idempotency key already used in the organization, returns that message instead
@@ -223,8 +224,15 @@ pub trait OutboundStore: Send + Sync + 'static {
         message_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<SendChange>;
-    /// Retries up to `limit` failed (not discarded) sends matching the filter; how many.
-    async fn retry_sends(&self, filter: &SendFilter, now: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Retries up to `limit` failed (not discarded) sends matching the filter with ids after
+    /// `after`, in id order; how many, and the last id looked at (where the next chunk starts).
+    async fn retry_sends(
+        &self,
+        filter: &SendFilter,
+        after: Option<Uuid>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<(u64, Option<Uuid>)>;
     /// Failed (not discarded) sends per connection of these organizations.
     async fn failed_sends_by_connection(&self, organizations: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>>;
     /// Provider calls per hour and outcome since `since`.

@@ -115,7 +115,8 @@ async fn reopen_send(
     let attempts: Option<i32> = sqlx::query_scalar(
         "UPDATE messages SET status = 'PENDING', failure_reason = NULL, error_code = NULL, \
          error_message = NULL, next_attempt_at = $2, updated_at = $2 \
-         WHERE id = $1 AND status = 'FAILED' AND direction = 'OUTBOUND' RETURNING attempts",
+         WHERE id = $1 AND status = 'FAILED' AND COALESCE(failure_reason, '') <> 'discarded' \
+         AND direction = 'OUTBOUND' RETURNING attempts",
     )
     .bind(message_id)
     .bind(now)
@@ -193,7 +194,9 @@ async fn forget_imported_echoes(conn: &mut DbConn, outcomes: &[SendOutcome]) -> 
 }
 
 /// Moves every message that is still pending with `attempt - 1` attempts, in one statement;
-/// returns the ids it moved (the others were recorded by a duplicate run already).
+/// returns the ids it moved (the others were recorded by a duplicate run already). A send the
+/// platform accepted is recorded even if an agent discarded it during the call: it did go out,
+/// and its receipts must find it.
 async fn advance_sends(
     conn: &mut DbConn,
     outcomes: &[SendOutcome],
@@ -218,8 +221,9 @@ async fn advance_sends(
             .push_bind(o.error_message.clone());
     });
     update.push(
-        ") AS v WHERE messages.id = v.column1 AND messages.status = 'PENDING' \
-         AND messages.attempts = v.column2 - 1 RETURNING messages.id",
+        ") AS v WHERE messages.id = v.column1 AND messages.attempts = v.column2 - 1 \
+         AND (messages.status = 'PENDING' OR (v.column3 = 'SENT' AND messages.status = 'FAILED' \
+         AND messages.failure_reason = 'discarded')) RETURNING messages.id",
     );
     // QueryBuilder::push_values writes `VALUES (...), (...)`, which both dialects accept as a
     // derived table; its columns are column1, column2, ... in both.
@@ -386,7 +390,7 @@ impl OutboundStore for Backend {
     async fn outbound_count_since(&self, conversation_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND direction = 'OUTBOUND' \
-             AND created_at > $2",
+             AND status <> 'FAILED' AND created_at > $2",
         )
         .bind(conversation_id)
         .bind(since)
@@ -651,7 +655,13 @@ impl OutboundStore for Backend {
         Ok(SendChange::Changed(after))
     }
 
-    async fn retry_sends(&self, filter: &SendFilter, now: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+    async fn retry_sends(
+        &self,
+        filter: &SendFilter,
+        after: Option<Uuid>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<(u64, Option<Uuid>)> {
         let mut tx = begin_write(&self.pool).await?;
         let mut query = sqlx::QueryBuilder::<Db>::new(
             "SELECT m.id, m.organization_id FROM messages m JOIN conversations c \
@@ -659,6 +669,9 @@ impl OutboundStore for Backend {
         );
         query.push(ACTIONABLE_FAILED);
         push_send_filter(&mut query, filter);
+        if let Some(after) = after {
+            query.push(" AND m.id > ").push_bind(after);
+        }
         query.push(" ORDER BY m.id LIMIT ").push_bind(limit);
         let ids: Vec<(Uuid, Uuid)> = query
             .build_query_as()
@@ -666,6 +679,7 @@ impl OutboundStore for Backend {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
+        let last = ids.last().map(|(id, _)| *id);
         let mut jobs = Vec::with_capacity(ids.len());
         let mut events = LiveEvents::new();
         for (id, org_id) in ids {
@@ -682,7 +696,7 @@ impl OutboundStore for Backend {
         push_send_jobs(&mut tx, &jobs).await?;
         insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(jobs.len() as u64)
+        Ok((jobs.len() as u64, last))
     }
 
     async fn failed_sends_by_connection(&self, organizations: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>> {

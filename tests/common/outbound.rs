@@ -97,14 +97,19 @@ pub async fn setup_with(backend: Backend, age: Duration, configure: impl FnOnce(
 }
 
 pub async fn customer_writes(app: &TestApp, id: &str, age: Duration) {
+    customer_writes_from(app, CUSTOMER, id, age).await
+}
+
+/// A message from `customer` (a new conversation for a new customer).
+pub async fn customer_writes_from(app: &TestApp, customer: &str, id: &str, age: Duration) {
     let timestamp = (chrono::Utc::now() - chrono::Duration::from_std(age).unwrap()).timestamp();
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
     "field": "messages",
     "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550000000", "phone_number_id": WA_NUMBER},
-        "contacts": [{"profile": {"name": "Customer"}, "wa_id": CUSTOMER}],
-        "messages": [{"from": CUSTOMER, "id": id, "timestamp": timestamp.to_string(),
+        "contacts": [{"profile": {"name": "Customer"}, "wa_id": customer}],
+        "messages": [{"from": customer, "id": id, "timestamp": timestamp.to_string(),
                       "type": "text", "text": {"body": "hello?"}}]
     }}]}]});
     let (status, answer) = app.deliver("whatsapp", body.to_string().as_bytes()).await;
