@@ -88,6 +88,17 @@ pub async fn sends_page(app: &App, filter: &SendFilter, cursor: Option<&str>) ->
     sends::list(app, filter, cursor, Some(sends::MAX_PAGE)).await
 }
 
+/// One send of an organization the user administers, with its attempts.
+pub async fn send_detail(
+    app: &App,
+    scope: &DashboardScope,
+    organization: Uuid,
+    id: Uuid,
+) -> AppResult<(SendRecord, Vec<crate::store::SendAttempt>)> {
+    scope.administers(organization)?;
+    sends::get_with_attempts(app, organization, id).await
+}
+
 pub async fn retry(app: &App, scope: &DashboardScope, organization: Uuid, id: Uuid) -> AppResult<SendRecord> {
     scope.administers(organization)?;
     match app.store.retry_send(organization, id, domain::now()).await? {

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use crate::domain::{self, IdCursor, Role};
-use crate::store::{SendChange, SendFilter, SendRecord};
+use crate::store::{SendAttempt, SendChange, SendFilter, SendRecord};
 
 use super::orgs::OrgAccess;
 use super::{App, AppError, AppResult};
@@ -49,6 +49,27 @@ pub async fn get(app: &App, access: &OrgAccess, message_id: Uuid) -> AppResult<S
         .send(access.org_id(), message_id)
         .await?
         .ok_or(AppError::NotFound)
+}
+
+/// A send with every provider call made for it.
+pub async fn get_with_attempts(
+    app: &App,
+    org_id: Uuid,
+    message_id: Uuid,
+) -> AppResult<(SendRecord, Vec<SendAttempt>)> {
+    let send = app
+        .store
+        .send(org_id, message_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let attempts = app.store.send_attempts(org_id, message_id).await?;
+    Ok((send, attempts))
+}
+
+/// How many sends match, counting at most `cap` (for "100+" tiles).
+pub async fn count_up_to(app: &App, filter: &SendFilter, cap: usize) -> AppResult<usize> {
+    let limit = i64::try_from(cap).unwrap_or(i64::MAX);
+    Ok(app.store.sends(filter, None, limit).await?.len())
 }
 
 /// A failed send back to pending with a fresh retry schedule; the platform is called again.

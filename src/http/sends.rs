@@ -298,13 +298,7 @@ async fn show(
     OrgScope(access): OrgScope,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<SendDetailBody>> {
-    let send = sends::get(&state.app, &access, id).await?;
-    let attempts = state
-        .app
-        .store
-        .send_attempts(access.org_id(), id)
-        .await
-        .map_err(AppError::from)?;
+    let (send, attempts) = sends::get_with_attempts(&state.app, access.org_id(), id).await?;
     Ok(axum::Json(SendDetailBody {
         send: send.into(),
         attempt_log: attempts.into_iter().map(AttemptBody::from).collect(),

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::extract::ClientAddr;
 use crate::app::dashboard::{self, DashboardScope};
-use crate::app::{AppError, auth};
+use crate::app::{AppError, auth, sends};
 use crate::store::{SendFilter, SendStatusFilter};
 use session::{DashboardUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use views::{
@@ -220,24 +220,9 @@ async fn overview_page(
 ) -> Result<OverviewPage, AppError> {
     let app = &state.app;
     let scope = &user.scope;
-    let failed = app
-        .store
-        .sends(
-            &filter(scope, Some(SendStatusFilter::Failed)),
-            None,
-            TILE_PAGE as i64 + 1,
-        )
-        .await?
-        .len();
-    let pending = app
-        .store
-        .sends(
-            &filter(scope, Some(SendStatusFilter::Pending)),
-            None,
-            TILE_PAGE as i64 + 1,
-        )
-        .await?
-        .len();
+    let tile = TILE_PAGE + 1;
+    let failed = sends::count_up_to(app, &filter(scope, Some(SendStatusFilter::Failed)), tile).await?;
+    let pending = sends::count_up_to(app, &filter(scope, Some(SendStatusFilter::Pending)), tile).await?;
     let webhooks = dashboard::webhooks(app, scope).await?.len();
     let unhealthy = dashboard::connections(app, scope)
         .await?
@@ -429,17 +414,9 @@ async fn send(
     let (Ok(org_id), Ok(message_id)) = (Uuid::parse_str(&org_id), Uuid::parse_str(&message_id)) else {
         return error_page(AppError::NotFound);
     };
-    if !user.scope.organization_ids().contains(&org_id) {
-        return error_page(AppError::NotFound);
-    }
-    let record = match state.app.store.send(org_id, message_id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return error_page(AppError::NotFound),
-        Err(err) => return error_page(err.into()),
-    };
-    let attempts = match state.app.store.send_attempts(org_id, message_id).await {
-        Ok(attempts) => attempts,
-        Err(err) => return error_page(err.into()),
+    let (record, attempts) = match dashboard::send_detail(&state.app, &user.scope, org_id, message_id).await {
+        Ok(found) => found,
+        Err(err) => return error_page(err),
     };
     render(&views::SendPage::new(
         frame(&user, "failed", None),
