@@ -78,6 +78,9 @@ pub struct RawConfig {
     pub worker_heartbeat_secs: u64,
     /// Finished queue jobs are deleted after this long (the send history stays on messages).
     pub finished_job_retention_hours: u32,
+    /// Live events (SSE) are kept this long for clients resuming with Last-Event-ID (and
+    /// paginated conversation walks); at least 24.
+    pub event_retention_hours: u32,
     /// Emails of operators: the dashboard shows them every organization and the webhooks that
     /// reached none. Everyone else sees the organizations they administer.
     #[serde(deserialize_with = "string_or_list")]
@@ -117,6 +120,7 @@ impl Default for RawConfig {
             queue_poll_interval_ms: 1000,
             worker_heartbeat_secs: 5,
             finished_job_retention_hours: 24 * 7,
+            event_retention_hours: 72,
             operator_emails: Vec::new(),
         }
     }
@@ -257,6 +261,7 @@ pub struct OutboundConfig {
     pub poll_interval: std::time::Duration,
     pub heartbeat: std::time::Duration,
     pub job_retention: chrono::Duration,
+    pub event_retention: chrono::Duration,
     /// Outcome transactions in flight at once. One: with group commit a single writer makes the
     /// biggest batches, which measured fastest on both backends (README, outbound figures).
     pub outcome_writers: usize,
@@ -479,6 +484,12 @@ impl RawConfig {
                 "must be between 1 and 8760 (a year)",
             ));
         }
+        if !(24..=24 * 365).contains(&self.event_retention_hours) {
+            return Err(ConfigError::new(
+                "event_retention_hours",
+                "must be between 24 and 8760 (a year)",
+            ));
+        }
         let mut platforms = snorq_connectors::ClientConfig {
             timeout: std::time::Duration::from_secs(self.send_timeout_secs),
             ..snorq_connectors::ClientConfig::default()
@@ -518,6 +529,7 @@ impl RawConfig {
             poll_interval: std::time::Duration::from_millis(self.queue_poll_interval_ms),
             heartbeat: std::time::Duration::from_secs(self.worker_heartbeat_secs),
             job_retention: chrono::Duration::hours(i64::from(self.finished_job_retention_hours)),
+            event_retention: chrono::Duration::hours(i64::from(self.event_retention_hours)),
             outcome_writers: 1,
         };
         let secret = |value: Option<String>| value.filter(|v| !v.trim().is_empty()).map(SecretString::from);

@@ -54,6 +54,7 @@ pub async fn run(
         app.store.clone(),
         delivery.clone(),
         config.job_retention,
+        config.event_retention,
     ));
     // One name per process and incarnation: a restarted worker must not inherit the jobs its
     // predecessor held (they are orphaned, and the heartbeat check hands them out again).
@@ -155,7 +156,12 @@ async fn deliver(job: SendJob, delivery: Data<Arc<Delivery>>) -> Result<(), BoxD
     }
 }
 
-async fn clean_up(store: Arc<dyn Store>, delivery: Arc<Delivery>, job_retention: chrono::Duration) {
+async fn clean_up(
+    store: Arc<dyn Store>,
+    delivery: Arc<Delivery>,
+    job_retention: chrono::Duration,
+    event_retention: chrono::Duration,
+) {
     let mut every = tokio::time::interval(CLEANUP_EVERY);
     loop {
         every.tick().await;
@@ -171,6 +177,15 @@ async fn clean_up(store: Arc<dyn Store>, delivery: Arc<Delivery>, job_retention:
             ),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "cleanup failed; will try again"),
+        }
+        match crate::app::retention::run(&store, now, event_retention).await {
+            Ok(done) if done.messages + done.events > 0 => tracing::info!(
+                messages = done.messages,
+                events = done.events,
+                "retention: deleted what is past its time"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "retention failed; will try again"),
         }
         delivery.pacer().shrink();
     }

@@ -22,6 +22,9 @@ pub enum AppError {
     },
     #[error("the organization's plan allows {limit} members; upgrade the plan to add more")]
     PlanLimit { limit: i64 },
+    /// A feature the organization's plan does not include.
+    #[error("{0}")]
+    PlanRequired(&'static str),
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("signup is disabled on this server; ask an operator for an account")]
@@ -68,6 +71,7 @@ impl From<StoreError> for AppError {
                     Constraint::MessageIdempotencyKey => {
                         ("this Idempotency-Key was used for another message", None)
                     }
+                    Constraint::LabelName => ("a label with this name already exists", Some("name")),
                     Constraint::Other => ("conflicts with existing data", None),
                 };
                 AppError::conflict(message, field)

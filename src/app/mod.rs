@@ -1,18 +1,24 @@
 //! Use cases. No HTTP types here: handlers and the CLI call these functions, which call the
 //! store, the vault and (later) the connectors.
 
+pub mod api_keys;
 pub mod auth;
 pub mod batcher;
 pub mod connections;
 pub mod dashboard;
 pub mod delivery;
 mod error;
+pub mod inbox;
 pub mod ingest;
 pub mod keys;
+pub mod labels;
+pub mod live;
 mod login_limiter;
+pub mod notes;
 pub mod orgs;
 pub mod pacing;
 pub mod replies;
+pub mod retention;
 pub mod sends;
 
 use std::sync::Arc;
@@ -33,6 +39,7 @@ pub struct App {
     pub settings: Settings,
     pub login_limiter: LoginLimiter,
     pub ingestor: ingest::Ingestor,
+    pub live: live::EventPump,
 }
 
 /// The subset of configuration the use cases read.
@@ -66,6 +73,7 @@ impl App {
                 operator_emails: config.operator_emails.clone(),
             },
             login_limiter: LoginLimiter::per_minute(config.login_attempts_per_minute),
+            live: live::EventPump::default(),
         }
     }
 }

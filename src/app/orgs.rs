@@ -55,6 +55,10 @@ pub async fn access(app: &App, session: &Session, org_id: Uuid) -> AppResult<Org
         .membership(org_id, session.user.id)
         .await?
         .ok_or(AppError::NotFound)?;
+    // An API key stops working when the organization leaves the BUSINESS plan.
+    if session.token_organization_id.is_some() && membership.organization.plan != Plan::Business {
+        return Err(AppError::PlanRequired(super::api_keys::PLAN_MESSAGE));
+    }
     Ok(OrgAccess {
         user_id: session.user.id,
         membership,

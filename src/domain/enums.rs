@@ -110,6 +110,15 @@ pub enum MessageDirection {
 }
 db_enum!(MessageDirection { Inbound => "INBOUND", Outbound => "OUTBOUND" });
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationStatus {
+    Open,
+    Closed,
+    Archived,
+}
+db_enum!(ConversationStatus { Open => "OPEN", Closed => "CLOSED", Archived => "ARCHIVED" });
+
 #[cfg(test)]
 mod tests {
     use super::*;

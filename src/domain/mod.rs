@@ -8,9 +8,9 @@ mod email;
 mod enums;
 mod names;
 
-pub use cursor::IdCursor;
+pub use cursor::{IdCursor, SnapshotCursor, TimeCursor};
 pub use email::Email;
-pub use enums::{ConnectionStatus, MessageDirection, MessageStatus, Plan, Role};
+pub use enums::{ConnectionStatus, ConversationStatus, MessageDirection, MessageStatus, Plan, Role};
 pub use names::{DisplayName, OrgName, Password, Slug};
 
 /// A value that failed validation, with the field it belongs to.

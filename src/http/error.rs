@@ -113,6 +113,7 @@ impl From<AppError> for Problem {
                 }
             }
             AppError::PlanLimit { .. } => Problem::new(StatusCode::CONFLICT, "plan_limit", detail),
+            AppError::PlanRequired(_) => Problem::new(StatusCode::PAYMENT_REQUIRED, "plan_limit", detail),
             AppError::RateLimited { retry_after_secs } => Problem {
                 retry_after: Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX)),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)

@@ -10,6 +10,7 @@ pub enum Constraint {
     ConnectionOrgAccount,
     ConnectionLiveAccount,
     MessageIdempotencyKey,
+    LabelName,
     Other,
 }
 
@@ -23,6 +24,7 @@ impl Constraint {
             "platform_connections_org_account_key" => Constraint::ConnectionOrgAccount,
             "platform_connections_live_account_key" => Constraint::ConnectionLiveAccount,
             "messages_org_idempotency_key" => Constraint::MessageIdempotencyKey,
+            "labels_org_name_key" => Constraint::LabelName,
             _ => Constraint::Other,
         }
     }
@@ -41,6 +43,7 @@ impl Constraint {
                 Constraint::ConnectionLiveAccount
             }
             "messages.organization_id, messages.idempotency_key" => Constraint::MessageIdempotencyKey,
+            "labels.organization_id, labels.name" => Constraint::LabelName,
             _ => Constraint::Other,
         }
     }

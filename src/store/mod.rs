@@ -8,6 +8,7 @@
 //! is in `postgres.rs` and `sqlite.rs`.
 
 mod error;
+mod inbox;
 mod ingest;
 mod outbound;
 mod postgres;
@@ -22,6 +23,7 @@ use snorq_connectors::Platform;
 use uuid::Uuid;
 
 pub use error::{Constraint, StoreError};
+pub use inbox::*;
 pub use ingest::*;
 pub use outbound::*;
 pub use postgres::PgStore;
@@ -42,7 +44,7 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Arc
 }
 
 #[async_trait]
-pub trait Store: IngestStore + OutboundStore + Send + Sync + 'static {
+pub trait Store: IngestStore + OutboundStore + InboxStore + Send + Sync + 'static {
     /// Which backend this is ("postgres" or "sqlite"), for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -248,4 +250,96 @@ pub trait OutboundStore: Send + Sync + 'static {
         jobs_before: DateTime<Utc>,
         receipts_before: DateTime<Utc>,
     ) -> StoreResult<Cleanup>;
+}
+
+/// The team inbox (issue 6): what agents list, read and organize. Every method is scoped by
+/// organization; an id of another organization is `None` / `NotFound`.
+#[async_trait]
+pub trait InboxStore: Send + Sync + 'static {
+    /// A page of conversations, newest activity first. Without a cursor the page starts at the
+    /// top and `as_of` is the organization's newest event; with one, conversations keep the
+    /// position they had at `as_of` (their newer messages, and conversations created since, are
+    /// left out), so a walk sees each conversation once however activity changes meanwhile.
+    async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&crate::domain::SnapshotCursor>,
+        limit: i64,
+    ) -> StoreResult<ConversationPage>;
+    async fn conversation(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<ConversationRecord>>;
+    /// The labels of these conversations (by name).
+    async fn conversation_labels(&self, org_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<ConversationLabel>>;
+    /// Open conversations: all, the user's, unassigned, unread; from the count deltas.
+    async fn inbox_counts(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<InboxCounts>;
+    /// Applies the update and writes `conversation.updated`; `None` when not in that org.
+    async fn update_conversation(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        update: &ConversationUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConversationRecord>>;
+    /// Sets the unread count to zero (with `conversation.updated` when it was not).
+    async fn mark_read(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<ConversationRecord>>;
+    /// Messages of the conversation, newest first, before `before`.
+    async fn messages(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        before: Option<&crate::domain::TimeCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>>;
+
+    async fn labels(&self, org_id: Uuid) -> StoreResult<Vec<Label>>;
+    /// `Conflict(LabelName)` when the name is taken in the organization.
+    async fn insert_label(&self, label: &Label) -> StoreResult<Label>;
+    /// `None` when not in that org; `Conflict(LabelName)` as above.
+    async fn update_label(&self, label: &Label) -> StoreResult<Option<Label>>;
+    async fn delete_label(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// Replaces the conversation's labels (all of them in the org, checked by the caller) and
+    /// writes `conversation.updated`; false when the conversation is not in that org.
+    async fn set_conversation_labels(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        label_ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Notes of the conversation, newest first, before `before`.
+    async fn notes(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        before: Option<&crate::domain::TimeCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<Note>>;
+    async fn note(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Note>>;
+    /// `NotFound` when the conversation is not in that org.
+    async fn insert_note(&self, note: &Note) -> StoreResult<Note>;
+    async fn delete_note(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool>;
+
+    /// Events of the organization with ids after `after`, in id order.
+    async fn events_after(&self, org_id: Uuid, after: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
+    /// The newest event id of any organization (0 when there is none): a cheap change signal.
+    async fn latest_event_id(&self) -> StoreResult<i64>;
+    /// The newest event id of the organization (0 when there is none).
+    async fn latest_org_event_id(&self, org_id: Uuid) -> StoreResult<i64>;
+
+    /// Live (unrevoked) API keys of the organization, newest first.
+    async fn api_keys(&self, org_id: Uuid) -> StoreResult<Vec<ApiKey>>;
+    async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Deletes up to `limit` messages created before `before` in organizations on `plan`
+    /// (pending sends are kept); how many.
+    async fn delete_messages_before(
+        &self,
+        plan: crate::domain::Plan,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<u64>;
+    /// Deletes live events created before `before`; how many.
+    async fn delete_events_before(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Folds the inbox count deltas; how many rows remain.
+    async fn compact_conversation_counts(&self) -> StoreResult<u64>;
 }

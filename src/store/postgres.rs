@@ -116,5 +116,70 @@ fn is_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "3D000")
 }
 
+/// Makes this transaction's events of these organizations (sorted) visible in id order: the
+/// lock is held until commit, so a later id cannot commit before an earlier one.
+async fn lock_event_log(conn: &mut DbConn, organizations: &[Uuid]) -> StoreResult<()> {
+    for org in organizations {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(EVENT_LOG_LOCK_CLASS)
+            .bind(event_log_lock_key(*org))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Advisory lock class of the event log ("snrq").
+const EVENT_LOG_LOCK_CLASS: i32 = 0x736e_7271;
+
+fn event_log_lock_key(org: Uuid) -> i32 {
+    let (hi, lo) = org.as_u64_pair();
+    let folded = hi ^ lo;
+    ((folded >> 32) as u32 ^ folded as u32) as i32
+}
+
+/// `q`: every word a prefix of a word of the contact's name or of one message's text.
+fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
+    let tsquery = words
+        .iter()
+        .map(|w| format!("{w}:*"))
+        .collect::<Vec<_>>()
+        .join(" & ");
+    query
+        .push(
+            " AND (to_tsvector('simple', COALESCE(c.contact_name, '') || ' ' || COALESCE(c.contact_username, '')) \
+             @@ to_tsquery('simple', ",
+        )
+        .push_bind(tsquery.clone())
+        .push(
+            ") OR c.id IN (SELECT m.conversation_id FROM messages m WHERE m.organization_id = ",
+        )
+        .push_bind(org_id)
+        .push(
+            " AND to_tsvector('simple', COALESCE(m.content->>'body', m.content->>'text', \
+             m.content->>'caption', m.content->>'title', '')) @@ to_tsquery('simple', ",
+        )
+        .push_bind(tsquery)
+        .push(")))");
+}
+
+/// Folds the count deltas into one row per (organization, assignee), in one statement (rows
+/// appended meanwhile are not in its snapshot and stay).
+async fn compact_conversation_counts(pool: &PgPool) -> StoreResult<u64> {
+    let folded = sqlx::query(
+        "WITH gone AS (DELETE FROM conversation_counts RETURNING *) \
+         INSERT INTO conversation_counts \
+         SELECT organization_id, assignee_id, sum(open_count), sum(unread_count) FROM gone \
+         GROUP BY organization_id, assignee_id \
+         HAVING sum(open_count) <> 0 OR sum(unread_count) <> 0",
+    )
+    .execute(pool)
+    .await
+    .map_err(db_error)?;
+    Ok(folded.rows_affected())
+}
+
 include!("shared_sql.rs");
 include!("outbound_sql.rs");
+include!("inbox_sql.rs");

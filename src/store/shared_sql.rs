@@ -631,15 +631,33 @@ fn live(out: &mut LiveEvents, organization_id: Uuid, kind: &'static str, payload
 }
 
 async fn insert_live_events(conn: &mut DbConn, events: &[LiveEvent], now: DateTime<Utc>) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // Readers resume by id: ids of one organization must become visible in order.
+    let mut organizations: Vec<Uuid> = events.iter().map(|e| e.organization_id).collect();
+    organizations.sort_unstable();
+    organizations.dedup();
+    lock_event_log(conn, &organizations).await?;
+    let id_field = |event: &LiveEvent, field: &str| {
+        event
+            .payload
+            .get(field)
+            .and_then(|v| v.as_str())
+            .and_then(|v| Uuid::parse_str(v).ok())
+    };
     // Chunks keep each statement well under SQLite's bound-parameter limit.
     for chunk in events.chunks(1000) {
-        let mut insert =
-            sqlx::QueryBuilder::<Db>::new("INSERT INTO events (organization_id, kind, payload, created_at) ");
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO events (organization_id, kind, payload, created_at, conversation_id, message_id) ",
+        );
         insert.push_values(chunk, |mut row, event| {
             row.push_bind(event.organization_id)
                 .push_bind(event.kind)
                 .push_bind(Json(&event.payload))
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(id_field(event, "conversation_id"))
+                .push_bind(id_field(event, "message_id"));
         });
         insert
             .build()

@@ -141,5 +141,61 @@ fn db_error(err: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(err, |db| Constraint::from_sqlite(db.message()))
 }
 
+/// One writer at a time (BEGIN IMMEDIATE): ids already become visible in order.
+async fn lock_event_log(_conn: &mut DbConn, _organizations: &[Uuid]) -> StoreResult<()> {
+    Ok(())
+}
+
+/// `q`: every word a prefix of a word of the contact's name or of one message's text (FTS5).
+fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
+    let fts = words
+        .iter()
+        .map(|w| format!("\"{w}\"*"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    query
+        .push(" AND (c.rowid IN (SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ")
+        .push_bind(fts.clone())
+        .push(
+            ") OR c.id IN (SELECT m.conversation_id FROM messages m WHERE m.rowid IN \
+             (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ",
+        )
+        .push_bind(fts)
+        .push(") AND m.organization_id = ")
+        .push_bind(org_id)
+        .push("))");
+}
+
+/// Folds the count deltas into one row per (organization, assignee); the write transaction
+/// keeps every other writer out meanwhile.
+async fn compact_conversation_counts(pool: &SqlitePool) -> StoreResult<u64> {
+    let mut tx = begin_write(pool).await?;
+    let totals: Vec<(Uuid, Option<Uuid>, i64, i64)> = sqlx::query_as(
+        "SELECT organization_id, assignee_id, sum(open_count), sum(unread_count) FROM conversation_counts \
+         GROUP BY organization_id, assignee_id \
+         HAVING sum(open_count) <> 0 OR sum(unread_count) <> 0",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    sqlx::query("DELETE FROM conversation_counts")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    for chunk in totals.chunks(200) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new("INSERT INTO conversation_counts ");
+        insert.push_values(chunk, |mut row, (org, assignee, open, unread)| {
+            row.push_bind(*org)
+                .push_bind(*assignee)
+                .push_bind(*open)
+                .push_bind(*unread);
+        });
+        insert.build().execute(&mut *tx).await.map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(totals.len() as u64)
+}
+
 include!("shared_sql.rs");
 include!("outbound_sql.rs");
+include!("inbox_sql.rs");

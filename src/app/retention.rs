@@ -1,0 +1,42 @@
+//! Retention: FREE organizations keep 30 days of message history (PRO and BUSINESS keep
+//! everything); the live event log keeps `event_retention_hours` (at least 24). Runs in the
+//! workers' janitor, and once with `snorq retention`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::Plan;
+use crate::store::{Retention, Store, StoreResult};
+
+/// Messages deleted per statement (short transactions; ingest keeps going meanwhile).
+const CHUNK: i64 = 5_000;
+
+/// How long each plan keeps messages (`None`: forever).
+pub fn history_days(plan: Plan) -> Option<i64> {
+    match plan {
+        Plan::Free => Some(30),
+        Plan::Pro | Plan::Business => None,
+    }
+}
+
+/// One pass: deletes what is past its retention as of `now`, and folds the inbox counters.
+pub async fn run(store: &Arc<dyn Store>, now: DateTime<Utc>, event_retention: chrono::Duration) -> StoreResult<Retention> {
+    let mut done = Retention::default();
+    for plan in [Plan::Free, Plan::Pro, Plan::Business] {
+        let Some(days) = history_days(plan) else {
+            continue;
+        };
+        let before = now - chrono::Duration::days(days);
+        loop {
+            let deleted = store.delete_messages_before(plan, before, CHUNK).await?;
+            done.messages += deleted;
+            if deleted < CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    done.events = store.delete_events_before(now - event_retention).await?;
+    store.compact_conversation_counts().await?;
+    Ok(done)
+}

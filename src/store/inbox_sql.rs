@@ -1,0 +1,613 @@
+// The team inbox, shared by both backends (included after `shared_sql.rs`, whose `live` and
+// `insert_live_events` it uses). Each includer also defines `push_search` (full-text search)
+// and `compact_conversation_counts`.
+
+macro_rules! conversation_columns {
+    () => {
+        "c.id, c.organization_id, c.platform_connection_id, c.platform, c.external_id, \
+         c.contact_external_id, c.contact_name, c.contact_username, c.status, c.assignee_id, c.preview, \
+         c.last_message_at, c.last_inbound_at, c.unread_count, c.created_at, c.updated_at, \
+         pc.settings AS connection_settings, pc.status AS connection_status"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "m.id, m.conversation_id, m.direction, m.external_id, m.content_type, m.content, m.media_url, \
+         m.status, m.error_code, m.error_message, m.failure_reason, m.attempts, m.sender_user_id, \
+         u.name AS sender_name, m.created_at, m.updated_at"
+    };
+}
+
+macro_rules! note_columns {
+    () => {
+        "n.id, n.organization_id, n.conversation_id, n.author_id, u.name AS author_name, n.body, n.created_at"
+    };
+}
+
+/// The filter's conditions on `c` (every branch of the listing repeats them).
+fn push_conversation_filters(query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
+    query
+        .push(" AND c.organization_id = ")
+        .push_bind(filter.organization_id);
+    if let Some(status) = filter.status {
+        query.push(" AND c.status = ").push_bind(status.as_db());
+    }
+    if let Some(platform) = filter.platform {
+        query.push(" AND c.platform = ").push_bind(platform.as_str());
+    }
+    if let Some(connection) = filter.connection_id {
+        query
+            .push(" AND c.platform_connection_id = ")
+            .push_bind(connection);
+    }
+    if let Some(label) = filter.label_id {
+        query
+            .push(" AND EXISTS (SELECT 1 FROM conversation_labels cl WHERE cl.conversation_id = c.id AND cl.label_id = ")
+            .push_bind(label)
+            .push(")");
+    }
+    match filter.assignee {
+        Some(AssigneeFilter::User(user)) => {
+            query.push(" AND c.assignee_id = ").push_bind(user);
+        }
+        Some(AssigneeFilter::Unassigned) => {
+            query.push(" AND c.assignee_id IS NULL");
+        }
+        None => {}
+    }
+    if filter.unread {
+        query.push(" AND c.unread_count > 0");
+    }
+    if !filter.search.is_empty() {
+        push_search(query, filter.organization_id, &filter.search);
+    }
+}
+
+/// Rows of a listing with the position each had in its walk.
+#[derive(sqlx::FromRow)]
+struct PositionedConversation {
+    #[sqlx(flatten)]
+    conversation: ConversationRecord,
+    position_at: DateTime<Utc>,
+    as_of: Option<i64>,
+}
+
+async fn conversation_record(conn: &mut DbConn, org_id: Uuid, id: Uuid) -> StoreResult<Option<ConversationRecord>> {
+    let record: Option<ConversationRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        conversation_columns!(),
+        " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id \
+         WHERE c.organization_id = $1 AND c.id = $2"
+    ))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(record.map(|c| ConversationRecord {
+        position_at: c.last_message_at,
+        ..c
+    }))
+}
+
+fn conversation_updated(out: &mut LiveEvents, org_id: Uuid, id: Uuid) {
+    live(out, org_id, "conversation.updated", json!({ "conversation_id": id }));
+}
+
+#[async_trait]
+impl InboxStore for Backend {
+    async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&crate::domain::SnapshotCursor>,
+        limit: i64,
+    ) -> StoreResult<ConversationPage> {
+        let org = filter.organization_id;
+        let mut query = sqlx::QueryBuilder::<Db>::new("");
+        match after {
+            None => {
+                // One statement, one snapshot: the page and the event-log position it reflects.
+                query
+                    .push(concat!(
+                        "SELECT ",
+                        conversation_columns!(),
+                        ", c.last_message_at AS position_at, \
+                         (SELECT COALESCE(MAX(e.id), 0) FROM events e WHERE e.organization_id = "
+                    ))
+                    .push_bind(org)
+                    .push(
+                        ") AS as_of FROM conversations c \
+                         JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE 1 = 1",
+                    );
+                push_conversation_filters(&mut query, filter);
+                query
+                    .push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
+                    .push_bind(limit);
+            }
+            Some(cursor) => {
+                // Conversations whose activity changed after the walk started are placed by
+                // their newest message that existed then; the others by `last_message_at`.
+                let changed = |q: &mut sqlx::QueryBuilder<Db>, kind: &'static str, column: &'static str| {
+                    q.push(format!("SELECT e.{column} FROM events e WHERE e.organization_id = "))
+                        .push_bind(org)
+                        .push(" AND e.id > ")
+                        .push_bind(cursor.as_of)
+                        .push(format!(" AND e.kind = '{kind}' AND e.{column} IS NOT NULL"));
+                };
+                let (at, id) = (cursor.position.at, cursor.position.id);
+                query.push(concat!(
+                    "SELECT * FROM (SELECT * FROM (SELECT ",
+                    conversation_columns!(),
+                    ", c.last_message_at AS position_at, CAST(NULL AS BIGINT) AS as_of FROM conversations c \
+                     JOIN platform_connections pc ON pc.id = c.platform_connection_id \
+                     WHERE (c.last_message_at, c.id) < ("
+                ));
+                query
+                    .push_bind(at)
+                    .push(", ")
+                    .push_bind(id)
+                    .push(") AND c.id NOT IN (");
+                changed(&mut query, "message.created", "conversation_id");
+                query.push(")");
+                push_conversation_filters(&mut query, filter);
+                query
+                    .push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
+                    .push_bind(limit)
+                    .push(concat!(
+                        ") AS unchanged UNION ALL SELECT ",
+                        conversation_columns!(),
+                        ", (SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id \
+                         AND m.id NOT IN ("
+                    ));
+                changed(&mut query, "message.created", "message_id");
+                query.push(
+                    ")) AS position_at, CAST(NULL AS BIGINT) AS as_of FROM conversations c \
+                     JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE c.id IN (",
+                );
+                changed(&mut query, "message.created", "conversation_id");
+                query.push(") AND c.id NOT IN (");
+                changed(&mut query, "conversation.created", "conversation_id");
+                query.push(")");
+                push_conversation_filters(&mut query, filter);
+                query
+                    .push(") AS walk WHERE position_at IS NOT NULL AND (position_at, id) < (")
+                    .push_bind(at)
+                    .push(", ")
+                    .push_bind(id)
+                    .push(") ORDER BY position_at DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+            }
+        }
+        let rows: Vec<PositionedConversation> = query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let as_of = match after {
+            Some(cursor) => cursor.as_of,
+            None => rows.first().and_then(|r| r.as_of).unwrap_or(0),
+        };
+        Ok(ConversationPage {
+            conversations: rows
+                .into_iter()
+                .map(|r| ConversationRecord {
+                    position_at: r.position_at,
+                    ..r.conversation
+                })
+                .collect(),
+            as_of,
+        })
+    }
+
+    async fn conversation(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<ConversationRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        conversation_record(&mut conn, org_id, id).await
+    }
+
+    async fn conversation_labels(&self, org_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<ConversationLabel>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "SELECT cl.conversation_id, l.id, l.organization_id, l.name, l.color, l.created_at \
+             FROM conversation_labels cl JOIN labels l ON l.id = cl.label_id WHERE cl.organization_id = ",
+        );
+        query.push_bind(org_id).push(" AND cl.conversation_id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(") ORDER BY l.name");
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn inbox_counts(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<InboxCounts> {
+        let rows: Vec<(Option<Uuid>, i64, i64)> = sqlx::query_as(
+            "SELECT assignee_id, CAST(SUM(open_count) AS BIGINT), CAST(SUM(unread_count) AS BIGINT) \
+             FROM conversation_counts WHERE organization_id = $1 GROUP BY assignee_id",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut counts = InboxCounts::default();
+        for (assignee, open, unread) in rows {
+            counts.open += open;
+            counts.unread += unread;
+            match assignee {
+                None => counts.unassigned += open,
+                Some(id) if id == user_id => counts.mine += open,
+                Some(_) => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn update_conversation(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        update: &ConversationUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConversationRecord>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let updated = sqlx::query(
+            "UPDATE conversations SET status = COALESCE($3, status), \
+             assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END, updated_at = $6 \
+             WHERE organization_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(id)
+        .bind(update.status.map(|s| s.as_db()))
+        .bind(update.assignee_id.is_some())
+        .bind(update.assignee_id.flatten())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let record = conversation_record(&mut tx, org_id, id).await?;
+        let mut events = LiveEvents::new();
+        conversation_updated(&mut events, org_id, id);
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
+    }
+
+    async fn mark_read(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<ConversationRecord>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let updated = sqlx::query(
+            "UPDATE conversations SET unread_count = 0, updated_at = $3 \
+             WHERE organization_id = $1 AND id = $2 AND unread_count > 0",
+        )
+        .bind(org_id)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let record = conversation_record(&mut tx, org_id, id).await?;
+        if updated.rows_affected() > 0 {
+            let mut events = LiveEvents::new();
+            conversation_updated(&mut events, org_id, id);
+            insert_live_events(&mut tx, &events, now).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
+    }
+
+    async fn messages(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        before: Option<&crate::domain::TimeCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let mut query = sqlx::QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m LEFT JOIN users u ON u.id = m.sender_user_id WHERE m.conversation_id = "
+        ));
+        query
+            .push_bind(conversation_id)
+            .push(" AND m.organization_id = ")
+            .push_bind(org_id);
+        if let Some(before) = before {
+            query
+                .push(" AND (m.created_at, m.id) < (")
+                .push_bind(before.at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ")
+            .push_bind(limit);
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn labels(&self, org_id: Uuid) -> StoreResult<Vec<Label>> {
+        sqlx::query_as(
+            "SELECT id, organization_id, name, color, created_at FROM labels \
+             WHERE organization_id = $1 ORDER BY name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn insert_label(&self, label: &Label) -> StoreResult<Label> {
+        sqlx::query(
+            "INSERT INTO labels (id, organization_id, name, color, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(label.id)
+        .bind(label.organization_id)
+        .bind(&label.name)
+        .bind(&label.color)
+        .bind(label.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(label.clone())
+    }
+
+    async fn update_label(&self, label: &Label) -> StoreResult<Option<Label>> {
+        sqlx::query_as(
+            "UPDATE labels SET name = $3, color = $4 WHERE organization_id = $1 AND id = $2 \
+             RETURNING id, organization_id, name, color, created_at",
+        )
+        .bind(label.organization_id)
+        .bind(label.id)
+        .bind(&label.name)
+        .bind(&label.color)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn delete_label(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM labels WHERE organization_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn set_conversation_labels(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        label_ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = begin_write(&self.pool).await?;
+        let touched = sqlx::query("UPDATE conversations SET updated_at = $3 WHERE organization_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(conversation_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if touched.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM conversation_labels WHERE organization_id = $1 AND conversation_id = $2")
+            .bind(org_id)
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if !label_ids.is_empty() {
+            let mut insert = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO conversation_labels (organization_id, conversation_id, label_id) ",
+            );
+            // Only labels of this organization: another org's id is silently not linked (the
+            // use case has already refused it).
+            insert.push("SELECT organization_id, ");
+            insert
+                .push_bind(conversation_id)
+                .push(", id FROM labels WHERE organization_id = ")
+                .push_bind(org_id)
+                .push(" AND id IN (");
+            let mut list = insert.separated(", ");
+            for id in label_ids {
+                list.push_bind(*id);
+            }
+            insert.push(")");
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        let mut events = LiveEvents::new();
+        conversation_updated(&mut events, org_id, conversation_id);
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn notes(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        before: Option<&crate::domain::TimeCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<Note>> {
+        let mut query = sqlx::QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            note_columns!(),
+            " FROM notes n LEFT JOIN users u ON u.id = n.author_id WHERE n.conversation_id = "
+        ));
+        query
+            .push_bind(conversation_id)
+            .push(" AND n.organization_id = ")
+            .push_bind(org_id);
+        if let Some(before) = before {
+            query
+                .push(" AND (n.created_at, n.id) < (")
+                .push_bind(before.at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ")
+            .push_bind(limit);
+        query
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn note(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Note>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            note_columns!(),
+            " FROM notes n LEFT JOIN users u ON u.id = n.author_id WHERE n.organization_id = $1 AND n.id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn insert_note(&self, note: &Note) -> StoreResult<Note> {
+        // Inserted only if the conversation is in the organization.
+        let inserted = sqlx::query(
+            "INSERT INTO notes (id, organization_id, conversation_id, author_id, body, created_at) \
+             SELECT $1, organization_id, id, $4, $5, $6 FROM conversations WHERE organization_id = $2 AND id = $3",
+        )
+        .bind(note.id)
+        .bind(note.organization_id)
+        .bind(note.conversation_id)
+        .bind(note.author_id)
+        .bind(&note.body)
+        .bind(note.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(note.clone())
+    }
+
+    async fn delete_note(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM notes WHERE organization_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn events_after(&self, org_id: Uuid, after: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
+        sqlx::query_as(
+            "SELECT id, kind, payload, created_at FROM events \
+             WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(org_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn latest_event_id(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn latest_org_event_id(&self, org_id: Uuid) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE organization_id = $1")
+            .bind(org_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn api_keys(&self, org_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+        sqlx::query_as(
+            "SELECT id, name, user_id, created_at FROM api_tokens \
+             WHERE organization_id = $1 AND kind = 'API_KEY' AND revoked_at IS NULL ORDER BY id DESC",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $3 \
+             WHERE organization_id = $1 AND id = $2 AND kind = 'API_KEY' AND revoked_at IS NULL",
+        )
+        .bind(org_id)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(revoked.rows_affected() == 1)
+    }
+
+    async fn delete_messages_before(
+        &self,
+        plan: crate::domain::Plan,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<u64> {
+        let deleted = sqlx::query(
+            "DELETE FROM messages WHERE id IN (SELECT m.id FROM organizations o \
+             JOIN conversations c ON c.organization_id = o.id \
+             JOIN messages m ON m.conversation_id = c.id \
+             WHERE o.plan = $1 AND m.created_at < $2 AND m.status <> 'PENDING' LIMIT $3)",
+        )
+        .bind(plan.as_db())
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn delete_events_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM events WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn compact_conversation_counts(&self) -> StoreResult<u64> {
+        compact_conversation_counts(&self.pool).await
+    }
+}
