@@ -64,7 +64,7 @@ pub async fn follow(
     app: &App,
     access: &OrgAccess,
     last_event_id: Option<i64>,
-) -> AppResult<impl Stream<Item = EventRecord> + Send + 'static> {
+) -> AppResult<impl Stream<Item = EventRecord> + Send + use<>> {
     let org_id = access.org_id();
     let start = match last_event_id {
         Some(id) => id,

@@ -22,7 +22,7 @@ macro_rules! db_enum {
 }
 
 /// A member's role in an organization. Ordered by power: `Member < Admin < Owner`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Member,
@@ -32,7 +32,7 @@ pub enum Role {
 db_enum!(Role { Member => "MEMBER", Admin => "ADMIN", Owner => "OWNER" });
 
 /// An organization's plan; it sets the seat limit (and, later, retention and API keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Plan {
     Free,
@@ -53,7 +53,7 @@ impl Plan {
 }
 
 /// The health of a platform connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionStatus {
     Active,
@@ -70,7 +70,7 @@ db_enum!(ConnectionStatus {
 
 /// Where a message is. Outbound: pending -> sent -> delivered -> read, or failed (terminal).
 /// Inbound messages are stored as delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Pending,
@@ -102,7 +102,7 @@ impl MessageStatus {
 }
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageDirection {
     Inbound,
@@ -110,7 +110,7 @@ pub enum MessageDirection {
 }
 db_enum!(MessageDirection { Inbound => "INBOUND", Outbound => "OUTBOUND" });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationStatus {
     Open,

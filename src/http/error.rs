@@ -22,6 +22,24 @@ pub struct Problem {
     extensions: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The problem document as the OpenAPI document describes it (what [`ProblemBody`] sends).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemSchema {
+    /// `urn:snorq:problem:<code>`
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    /// Stable machine code: `not_found`, `forbidden`, `validation_failed`, `conflict`,
+    /// `plan_limit`, `window_closed`, `unauthorized`, ...
+    code: String,
+    detail: String,
+    /// The offending field, for validation errors.
+    field: Option<String>,
+}
+
 /// The document as sent; `type` is derived from the code.
 #[derive(Serialize)]
 struct ProblemBody<'a> {

@@ -161,6 +161,32 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// Several path ids by name (`{conversation_id}`, `{note_id}`, ...); `get` answers 404 for a
+/// missing or malformed one.
+pub struct PathIds(pub PathIdMap);
+
+pub struct PathIdMap(HashMap<String, String>);
+
+impl PathIdMap {
+    pub fn get(&self, name: &str) -> Result<Uuid, AppError> {
+        self.0
+            .get(name)
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .ok_or(AppError::NotFound)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        Ok(PathIds(PathIdMap(params)))
+    }
+}
+
 /// The peer address, when the server was started with connection info.
 pub struct ClientAddr(pub Option<IpAddr>);
 

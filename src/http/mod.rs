@@ -1,11 +1,16 @@
 //! The HTTP surface: one router per resource, cross-cutting layers in one place.
 
+mod api_keys;
 mod auth;
 mod connections;
 mod dashboard;
 pub mod error;
+mod events;
 mod extract;
+mod inbox;
+mod labels;
 mod middleware;
+pub mod openapi;
 mod ops;
 mod orgs;
 mod sends;
@@ -18,6 +23,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 use error::Problem;
@@ -37,16 +45,18 @@ pub struct Limits {
 }
 
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let api = Router::new()
+    let (routes, api) = documented_routes().split_for_parts();
+    let api_legacy = Router::new()
         .merge(auth::router())
         .merge(orgs::router())
         .merge(connections::router())
         .merge(sends::router());
-    let router = Router::new()
-        .nest("/api/v1", api)
+    let router = routes
+        .nest("/api/v1", api_legacy)
         .merge(webhooks::router())
         .merge(dashboard::router())
         .merge(ops::router())
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", api))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -58,4 +68,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state);
     middleware::apply(router, limits.request_timeout)
+}
+
+/// Every route with its OpenAPI operation.
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .merge(inbox::router())
+        .merge(labels::router())
+        .merge(events::router())
+        .merge(api_keys::router());
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).nest("/api/v1", api)
 }

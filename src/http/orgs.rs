@@ -78,7 +78,7 @@ impl From<Member> for MemberBody {
 
 /// A list response. These lists are bounded (a user's organizations, an organization's seats
 /// and connections), so they come whole.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
