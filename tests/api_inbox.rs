@@ -31,9 +31,19 @@ async fn spawn(backend: Backend) -> TestApp {
 /// Three customers wrote (Ana last).
 async fn three_conversations(app: &TestApp) -> (Org, HashMap<&'static str, String>) {
     let org = org_with_number(app, "owner@example.com", "100000000000001").await;
-    for (i, (customer, name)) in [("1001", "Carl"), ("1002", "Bea"), ("1003", "Ana")].iter().enumerate() {
-        org.customer_says(app, customer, name, &format!("wamid.{customer}"), "hello", 300 - i as i64 * 100)
-            .await;
+    for (i, (customer, name)) in [("1001", "Carl"), ("1002", "Bea"), ("1003", "Ana")]
+        .iter()
+        .enumerate()
+    {
+        org.customer_says(
+            app,
+            customer,
+            name,
+            &format!("wamid.{customer}"),
+            "hello",
+            300 - i as i64 * 100,
+        )
+        .await;
     }
     let mut ids = HashMap::new();
     for (customer, name) in [("1001", "carl"), ("1002", "bea"), ("1003", "ana")] {
@@ -72,42 +82,78 @@ async fn filters_and_counts_follow_every_change(backend: Backend) {
 
     // Assign Bea's to me: mine 1, unassigned 2.
     let (status, body) = app
-        .patch(&org.path(&format!("/conversations/{}", c["bea"])), &org.token, json!({"assignee_id": org.user_id}))
+        .patch(
+            &org.path(&format!("/conversations/{}", c["bea"])),
+            &org.token,
+            json!({"assignee_id": org.user_id}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["assignee_id"], org.user_id.as_str());
-    assert_eq!(org.conversation_ids(&app, "?assignee=me").await, [c["bea"].as_str()]);
-    assert_eq!(org.conversation_ids(&app, &format!("?assignee={}", org.user_id)).await, [c["bea"].as_str()]);
-    assert_eq!(org.conversation_ids(&app, "?assignee=unassigned").await, [c["ana"].as_str(), c["carl"].as_str()]);
+    assert_eq!(
+        org.conversation_ids(&app, "?assignee=me").await,
+        [c["bea"].as_str()]
+    );
+    assert_eq!(
+        org.conversation_ids(&app, &format!("?assignee={}", org.user_id))
+            .await,
+        [c["bea"].as_str()]
+    );
+    assert_eq!(
+        org.conversation_ids(&app, "?assignee=unassigned").await,
+        [c["ana"].as_str(), c["carl"].as_str()]
+    );
     assert_eq!(counts(&org.get_ok(&app, "/conversations").await), (3, 1, 2, 3));
 
     // Read Carl's: unread 2.
     let (status, body) = app
-        .post(&org.path(&format!("/conversations/{}/read", c["carl"])), &org.token, json!({}))
+        .post(
+            &org.path(&format!("/conversations/{}/read", c["carl"])),
+            &org.token,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["unread_count"], 0);
-    assert_eq!(org.conversation_ids(&app, "?unread=true").await, [c["ana"].as_str(), c["bea"].as_str()]);
+    assert_eq!(
+        org.conversation_ids(&app, "?unread=true").await,
+        [c["ana"].as_str(), c["bea"].as_str()]
+    );
     assert_eq!(counts(&org.get_ok(&app, "/conversations").await), (3, 1, 2, 2));
 
     // Close Bea's: it leaves the open view and every open count.
     let (status, _) = app
-        .patch(&org.path(&format!("/conversations/{}", c["bea"])), &org.token, json!({"status": "closed"}))
+        .patch(
+            &org.path(&format!("/conversations/{}", c["bea"])),
+            &org.token,
+            json!({"status": "closed"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(org.conversation_ids(&app, "").await, [c["ana"].as_str(), c["carl"].as_str()]);
-    assert_eq!(org.conversation_ids(&app, "?status=closed").await, [c["bea"].as_str()]);
+    assert_eq!(
+        org.conversation_ids(&app, "").await,
+        [c["ana"].as_str(), c["carl"].as_str()]
+    );
+    assert_eq!(
+        org.conversation_ids(&app, "?status=closed").await,
+        [c["bea"].as_str()]
+    );
     assert_eq!(org.conversation_ids(&app, "?status=all").await.len(), 3);
     assert_eq!(counts(&org.get_ok(&app, "/conversations").await), (2, 0, 2, 1));
 
     // A new customer message reopens it and counts as unread again.
-    org.customer_says(&app, "1002", "Bea", "wamid.1002-b", "still there?", 0).await;
+    org.customer_says(&app, "1002", "Bea", "wamid.1002-b", "still there?", 0)
+        .await;
     assert_eq!(org.conversation_ids(&app, "").await[0], c["bea"]);
     assert_eq!(counts(&org.get_ok(&app, "/conversations").await), (3, 1, 2, 2));
 
     // Unassign; other filters.
     let (status, body) = app
-        .patch(&org.path(&format!("/conversations/{}", c["bea"])), &org.token, json!({"assignee_id": null}))
+        .patch(
+            &org.path(&format!("/conversations/{}", c["bea"])),
+            &org.token,
+            json!({"assignee_id": null}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["assignee_id"].is_null());
@@ -115,7 +161,12 @@ async fn filters_and_counts_follow_every_change(backend: Backend) {
     assert_eq!(org.conversation_ids(&app, "?platform=tiktok").await.len(), 0);
     assert_eq!(org.conversation_ids(&app, "?platform=whatsapp").await.len(), 3);
     let connection = str_of(&org.get_ok(&app, "/connections").await["items"][0]["id"]);
-    assert_eq!(org.conversation_ids(&app, &format!("?connection_id={connection}")).await.len(), 3);
+    assert_eq!(
+        org.conversation_ids(&app, &format!("?connection_id={connection}"))
+            .await
+            .len(),
+        3
+    );
 
     // Bad values are named.
     for (query, field) in [
@@ -128,49 +179,123 @@ async fn filters_and_counts_follow_every_change(backend: Backend) {
         ("?platform=icq", "platform"),
         ("?label=nope", "label"),
     ] {
-        let (status, body) = app.get(&org.path(&format!("/conversations{query}")), &org.token).await;
-        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let (status, body) = app
+            .get(&org.path(&format!("/conversations{query}")), &org.token)
+            .await;
+        assert_problem(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
         assert_eq!(body["field"], field, "{query}");
     }
     // An assignee must be a member.
     let (_, stranger) = app.signup("stranger@example.com").await;
     let (status, body) = app
-        .patch(&org.path(&format!("/conversations/{}", c["ana"])), &org.token, json!({"assignee_id": stranger}))
+        .patch(
+            &org.path(&format!("/conversations/{}", c["ana"])),
+            &org.token,
+            json!({"assignee_id": stranger}),
+        )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(body["field"], "assignee_id");
     let (status, body) = app
-        .patch(&org.path(&format!("/conversations/{}", c["ana"])), &org.token, json!({"status": "snoozed"}))
+        .patch(
+            &org.path(&format!("/conversations/{}", c["ana"])),
+            &org.token,
+            json!({"status": "snoozed"}),
+        )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
 }
 
 async fn search_finds_words_in_names_and_messages(backend: Backend) {
     let app = spawn(backend).await;
     let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
-    org.customer_says(&app, "2001", "Maria Lopez", "wamid.a", "Where is my invoice number 4521?", 30).await;
-    org.customer_says(&app, "2002", "John Smith", "wamid.b", "The parcel arrived damaged", 20).await;
-    org.customer_says(&app, "2003", "Jo Ann", "wamid.c", "Thanks a lot!", 10).await;
+    org.customer_says(
+        &app,
+        "2001",
+        "Maria Lopez",
+        "wamid.a",
+        "Where is my invoice number 4521?",
+        30,
+    )
+    .await;
+    org.customer_says(
+        &app,
+        "2002",
+        "John Smith",
+        "wamid.b",
+        "The parcel arrived damaged",
+        20,
+    )
+    .await;
+    org.customer_says(&app, "2003", "Jo Ann", "wamid.c", "Thanks a lot!", 10)
+        .await;
     let maria = org.conversation_of(&app, "2001").await;
     let john = org.conversation_of(&app, "2002").await;
     let jo = org.conversation_of(&app, "2003").await;
     assert_eq!(org.conversation_ids(&app, "?q=invoice").await, [maria.as_str()]);
-    assert_eq!(org.conversation_ids(&app, "?q=INVOI").await, [maria.as_str()], "prefix, any case");
+    assert_eq!(
+        org.conversation_ids(&app, "?q=INVOI").await,
+        [maria.as_str()],
+        "prefix, any case"
+    );
     assert_eq!(org.conversation_ids(&app, "?q=4521").await, [maria.as_str()]);
-    assert_eq!(org.conversation_ids(&app, "?q=lopez").await, [maria.as_str()], "contact name");
-    assert_eq!(org.conversation_ids(&app, "?q=parcel%20damaged").await, [john.as_str()]);
-    assert!(org.conversation_ids(&app, "?q=parcel%20invoice").await.is_empty(), "all words in one message");
-    assert_eq!(org.conversation_ids(&app, "?q=jo").await, [jo.as_str(), john.as_str()], "prefix of Jo and John");
+    assert_eq!(
+        org.conversation_ids(&app, "?q=lopez").await,
+        [maria.as_str()],
+        "contact name"
+    );
+    assert_eq!(
+        org.conversation_ids(&app, "?q=parcel%20damaged").await,
+        [john.as_str()]
+    );
+    assert!(
+        org.conversation_ids(&app, "?q=parcel%20invoice").await.is_empty(),
+        "all words in one message"
+    );
+    assert_eq!(
+        org.conversation_ids(&app, "?q=jo").await,
+        [jo.as_str(), john.as_str()],
+        "prefix of Jo and John"
+    );
     // Search syntax of either database is not reachable from q.
-    for q in ["%22invoice%22%20OR%20x", "invoice*", "invoice%3A*%20%7C%20thanks", "NOT%20thanks"] {
-        let (status, body) = app.get(&org.path(&format!("/conversations?q={q}")), &org.token).await;
+    for q in [
+        "%22invoice%22%20OR%20x",
+        "invoice*",
+        "invoice%3A*%20%7C%20thanks",
+        "NOT%20thanks",
+    ] {
+        let (status, body) = app
+            .get(&org.path(&format!("/conversations?q={q}")), &org.token)
+            .await;
         assert_eq!(status, StatusCode::OK, "{q}: {body}");
     }
     let (status, body) = app.get(&org.path("/conversations?q=%22%2A%22"), &org.token).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     // Another organization's messages are not found.
     let other = org_with_number(&app, "other@example.com", "100000000000002").await;
-    other.customer_says(&app, "2001", "Maria Lopez", "wamid.o", "invoice please", 5).await;
+    other
+        .customer_says(&app, "2001", "Maria Lopez", "wamid.o", "invoice please", 5)
+        .await;
     assert_eq!(org.conversation_ids(&app, "?q=invoice").await, [maria.as_str()]);
     assert_eq!(other.conversation_ids(&app, "?q=invoice").await.len(), 1);
 }
@@ -179,12 +304,24 @@ async fn message_history_pages_newest_first(backend: Backend) {
     let app = spawn(backend).await;
     let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
     for i in 0..5 {
-        org.customer_says(&app, "3001", "Kim", &format!("wamid.{i}"), &format!("message {i}"), 100 - i).await;
+        org.customer_says(
+            &app,
+            "3001",
+            "Kim",
+            &format!("wamid.{i}"),
+            &format!("message {i}"),
+            100 - i,
+        )
+        .await;
     }
     let conversation = org.conversation_of(&app, "3001").await;
     // A reply is in the history with its sender.
     let (status, body) = app
-        .post(&org.path(&format!("/conversations/{conversation}/messages")), &org.token, json!({"text": "on it"}))
+        .post(
+            &org.path(&format!("/conversations/{conversation}/messages")),
+            &org.token,
+            json!({"text": "on it"}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let mut seen = Vec::new();
@@ -194,7 +331,9 @@ async fn message_history_pages_newest_first(backend: Backend) {
             Some(c) => format!("?limit=2&before={c}"),
             None => "?limit=2".to_owned(),
         };
-        let page = org.get_ok(&app, &format!("/conversations/{conversation}/messages{query}")).await;
+        let page = org
+            .get_ok(&app, &format!("/conversations/{conversation}/messages{query}"))
+            .await;
         for m in page["items"].as_array().unwrap() {
             seen.push(m.clone());
         }
@@ -210,13 +349,31 @@ async fn message_history_pages_newest_first(backend: Backend) {
     assert_eq!(reply["sender"]["user_id"], org.user_id.as_str());
     assert_eq!(reply["sender"]["name"], "Test User");
     assert!(reply["status"].is_string() && reply["attempts"].is_number());
-    let texts: Vec<&str> = seen[1..].iter().map(|m| m["content"]["body"].as_str().unwrap()).collect();
-    assert_eq!(texts, ["message 4", "message 3", "message 2", "message 1", "message 0"]);
-    assert!(seen[1..].iter().all(|m| m["direction"] == "inbound" && m["sender"].is_null()));
+    let texts: Vec<&str> = seen[1..]
+        .iter()
+        .map(|m| m["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["message 4", "message 3", "message 2", "message 1", "message 0"]
+    );
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|m| m["direction"] == "inbound" && m["sender"].is_null())
+    );
     let (status, body) = app
-        .get(&org.path(&format!("/conversations/{conversation}/messages?before=zzz")), &org.token)
+        .get(
+            &org.path(&format!("/conversations/{conversation}/messages?before=zzz")),
+            &org.token,
+        )
         .await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
 }
 
 async fn notes_stay_internal_and_are_deleted_by_author_or_admin(backend: Backend) {
@@ -227,23 +384,46 @@ async fn notes_stay_internal_and_are_deleted_by_author_or_admin(backend: Backend
     let conversation = org.conversation_of(&app, "4001").await;
     let (member, _) = app.signup("member@example.com").await;
     let (other_member, _) = app.signup("member2@example.com").await;
-    app.add_member(&org.token, &org.id, "member@example.com", "member").await;
-    app.add_member(&org.token, &org.id, "member2@example.com", "member").await;
+    app.add_member(&org.token, &org.id, "member@example.com", "member")
+        .await;
+    app.add_member(&org.token, &org.id, "member2@example.com", "member")
+        .await;
     let notes = org.path(&format!("/conversations/{conversation}/notes"));
-    let (status, note) = app.post(&notes, &member, json!({"body": "VIP customer, be nice"})).await;
+    let (status, note) = app
+        .post(&notes, &member, json!({"body": "VIP customer, be nice"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{note}");
     let (status, body) = app.post(&notes, &member, json!({"body": "   "})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let (status, second) = app.post(&notes, &org.token, json!({"body": "second"})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let page = org.get_ok(&app, &format!("/conversations/{conversation}/notes")).await;
-    let bodies: Vec<&str> = page["items"].as_array().unwrap().iter().map(|n| n["body"].as_str().unwrap()).collect();
+    let page = org
+        .get_ok(&app, &format!("/conversations/{conversation}/notes"))
+        .await;
+    let bodies: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["body"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies, ["second", "VIP customer, be nice"]);
     assert_eq!(page["items"][1]["author_name"], "Test User");
     // Notes are not messages and nothing was queued for the platform.
-    let history = org.get_ok(&app, &format!("/conversations/{conversation}/messages")).await;
+    let history = org
+        .get_ok(&app, &format!("/conversations/{conversation}/messages"))
+        .await;
     assert_eq!(history["items"].as_array().unwrap().len(), 1);
-    assert_eq!(app.db.count(&format!("SELECT COUNT(*) FROM {}", app.db.jobs_table())).await, 0);
+    assert_eq!(
+        app.db
+            .count(&format!("SELECT COUNT(*) FROM {}", app.db.jobs_table()))
+            .await,
+        0
+    );
     // Another member may not delete it; its author may; an admin may delete anyone's.
     let note_path = format!("{notes}/{}", str_of(&note["id"]));
     let (status, body) = app.delete(&note_path, &other_member).await;
@@ -263,47 +443,111 @@ async fn notes_stay_internal_and_are_deleted_by_author_or_admin(backend: Backend
 async fn labels_are_unique_per_organization_and_replace_as_a_set(backend: Backend) {
     let app = spawn(backend).await;
     let (org, c) = three_conversations(&app).await;
-    let (status, vip) = app.post(&org.path("/labels"), &org.token, json!({"name": "VIP", "color": "#FF0000"})).await;
+    let (status, vip) = app
+        .post(
+            &org.path("/labels"),
+            &org.token,
+            json!({"name": "VIP", "color": "#FF0000"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{vip}");
     assert_eq!(vip["color"], "#ff0000");
-    let (status, body) = app.post(&org.path("/labels"), &org.token, json!({"name": "VIP"})).await;
+    let (status, body) = app
+        .post(&org.path("/labels"), &org.token, json!({"name": "VIP"}))
+        .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     assert_eq!(body["field"], "name");
-    let (status, body) = app.post(&org.path("/labels"), &org.token, json!({"name": "x", "color": "red"})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    let (_, billing) = app.post(&org.path("/labels"), &org.token, json!({"name": "billing"})).await;
+    let (status, body) = app
+        .post(
+            &org.path("/labels"),
+            &org.token,
+            json!({"name": "x", "color": "red"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let (_, billing) = app
+        .post(&org.path("/labels"), &org.token, json!({"name": "billing"}))
+        .await;
     let (vip_id, billing_id) = (str_of(&vip["id"]), str_of(&billing["id"]));
     // Another organization may use the same name.
     let other = org_with_number(&app, "other@example.com", "100000000000002").await;
-    let (status, foreign) = app.post(&other.path("/labels"), &other.token, json!({"name": "VIP"})).await;
+    let (status, foreign) = app
+        .post(&other.path("/labels"), &other.token, json!({"name": "VIP"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     let set = |id: &String| org.path(&format!("/conversations/{id}/labels"));
-    let (status, body) = app.put(&set(&c["ana"]), &org.token, json!({"label_ids": [vip_id, billing_id]})).await;
+    let (status, body) = app
+        .put(
+            &set(&c["ana"]),
+            &org.token,
+            json!({"label_ids": [vip_id, billing_id]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let names: Vec<&str> = body["labels"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = body["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["VIP", "billing"]);
-    app.put(&set(&c["bea"]), &org.token, json!({"label_ids": [billing_id]})).await;
-    assert_eq!(org.conversation_ids(&app, &format!("?label={vip_id}")).await, [c["ana"].as_str()]);
-    assert_eq!(org.conversation_ids(&app, &format!("?label={billing_id}")).await, [c["ana"].as_str(), c["bea"].as_str()]);
+    app.put(&set(&c["bea"]), &org.token, json!({"label_ids": [billing_id]}))
+        .await;
+    assert_eq!(
+        org.conversation_ids(&app, &format!("?label={vip_id}")).await,
+        [c["ana"].as_str()]
+    );
+    assert_eq!(
+        org.conversation_ids(&app, &format!("?label={billing_id}")).await,
+        [c["ana"].as_str(), c["bea"].as_str()]
+    );
     // Replacing the set; another organization's label is refused.
-    let (status, body) = app.put(&set(&c["ana"]), &org.token, json!({"label_ids": [vip_id]})).await;
+    let (status, body) = app
+        .put(&set(&c["ana"]), &org.token, json!({"label_ids": [vip_id]}))
+        .await;
     assert_eq!(body["labels"].as_array().unwrap().len(), 1, "{status} {body}");
-    let (status, body) = app.put(&set(&c["ana"]), &org.token, json!({"label_ids": [foreign["id"]]})).await;
-    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (status, body) = app
+        .put(&set(&c["ana"]), &org.token, json!({"label_ids": [foreign["id"]]}))
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     // Rename, recolor, delete (it comes off the conversations).
     let (status, body) = app
-        .patch(&org.path(&format!("/labels/{vip_id}")), &org.token, json!({"name": "Gold", "color": null}))
+        .patch(
+            &org.path(&format!("/labels/{vip_id}")),
+            &org.token,
+            json!({"name": "Gold", "color": null}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["color"].is_null() && body["name"] == "Gold");
     let (status, body) = app
-        .patch(&org.path(&format!("/labels/{vip_id}")), &org.token, json!({"name": "billing"}))
+        .patch(
+            &org.path(&format!("/labels/{vip_id}")),
+            &org.token,
+            json!({"name": "billing"}),
+        )
         .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
-    let (status, _) = app.delete(&org.path(&format!("/labels/{billing_id}")), &org.token).await;
+    let (status, _) = app
+        .delete(&org.path(&format!("/labels/{billing_id}")), &org.token)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert!(org.conversation_ids(&app, &format!("?label={billing_id}")).await.is_empty());
+    assert!(
+        org.conversation_ids(&app, &format!("?label={billing_id}"))
+            .await
+            .is_empty()
+    );
     let labels = org.get_ok(&app, "/labels").await;
     assert_eq!(labels["items"].as_array().unwrap().len(), 1);
 }
@@ -316,8 +560,15 @@ async fn pagination_sees_every_conversation_once_while_messages_arrive(backend: 
     let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
     const N: usize = 40;
     for i in 0..N {
-        org.customer_says(&app, &format!("5{i:03}"), "Customer", &format!("wamid.start-{i}"), "hi", 10_000 - i as i64 * 10)
-            .await;
+        org.customer_says(
+            &app,
+            &format!("5{i:03}"),
+            "Customer",
+            &format!("wamid.start-{i}"),
+            "hi",
+            10_000 - i as i64 * 10,
+        )
+        .await;
     }
     let all = org.conversation_ids(&app, "?limit=100").await;
     assert_eq!(all.len(), N);
@@ -329,11 +580,24 @@ async fn pagination_sees_every_conversation_once_while_messages_arrive(backend: 
             let http = reqwest::Client::new();
             for round in 0..400 {
                 // Old customers (seen or not yet) and new ones, with current timestamps.
-                let customer = if round % 5 == 0 { format!("6{round:03}") } else { format!("5{:03}", (round * 7) % N) };
-                let body = common::inbox::text_webhook(&number, &customer, "C", &format!("wamid.live-{round}"), "more", 0);
+                let customer = if round % 5 == 0 {
+                    format!("6{round:03}")
+                } else {
+                    format!("5{:03}", (round * 7) % N)
+                };
+                let body = common::inbox::text_webhook(
+                    &number,
+                    &customer,
+                    "C",
+                    &format!("wamid.live-{round}"),
+                    "more",
+                    0,
+                );
                 let body = body.to_string();
-                let signature =
-                    snorq_connectors::verify::meta_signature_header(common::META_SECRET.as_bytes(), body.as_bytes());
+                let signature = snorq_connectors::verify::meta_signature_header(
+                    common::META_SECRET.as_bytes(),
+                    body.as_bytes(),
+                );
                 let response = http
                     .post(&url)
                     .header("X-Hub-Signature-256", signature)
@@ -391,9 +655,13 @@ async fn unread_counts_stay_exact_under_concurrent_messages(backend: Backend) {
         senders.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for i in 0..10 {
-                let body = common::inbox::text_webhook(&number, "7001", "U", &format!("wamid.u{s}-{i}"), "x", 0).to_string();
-                let signature =
-                    snorq_connectors::verify::meta_signature_header(common::META_SECRET.as_bytes(), body.as_bytes());
+                let body =
+                    common::inbox::text_webhook(&number, "7001", "U", &format!("wamid.u{s}-{i}"), "x", 0)
+                        .to_string();
+                let signature = snorq_connectors::verify::meta_signature_header(
+                    common::META_SECRET.as_bytes(),
+                    body.as_bytes(),
+                );
                 let response = http
                     .post(&url)
                     .header("X-Hub-Signature-256", signature)
@@ -407,15 +675,26 @@ async fn unread_counts_stay_exact_under_concurrent_messages(backend: Backend) {
         }));
     }
     for _ in 0..5 {
-        app.post(&org.path(&format!("/conversations/{conversation}/read")), &org.token, json!({})).await;
+        app.post(
+            &org.path(&format!("/conversations/{conversation}/read")),
+            &org.token,
+            json!({}),
+        )
+        .await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     for s in senders {
         s.await.expect("sender");
     }
     // After a last read, the count is 0 and one more message makes it exactly 1.
-    app.post(&org.path(&format!("/conversations/{conversation}/read")), &org.token, json!({})).await;
-    org.customer_says(&app, "7001", "U", "wamid.u-last", "last", 0).await;
+    app.post(
+        &org.path(&format!("/conversations/{conversation}/read")),
+        &org.token,
+        json!({}),
+    )
+    .await;
+    org.customer_says(&app, "7001", "U", "wamid.u-last", "last", 0)
+        .await;
     let view = org.get_ok(&app, &format!("/conversations/{conversation}")).await;
     assert_eq!(view["unread_count"], 1);
     assert_eq!(counts(&org.get_ok(&app, "/conversations").await).3, 1);
@@ -429,9 +708,13 @@ async fn unread_counts_stay_exact_under_concurrent_messages(backend: Backend) {
         senders.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for i in 0..10 {
-                let body = common::inbox::text_webhook(&number, "7002", "V", &format!("wamid.v{s}-{i}"), "y", 0).to_string();
-                let signature =
-                    snorq_connectors::verify::meta_signature_header(common::META_SECRET.as_bytes(), body.as_bytes());
+                let body =
+                    common::inbox::text_webhook(&number, "7002", "V", &format!("wamid.v{s}-{i}"), "y", 0)
+                        .to_string();
+                let signature = snorq_connectors::verify::meta_signature_header(
+                    common::META_SECRET.as_bytes(),
+                    body.as_bytes(),
+                );
                 http.post(&url)
                     .header("X-Hub-Signature-256", signature)
                     .header("content-type", "application/json")
@@ -454,19 +737,30 @@ async fn api_keys_are_a_business_feature_scoped_to_their_organization(backend: B
     let app = spawn(backend).await;
     let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
     let other = org_with_number(&app, "other@example.com", "100000000000002").await;
-    let (status, body) = app.post(&org.path("/api-keys"), &org.token, json!({"name": "CRM sync"})).await;
+    let (status, body) = app
+        .post(&org.path("/api-keys"), &org.token, json!({"name": "CRM sync"}))
+        .await;
     assert_problem(status, &body, StatusCode::PAYMENT_REQUIRED, "plan_limit");
     let (status, body) = app.get(&org.path("/api-keys"), &org.token).await;
     assert_problem(status, &body, StatusCode::PAYMENT_REQUIRED, "plan_limit");
     app.set_plan(&org.id, Plan::Business).await;
-    let (status, created) = app.post(&org.path("/api-keys"), &org.token, json!({"name": "CRM sync"})).await;
+    let (status, created) = app
+        .post(&org.path("/api-keys"), &org.token, json!({"name": "CRM sync"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = str_of(&created["token"]);
     // Listed without the key; only its hash is stored.
     let listed = org.get_ok(&app, "/api-keys").await;
     assert_eq!(listed["items"][0]["name"], "CRM sync");
     assert!(listed["items"][0].get("token").is_none());
-    assert_eq!(app.db.count(&format!("SELECT COUNT(*) FROM api_tokens WHERE token_hash = '{key}'")).await, 0);
+    assert_eq!(
+        app.db
+            .count(&format!(
+                "SELECT COUNT(*) FROM api_tokens WHERE token_hash = '{key}'"
+            ))
+            .await,
+        0
+    );
     // It works as a bearer token in its organization, nowhere else.
     let (status, _) = app.get(&org.path("/conversations"), &key).await;
     assert_eq!(status, StatusCode::OK);
@@ -479,11 +773,21 @@ async fn api_keys_are_a_business_feature_scoped_to_their_organization(backend: B
     app.set_plan(&org.id, Plan::Business).await;
     let (status, _) = app.get(&org.path("/labels"), &key).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.delete(&org.path(&format!("/api-keys/{}", str_of(&created["id"]))), &org.token).await;
+    let (status, _) = app
+        .delete(
+            &org.path(&format!("/api-keys/{}", str_of(&created["id"]))),
+            &org.token,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = app.get(&org.path("/conversations"), &key).await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert!(org.get_ok(&app, "/api-keys").await["items"].as_array().unwrap().is_empty());
+    assert!(
+        org.get_ok(&app, "/api-keys").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Backend) {
@@ -493,19 +797,54 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
     app.set_plan(&business.id, Plan::Business).await;
     const DAY: i64 = 86_400;
     for (org, tag) in [(&free, "f"), (&business, "b")] {
-        org.customer_says(&app, "8001", "Old", &format!("wamid.{tag}-40d"), "forty days", 40 * DAY).await;
-        org.customer_says(&app, "8001", "Old", &format!("wamid.{tag}-31d"), "thirty-one days", 31 * DAY).await;
-        org.customer_says(&app, "8001", "Old", &format!("wamid.{tag}-29d"), "twenty-nine days", 29 * DAY).await;
-        org.customer_says(&app, "8002", "New", &format!("wamid.{tag}-1h"), "an hour", 3600).await;
+        org.customer_says(
+            &app,
+            "8001",
+            "Old",
+            &format!("wamid.{tag}-40d"),
+            "forty days",
+            40 * DAY,
+        )
+        .await;
+        org.customer_says(
+            &app,
+            "8001",
+            "Old",
+            &format!("wamid.{tag}-31d"),
+            "thirty-one days",
+            31 * DAY,
+        )
+        .await;
+        org.customer_says(
+            &app,
+            "8001",
+            "Old",
+            &format!("wamid.{tag}-29d"),
+            "twenty-nine days",
+            29 * DAY,
+        )
+        .await;
+        org.customer_says(&app, "8002", "New", &format!("wamid.{tag}-1h"), "an hour", 3600)
+            .await;
     }
     // A note on the old conversation stays (retention is about message history).
     let old = free.conversation_of(&app, "8001").await;
-    app.post(&free.path(&format!("/conversations/{old}/notes")), &free.token, json!({"body": "keep"})).await;
+    app.post(
+        &free.path(&format!("/conversations/{old}/notes")),
+        &free.token,
+        json!({"body": "keep"}),
+    )
+    .await;
     let done = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await
         .expect("retention");
     assert_eq!(done.messages, 2);
-    let remaining = |org: &Org| format!("SELECT external_id FROM messages WHERE organization_id IN (SELECT id FROM organizations WHERE name = 'Org of {}') ORDER BY external_id", org_email(org));
+    let remaining = |org: &Org| {
+        format!(
+            "SELECT external_id FROM messages WHERE organization_id IN (SELECT id FROM organizations WHERE name = 'Org of {}') ORDER BY external_id",
+            org_email(org)
+        )
+    };
     let mut free_left = app.db.rows(&remaining(&free)).await;
     free_left.sort();
     assert_eq!(free_left, ["wamid.f-1h", "wamid.f-29d"]);
@@ -524,5 +863,9 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
 }
 
 fn org_email(org: &Org) -> &'static str {
-    if org.number.ends_with('1') { "free@example.com" } else { "biz@example.com" }
+    if org.number.ends_with('1') {
+        "free@example.com"
+    } else {
+        "biz@example.com"
+    }
 }

@@ -66,7 +66,11 @@ pub async fn list(app: &App, access: &OrgAccess) -> AppResult<Vec<ApiKey>> {
 /// Revokes a key; requests with it answer 401 from then on.
 pub async fn revoke(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<()> {
     access.require(Role::Admin)?;
-    if app.store.revoke_api_key(access.org_id(), id, domain::now()).await? {
+    if app
+        .store
+        .revoke_api_key(access.org_id(), id, domain::now())
+        .await?
+    {
         Ok(())
     } else {
         Err(AppError::NotFound)

@@ -116,7 +116,12 @@ pub async fn list(app: &App, access: &OrgAccess, query: &ListQuery) -> AppResult
         label_id: query.label,
         assignee: assignee_filter(access, query.assignee.as_deref())?,
         unread: query.unread,
-        search: query.q.as_deref().map(search_words).transpose()?.unwrap_or_default(),
+        search: query
+            .q
+            .as_deref()
+            .map(search_words)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let cursor = query.cursor.as_deref().map(SnapshotCursor::decode).transpose()?;
     let (page, counts) = tokio::try_join!(
@@ -143,7 +148,11 @@ pub async fn list(app: &App, access: &OrgAccess, query: &ListQuery) -> AppResult
     })
 }
 
-async fn views(app: &App, org_id: Uuid, conversations: Vec<ConversationRecord>) -> AppResult<Vec<ConversationView>> {
+async fn views(
+    app: &App,
+    org_id: Uuid,
+    conversations: Vec<ConversationRecord>,
+) -> AppResult<Vec<ConversationView>> {
     let ids: Vec<Uuid> = conversations.iter().map(|c| c.id).collect();
     let mut labels: HashMap<Uuid, Vec<Label>> = HashMap::new();
     for row in app.store.conversation_labels(org_id, &ids).await? {
@@ -175,7 +184,11 @@ fn view(conversation: ConversationRecord, labels: Vec<Label>, now: DateTime<Utc>
     }
 }
 
-async fn one_view(app: &App, org_id: Uuid, conversation: Option<ConversationRecord>) -> AppResult<ConversationView> {
+async fn one_view(
+    app: &App,
+    org_id: Uuid,
+    conversation: Option<ConversationRecord>,
+) -> AppResult<ConversationView> {
     let conversation = conversation.ok_or(AppError::NotFound)?;
     views(app, org_id, vec![conversation])
         .await?
@@ -225,7 +238,12 @@ pub async fn mark_read(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Con
 }
 
 /// Replaces the conversation's labels; every id must be a label of the organization.
-pub async fn set_labels(app: &App, access: &OrgAccess, id: Uuid, label_ids: &[Uuid]) -> AppResult<ConversationView> {
+pub async fn set_labels(
+    app: &App,
+    access: &OrgAccess,
+    id: Uuid,
+    label_ids: &[Uuid],
+) -> AppResult<ConversationView> {
     const MAX_LABELS: usize = 50;
     if label_ids.len() > MAX_LABELS {
         return Err(Invalid::new("label_ids", format!("at most {MAX_LABELS} labels")).into());
@@ -238,7 +256,11 @@ pub async fn set_labels(app: &App, access: &OrgAccess, id: Uuid, label_ids: &[Uu
         .map(|l| l.id)
         .collect();
     if let Some(unknown) = label_ids.iter().find(|id| !known.contains(id)) {
-        return Err(Invalid::new("label_ids", format!("{unknown} is not a label of this organization")).into());
+        return Err(Invalid::new(
+            "label_ids",
+            format!("{unknown} is not a label of this organization"),
+        )
+        .into());
     }
     let mut ids = label_ids.to_vec();
     ids.sort_unstable();
@@ -269,7 +291,9 @@ pub async fn messages(
 ) -> AppResult<MessagePage> {
     let limit = page_limit(limit)?;
     let before = before
-        .map(|b| TimeCursor::decode(b).map_err(|_| Invalid::new("before", "is not a cursor this API returned")))
+        .map(|b| {
+            TimeCursor::decode(b).map_err(|_| Invalid::new("before", "is not a cursor this API returned"))
+        })
         .transpose()?;
     // 404 for a conversation of another organization, not an empty page.
     if app
@@ -290,7 +314,10 @@ pub async fn messages(
     } else {
         None
     };
-    Ok(MessagePage { messages, next_cursor })
+    Ok(MessagePage {
+        messages,
+        next_cursor,
+    })
 }
 
 #[cfg(test)]
@@ -299,7 +326,10 @@ mod tests {
 
     #[test]
     fn search_words_keep_only_letters_and_digits() {
-        assert_eq!(search_words("Olá, 'mundo'* OR 1=1").unwrap(), ["olá", "mundo", "or", "1", "1"]);
+        assert_eq!(
+            search_words("Olá, 'mundo'* OR 1=1").unwrap(),
+            ["olá", "mundo", "or", "1", "1"]
+        );
         assert_eq!(search_words("\"a\" & b:*").unwrap(), ["a", "b"]);
         assert!(search_words(" -*- ").is_err());
         assert!(search_words(&"a ".repeat(9)).is_err());
@@ -310,7 +340,10 @@ mod tests {
     fn status_filter_defaults_to_open() {
         assert_eq!(status_filter(None).unwrap(), Some(ConversationStatus::Open));
         assert_eq!(status_filter(Some("all")).unwrap(), None);
-        assert_eq!(status_filter(Some("closed")).unwrap(), Some(ConversationStatus::Closed));
+        assert_eq!(
+            status_filter(Some("closed")).unwrap(),
+            Some(ConversationStatus::Closed)
+        );
         assert!(status_filter(Some("OPEN; DROP")).is_err());
     }
 }

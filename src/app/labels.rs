@@ -40,7 +40,12 @@ pub async fn list(app: &App, access: &OrgAccess) -> AppResult<Vec<Label>> {
     Ok(app.store.labels(access.org_id()).await?)
 }
 
-pub async fn create(app: &App, access: &OrgAccess, label_name: &str, label_color: Option<&str>) -> AppResult<Label> {
+pub async fn create(
+    app: &App,
+    access: &OrgAccess,
+    label_name: &str,
+    label_color: Option<&str>,
+) -> AppResult<Label> {
     access.require(Role::Admin)?;
     let label = Label {
         id: domain::new_id(),

@@ -27,7 +27,9 @@ pub async fn list(
 ) -> AppResult<NotePage> {
     let limit = page_limit(limit)?;
     let before = before
-        .map(|b| TimeCursor::decode(b).map_err(|_| Invalid::new("before", "is not a cursor this API returned")))
+        .map(|b| {
+            TimeCursor::decode(b).map_err(|_| Invalid::new("before", "is not a cursor this API returned"))
+        })
         .transpose()?;
     if app
         .store
@@ -43,7 +45,13 @@ pub async fn list(
         .await?;
     let next_cursor = if notes.len() as i64 > limit {
         notes.truncate(limit as usize);
-        notes.last().map(|n| TimeCursor { at: n.created_at, id: n.id }.encode())
+        notes.last().map(|n| {
+            TimeCursor {
+                at: n.created_at,
+                id: n.id,
+            }
+            .encode()
+        })
     } else {
         None
     };

@@ -21,7 +21,11 @@ pub fn history_days(plan: Plan) -> Option<i64> {
 }
 
 /// One pass: deletes what is past its retention as of `now`, and folds the inbox counters.
-pub async fn run(store: &Arc<dyn Store>, now: DateTime<Utc>, event_retention: chrono::Duration) -> StoreResult<Retention> {
+pub async fn run(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+    event_retention: chrono::Duration,
+) -> StoreResult<Retention> {
     let mut done = Retention::default();
     for plan in [Plan::Free, Plan::Pro, Plan::Business] {
         let Some(days) = history_days(plan) else {

@@ -65,7 +65,10 @@ pub struct NewApiKey {
     responses((status = 200, body = Items<ApiKeyBody>), (status = 402, body = ProblemSchema),
               (status = 403, body = ProblemSchema)),
     security(("bearer" = [])))]
-async fn list(State(state): State<AppState>, OrgScope(access): OrgScope) -> ApiResult<Json<Items<ApiKeyBody>>> {
+async fn list(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+) -> ApiResult<Json<Items<ApiKeyBody>>> {
     Ok(Items::from_iter(api_keys::list(&state.app, &access).await?))
 }
 
@@ -96,7 +99,11 @@ async fn create(
     params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)),
     security(("bearer" = [])))]
-async fn revoke(State(state): State<AppState>, OrgScope(access): OrgScope, PathIds(ids): PathIds) -> ApiResult<StatusCode> {
+async fn revoke(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathIds(ids): PathIds,
+) -> ApiResult<StatusCode> {
     api_keys::revoke(&state.app, &access, ids.get("key_id")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,26 +1,27 @@
 //! `/api/v1/auth/*` and `/api/v1/me`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiResult, ProblemSchema};
 use super::extract::{Authenticated, ClientAddr, ValidJson};
 use crate::app::auth::{self, LoggedIn, NewAccount};
 use crate::store::User;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/signup", post(signup))
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
     email: String,
@@ -28,14 +29,14 @@ struct SignupBody {
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserBody {
     id: uuid::Uuid,
     email: String,
@@ -54,8 +55,9 @@ impl From<User> for UserBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SessionBody {
+    /// The login token: `Authorization: Bearer <token>`.
     token: String,
     user: UserBody,
 }
@@ -69,6 +71,10 @@ impl From<LoggedIn> for SessionBody {
     }
 }
 
+/// Creates an account (when signup is open) and logs it in.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupBody,
+    responses((status = 201, body = SessionBody), (status = 403, body = ProblemSchema),
+              (status = 409, body = ProblemSchema), (status = 422, body = ProblemSchema)))]
 async fn signup(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<SignupBody>,
@@ -82,6 +88,10 @@ async fn signup(
     Ok((StatusCode::CREATED, axum::Json(logged_in.into())))
 }
 
+/// Exchanges email and password for a login token (rate limited per email and address).
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = SessionBody), (status = 401, body = ProblemSchema),
+              (status = 429, body = ProblemSchema)))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -91,6 +101,9 @@ async fn login(
     Ok(axum::Json(logged_in.into()))
 }
 
+/// Revokes the token used for this request.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401, body = ProblemSchema)), security(("bearer" = [])))]
 async fn logout(
     State(state): State<AppState>,
     Authenticated(session): Authenticated,
@@ -99,6 +112,9 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller's account.
+#[utoipa::path(get, path = "/me", tag = "auth",
+    responses((status = 200, body = UserBody), (status = 401, body = ProblemSchema)), security(("bearer" = [])))]
 async fn me(Authenticated(session): Authenticated) -> axum::Json<UserBody> {
     axum::Json(session.user.into())
 }

@@ -1,36 +1,34 @@
 //! `/api/v1/orgs/{org_id}/connections`. Responses never carry a token: a short fingerprint of
 //! the access token at most.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use snorq_connectors::Platform;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiResult, ProblemSchema};
 use super::extract::{OrgScope, PathId, ValidJson};
 use super::orgs::Items;
 use crate::app::connections::{self, ConnectionChanges, Credentials, NewConnection};
 use crate::domain::{ConnectionStatus, Invalid};
 use crate::store::Connection;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{org_id}/connections", get(list).post(create))
-        .route(
-            "/orgs/{org_id}/connections/{connection_id}",
-            get(show).patch(update).delete(disconnect),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, disconnect))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConnectionBody {
     id: Uuid,
     organization_id: Uuid,
+    #[schema(value_type = String, example = "whatsapp")]
     platform: Platform,
     platform_user_id: String,
     name: Option<String>,
@@ -65,9 +63,10 @@ impl From<Connection> for ConnectionBody {
 }
 
 // No Debug on bodies that carry tokens: nothing may print them.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schema(value_type = String, example = "whatsapp")]
     platform: Platform,
     platform_user_id: String,
     name: Option<String>,
@@ -77,10 +76,11 @@ struct CreateBody {
     refresh_token_expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
     access_token: Option<String>,
     refresh_token: Option<String>,
@@ -93,6 +93,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Opti
     Option::<T>::deserialize(de).map(Some)
 }
 
+#[utoipa::path(get, path = "/orgs/{org_id}/connections", tag = "connections", params(("org_id" = Uuid, Path)),
+    responses((status = 200, body = Items<ConnectionBody>), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -100,6 +102,11 @@ async fn list(
     Ok(Items::from_iter(connections::list(&state.app, &access).await?))
 }
 
+/// Connects a platform account with a token you already have (admins; the token is stored
+/// encrypted and never returned).
+#[utoipa::path(post, path = "/orgs/{org_id}/connections", tag = "connections", params(("org_id" = Uuid, Path)), request_body = CreateBody,
+    responses((status = 201, body = ConnectionBody), (status = 403, body = ProblemSchema), (status = 409, body = ProblemSchema),
+              (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -120,6 +127,9 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
+#[utoipa::path(get, path = "/orgs/{org_id}/connections/{connection_id}", tag = "connections",
+    params(("org_id" = Uuid, Path), ("connection_id" = Uuid, Path)),
+    responses((status = 200, body = ConnectionBody), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -130,6 +140,11 @@ async fn show(
     ))
 }
 
+/// Renames the connection or replaces its tokens (admins).
+#[utoipa::path(patch, path = "/orgs/{org_id}/connections/{connection_id}", tag = "connections",
+    params(("org_id" = Uuid, Path), ("connection_id" = Uuid, Path)), request_body = UpdateBody,
+    responses((status = 200, body = ConnectionBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -166,6 +181,10 @@ async fn update(
     ))
 }
 
+/// Disconnects the account: tokens are erased, history stays (admins).
+#[utoipa::path(delete, path = "/orgs/{org_id}/connections/{connection_id}", tag = "connections",
+    params(("org_id" = Uuid, Path), ("connection_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn disconnect(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,

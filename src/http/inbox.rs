@@ -173,7 +173,10 @@ fn uuid_param(field: &'static str, value: Option<&str>) -> AppResult<Option<Uuid
 
 fn limit_param(value: Option<&str>) -> AppResult<Option<i64>> {
     value
-        .map(|l| l.parse::<i64>().map_err(|_| Invalid::new("limit", "must be a number").into()))
+        .map(|l| {
+            l.parse::<i64>()
+                .map_err(|_| Invalid::new("limit", "must be a number").into())
+        })
         .transpose()
 }
 
@@ -220,7 +223,11 @@ async fn list(
 ) -> ApiResult<Json<ConversationPageBody>> {
     let page = inbox::list(&state.app, &access, &params.into_query()?).await?;
     Ok(Json(ConversationPageBody {
-        items: page.conversations.into_iter().map(ConversationBody::from).collect(),
+        items: page
+            .conversations
+            .into_iter()
+            .map(ConversationBody::from)
+            .collect(),
         next_cursor: page.next_cursor,
         counts: page.counts.into(),
     }))
@@ -272,7 +279,9 @@ async fn update(
         status: body.status,
         assignee_id: body.assignee_id,
     };
-    Ok(Json(inbox::update(&state.app, &access, id, &change).await?.into()))
+    Ok(Json(
+        inbox::update(&state.app, &access, id, &change).await?.into(),
+    ))
 }
 
 /// Sets the unread count to zero.
@@ -309,7 +318,11 @@ async fn set_labels(
     ValidJson(body): ValidJson<LabelSet>,
 ) -> ApiResult<Json<ConversationBody>> {
     let id = ids.get("conversation_id")?;
-    Ok(Json(inbox::set_labels(&state.app, &access, id, &body.label_ids).await?.into()))
+    Ok(Json(
+        inbox::set_labels(&state.app, &access, id, &body.label_ids)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -25,7 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(("org_id" = Uuid, Path)),
     responses((status = 200, body = Items<LabelBody>)),
     security(("bearer" = [])))]
-async fn list(State(state): State<AppState>, OrgScope(access): OrgScope) -> ApiResult<Json<Items<LabelBody>>> {
+async fn list(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+) -> ApiResult<Json<Items<LabelBody>>> {
     let labels = labels::list(&state.app, &access).await?;
     Ok(Items::from_iter(labels))
 }
@@ -99,7 +102,11 @@ async fn update(
     params(("org_id" = Uuid, Path), ("label_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)),
     security(("bearer" = [])))]
-async fn delete(State(state): State<AppState>, OrgScope(access): OrgScope, PathIds(ids): PathIds) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathIds(ids): PathIds,
+) -> ApiResult<StatusCode> {
     labels::delete(&state.app, &access, ids.get("label_id")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,16 +46,7 @@ pub struct Limits {
 
 pub fn router(state: AppState, limits: Limits) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
-    let api_legacy = Router::new()
-        .merge(auth::router())
-        .merge(orgs::router())
-        .merge(connections::router())
-        .merge(sends::router());
     let router = routes
-        .nest("/api/v1", api_legacy)
-        .merge(webhooks::router())
-        .merge(dashboard::router())
-        .merge(ops::router())
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", api))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -73,9 +64,17 @@ pub fn router(state: AppState, limits: Limits) -> Router {
 /// Every route with its OpenAPI operation.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(orgs::router())
+        .merge(connections::router())
+        .merge(sends::router())
         .merge(inbox::router())
         .merge(labels::router())
         .merge(events::router())
         .merge(api_keys::router());
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).nest("/api/v1", api)
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", api)
+        .merge(webhooks::router())
+        .merge(dashboard::router())
+        .merge(ops::router())
 }

@@ -1,33 +1,30 @@
 //! `/api/v1/orgs` and `/api/v1/orgs/{org_id}/members`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, patch};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiResult, ProblemSchema};
 use super::extract::{Authenticated, OrgScope, PathId, ValidJson};
 use crate::app::orgs::{self, OrgChanges};
 use crate::domain::{Plan, Role};
 use crate::store::{Member, Membership};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs", get(list).post(create))
-        .route("/orgs/{org_id}", get(show).patch(update))
-        .route("/orgs/{org_id}/members", get(members).post(add_member))
-        .route(
-            "/orgs/{org_id}/members/{user_id}",
-            patch(update_member).delete(remove_member),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update))
+        .routes(routes!(members, add_member))
+        .routes(routes!(update_member, remove_member))
 }
 
 /// An organization as seen by the caller, with the caller's role in it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OrgBody {
     id: Uuid,
     name: String,
@@ -55,7 +52,7 @@ impl From<Membership> for OrgBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct MemberBody {
     user_id: Uuid,
     email: String,
@@ -91,21 +88,21 @@ impl<T> Items<T> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateOrgBody {
     name: String,
     slug: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateOrgBody {
     name: Option<String>,
     slug: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddMemberBody {
     email: String,
@@ -117,12 +114,15 @@ fn default_role() -> Role {
     Role::Member
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateMemberBody {
     role: Role,
 }
 
+/// Creates an organization (FREE plan); the caller becomes its owner.
+#[utoipa::path(post, path = "/orgs", tag = "organizations", request_body = CreateOrgBody,
+    responses((status = 201, body = OrgBody), (status = 409, body = ProblemSchema), (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     Authenticated(session): Authenticated,
@@ -144,6 +144,8 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
+/// The caller's organizations with the caller's role.
+#[utoipa::path(get, path = "/orgs", tag = "organizations", responses((status = 200, body = Items<OrgBody>)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     Authenticated(session): Authenticated,
@@ -151,10 +153,15 @@ async fn list(
     Ok(Items::from_iter(orgs::list(&state.app, &session).await?))
 }
 
+#[utoipa::path(get, path = "/orgs/{org_id}", tag = "organizations", params(("org_id" = Uuid, Path)),
+    responses((status = 200, body = OrgBody), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn show(OrgScope(access): OrgScope) -> axum::Json<OrgBody> {
     axum::Json(access.membership.into())
 }
 
+/// Renames the organization or changes its slug (admins and the owner).
+#[utoipa::path(patch, path = "/orgs/{org_id}", tag = "organizations", params(("org_id" = Uuid, Path)), request_body = UpdateOrgBody,
+    responses((status = 200, body = OrgBody), (status = 403, body = ProblemSchema), (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -169,6 +176,8 @@ async fn update(
     ))
 }
 
+#[utoipa::path(get, path = "/orgs/{org_id}/members", tag = "organizations", params(("org_id" = Uuid, Path)),
+    responses((status = 200, body = Items<MemberBody>), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn members(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -176,6 +185,9 @@ async fn members(
     Ok(Items::from_iter(orgs::members(&state.app, &access).await?))
 }
 
+/// Adds an existing account as a member (admins; seats limited by plan: 409 `plan_limit`).
+#[utoipa::path(post, path = "/orgs/{org_id}/members", tag = "organizations", params(("org_id" = Uuid, Path)), request_body = AddMemberBody,
+    responses((status = 201, body = MemberBody), (status = 403, body = ProblemSchema), (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
 async fn add_member(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -185,6 +197,10 @@ async fn add_member(
     Ok((StatusCode::CREATED, axum::Json(member.into())))
 }
 
+/// Changes a member's role; `owner` transfers ownership (owner only).
+#[utoipa::path(patch, path = "/orgs/{org_id}/members/{user_id}", tag = "organizations",
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = UpdateMemberBody,
+    responses((status = 200, body = MemberBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn update_member(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -198,6 +214,9 @@ async fn update_member(
     ))
 }
 
+#[utoipa::path(delete, path = "/orgs/{org_id}/members/{user_id}", tag = "organizations",
+    params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn remove_member(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,

@@ -1,19 +1,20 @@
 //! Replies and the sends API: `POST .../conversations/{id}/messages` (202, queued) and
 //! `/api/v1/orgs/{org_id}/sends` (list, detail, retry, discard, bulk retry).
 
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use snorq_connectors::Platform;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiResult, ProblemSchema};
 use super::extract::{OrgScope, PathId, ValidJson};
 use crate::app::orgs::OrgAccess;
 use crate::app::replies::{self, MediaKind, MediaReply, ReplyRequest};
@@ -22,29 +23,28 @@ use crate::app::{AppError, AppResult};
 use crate::domain::{Invalid, MessageStatus, Role};
 use crate::store::{REASON_DISCARDED, SendAttempt, SendFilter, SendRecord, SendStatusFilter};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/orgs/{org_id}/conversations/{conversation_id}/messages",
-            post(reply),
-        )
-        .route("/orgs/{org_id}/sends", get(list))
-        .route("/orgs/{org_id}/sends/retry", post(retry_matching))
-        .route("/orgs/{org_id}/sends/{message_id}", get(show))
-        .route("/orgs/{org_id}/sends/{message_id}/retry", post(retry))
-        .route("/orgs/{org_id}/sends/{message_id}/discard", post(discard))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reply))
+        .routes(routes!(list))
+        .routes(routes!(retry_matching))
+        .routes(routes!(show))
+        .routes(routes!(retry))
+        .routes(routes!(discard))
 }
 
 /// An outbound message and where its delivery stands.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SendBody {
     id: Uuid,
     organization_id: Uuid,
     conversation_id: Uuid,
     connection_id: Uuid,
+    #[schema(value_type = String, example = "whatsapp")]
     platform: Platform,
     direction: &'static str,
     content_type: String,
+    #[schema(value_type = Object)]
     content: Value,
     media_url: Option<String>,
     status: MessageStatus,
@@ -95,7 +95,7 @@ impl From<SendRecord> for SendBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplyBody {
     /// The text, or the caption of the media.
@@ -103,7 +103,7 @@ struct ReplyBody {
     media: Option<MediaBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MediaBody {
     /// `image`, `video`, `audio` or `file`.
@@ -115,6 +115,14 @@ struct MediaBody {
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// Replies in the conversation: checked (reply window, connection, platform limits), stored
+/// as `pending` and queued; 202. An `Idempotency-Key` header makes retries of this request safe.
+#[utoipa::path(post, path = "/orgs/{org_id}/conversations/{conversation_id}/messages", tag = "messages",
+    params(("org_id" = Uuid, Path), ("conversation_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ReplyBody,
+    responses((status = 202, body = SendBody), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema, description = "`window_closed`, `connection_unavailable`, `conflict`"),
+              (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn reply(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -160,7 +168,7 @@ async fn reply(
 }
 
 /// The filter of the list and of the bulk retry, as query parameters or a JSON body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct FilterParams {
     status: Option<String>,
@@ -223,7 +231,8 @@ impl FilterParams {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     #[serde(flatten)]
     filter: FilterParams,
@@ -231,12 +240,15 @@ struct ListParams {
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SendPageBody {
     items: Vec<SendBody>,
     next_cursor: Option<String>,
 }
 
+/// Outbound messages by delivery state, newest first.
+#[utoipa::path(get, path = "/orgs/{org_id}/sends", tag = "sends", params(("org_id" = Uuid, Path), ListParams),
+    responses((status = 200, body = SendPageBody), (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -259,7 +271,7 @@ async fn list(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AttemptBody {
     attempt: i32,
     started_at: DateTime<Utc>,
@@ -286,13 +298,16 @@ impl From<SendAttempt> for AttemptBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SendDetailBody {
     #[serde(flatten)]
     send: SendBody,
     attempt_log: Vec<AttemptBody>,
 }
 
+/// A send with every platform call made for it.
+#[utoipa::path(get, path = "/orgs/{org_id}/sends/{message_id}", tag = "sends", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)),
+    responses((status = 200, body = SendDetailBody), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -305,6 +320,10 @@ async fn show(
     }))
 }
 
+/// Retries a failed send now (admins).
+#[utoipa::path(post, path = "/orgs/{org_id}/sends/{message_id}/retry", tag = "sends", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)),
+    responses((status = 202, body = SendBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
 async fn retry(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -314,6 +333,10 @@ async fn retry(
     Ok((StatusCode::ACCEPTED, axum::Json(send.into())))
 }
 
+/// Stops a pending send or takes a failed one off the failed list (admins).
+#[utoipa::path(post, path = "/orgs/{org_id}/sends/{message_id}/discard", tag = "sends", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)),
+    responses((status = 200, body = SendBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
 async fn discard(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -322,13 +345,17 @@ async fn discard(
     Ok(axum::Json(sends::discard(&state.app, &access, id).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BulkRetryBody {
     retried: u64,
     /// More failed sends match than one request retries; call again.
     more: bool,
 }
 
+/// Retries every failed (not discarded) send matching the filter (admins), e.g. `{"reason": "auth"}`
+/// after reconnecting.
+#[utoipa::path(post, path = "/orgs/{org_id}/sends/retry", tag = "sends", params(("org_id" = Uuid, Path)), request_body = FilterParams,
+    responses((status = 202, body = BulkRetryBody), (status = 403, body = ProblemSchema), (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn retry_matching(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,

@@ -4,18 +4,18 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use snorq_connectors::verify::{self, SignatureError};
 use snorq_connectors::{Platform, verify::meta_subscribe_handshake};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::{ApiResult, Problem};
+use super::error::{ApiResult, Problem, ProblemSchema};
 use super::extract::RawBody;
 use crate::app::ingest;
 use crate::domain;
@@ -24,23 +24,67 @@ use crate::store::WebhookStatus;
 /// Meta sends up to 3 MB; anything above 4 MiB is refused with 413.
 pub const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/webhooks/whatsapp",
-            get(handshake)
-                .post(|s: State<AppState>, h: HeaderMap, b: RawBody| receive(Platform::WhatsApp, s, h, b)),
-        )
-        .route(
-            "/webhooks/facebook",
-            get(handshake)
-                .post(|s: State<AppState>, h: HeaderMap, b: RawBody| receive(Platform::Facebook, s, h, b)),
-        )
-        .route(
-            "/webhooks/tiktok",
-            post(|s: State<AppState>, h: HeaderMap, b: RawBody| receive(Platform::TikTok, s, h, b)),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(whatsapp_handshake, whatsapp))
+        .routes(routes!(facebook_handshake, facebook))
+        .routes(routes!(tiktok))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+}
+
+/// Meta's subscribe handshake for the WhatsApp webhook.
+#[utoipa::path(get, path = "/webhooks/whatsapp", tag = "webhooks",
+    params(("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
+    responses((status = 200, content_type = "text/plain", description = "the challenge"),
+              (status = 403, body = ProblemSchema)))]
+async fn whatsapp_handshake(
+    state: State<AppState>,
+    query: Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    handshake(state, query).await
+}
+
+/// Meta's subscribe handshake for the Messenger webhook.
+#[utoipa::path(get, path = "/webhooks/facebook", tag = "webhooks",
+    params(("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
+    responses((status = 200, content_type = "text/plain", description = "the challenge"),
+              (status = 403, body = ProblemSchema)))]
+async fn facebook_handshake(
+    state: State<AppState>,
+    query: Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    handshake(state, query).await
+}
+
+/// WhatsApp Cloud API events, signed with `X-Hub-Signature-256` (HMAC-SHA256 of the raw body
+/// with the app secret). 200 once stored and applied.
+#[utoipa::path(post, path = "/webhooks/whatsapp", tag = "webhooks",
+    params(("X-Hub-Signature-256" = String, Header)),
+    request_body(content = Object, description = "Meta's webhook body, as sent"),
+    responses((status = 200, description = "stored and applied"), (status = 401, body = ProblemSchema),
+              (status = 413, body = ProblemSchema), (status = 503, body = ProblemSchema)))]
+async fn whatsapp(state: State<AppState>, headers: HeaderMap, body: RawBody) -> ApiResult<impl IntoResponse> {
+    receive(Platform::WhatsApp, state, headers, body).await
+}
+
+/// Messenger events, signed like WhatsApp's.
+#[utoipa::path(post, path = "/webhooks/facebook", tag = "webhooks",
+    params(("X-Hub-Signature-256" = String, Header)),
+    request_body(content = Object, description = "Meta's webhook body, as sent"),
+    responses((status = 200, description = "stored and applied"), (status = 401, body = ProblemSchema),
+              (status = 413, body = ProblemSchema), (status = 503, body = ProblemSchema)))]
+async fn facebook(state: State<AppState>, headers: HeaderMap, body: RawBody) -> ApiResult<impl IntoResponse> {
+    receive(Platform::Facebook, state, headers, body).await
+}
+
+/// TikTok Business Messaging events, signed with `Tiktok-Signature: t=<unix>,s=<hex>`.
+#[utoipa::path(post, path = "/webhooks/tiktok", tag = "webhooks",
+    params(("Tiktok-Signature" = String, Header)),
+    request_body(content = Object, description = "TikTok's webhook body, as sent"),
+    responses((status = 200, description = "stored and applied"), (status = 401, body = ProblemSchema),
+              (status = 413, body = ProblemSchema), (status = 503, body = ProblemSchema)))]
+async fn tiktok(state: State<AppState>, headers: HeaderMap, body: RawBody) -> ApiResult<impl IntoResponse> {
+    receive(Platform::TikTok, state, headers, body).await
 }
 
 /// Meta's subscribe handshake: echo `hub.challenge` when the verify token matches.

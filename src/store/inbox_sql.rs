@@ -73,7 +73,11 @@ struct PositionedConversation {
     as_of: Option<i64>,
 }
 
-async fn conversation_record(conn: &mut DbConn, org_id: Uuid, id: Uuid) -> StoreResult<Option<ConversationRecord>> {
+async fn conversation_record(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Option<ConversationRecord>> {
     let record: Option<ConversationRecord> = sqlx::query_as(concat!(
         "SELECT ",
         conversation_columns!(),
@@ -92,7 +96,12 @@ async fn conversation_record(conn: &mut DbConn, org_id: Uuid, id: Uuid) -> Store
 }
 
 fn conversation_updated(out: &mut LiveEvents, org_id: Uuid, id: Uuid) {
-    live(out, org_id, "conversation.updated", json!({ "conversation_id": id }));
+    live(
+        out,
+        org_id,
+        "conversation.updated",
+        json!({ "conversation_id": id }),
+    );
 }
 
 #[async_trait]
@@ -129,11 +138,13 @@ impl InboxStore for Backend {
                 // Conversations whose activity changed after the walk started are placed by
                 // their newest message that existed then; the others by `last_message_at`.
                 let changed = |q: &mut sqlx::QueryBuilder<Db>, kind: &'static str, column: &'static str| {
-                    q.push(format!("SELECT e.{column} FROM events e WHERE e.organization_id = "))
-                        .push_bind(org)
-                        .push(" AND e.id > ")
-                        .push_bind(cursor.as_of)
-                        .push(format!(" AND e.kind = '{kind}' AND e.{column} IS NOT NULL"));
+                    q.push(format!(
+                        "SELECT e.{column} FROM events e WHERE e.organization_id = "
+                    ))
+                    .push_bind(org)
+                    .push(" AND e.id > ")
+                    .push_bind(cursor.as_of)
+                    .push(format!(" AND e.kind = '{kind}' AND e.{column} IS NOT NULL"));
                 };
                 let (at, id) = (cursor.position.at, cursor.position.id);
                 query.push(concat!(
@@ -283,7 +294,12 @@ impl InboxStore for Backend {
         Ok(record)
     }
 
-    async fn mark_read(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<ConversationRecord>> {
+    async fn mark_read(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConversationRecord>> {
         let mut tx = begin_write(&self.pool).await?;
         let updated = sqlx::query(
             "UPDATE conversations SET unread_count = 0, updated_at = $3 \
@@ -398,13 +414,14 @@ impl InboxStore for Backend {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let mut tx = begin_write(&self.pool).await?;
-        let touched = sqlx::query("UPDATE conversations SET updated_at = $3 WHERE organization_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(conversation_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let touched =
+            sqlx::query("UPDATE conversations SET updated_at = $3 WHERE organization_id = $1 AND id = $2")
+                .bind(org_id)
+                .bind(conversation_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         if touched.rows_affected() == 0 {
             return Ok(false);
         }

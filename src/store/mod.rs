@@ -280,7 +280,12 @@ pub trait InboxStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ConversationRecord>>;
     /// Sets the unread count to zero (with `conversation.updated` when it was not).
-    async fn mark_read(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<Option<ConversationRecord>>;
+    async fn mark_read(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConversationRecord>>;
     /// Messages of the conversation, newest first, before `before`.
     async fn messages(
         &self,

@@ -34,22 +34,37 @@ pub async fn org_with_number(app: &TestApp, email: &str, number: &str) -> Org {
 }
 
 /// A WhatsApp text from `customer` (named `name`) to `number`, sent `age_secs` ago.
-pub fn text_webhook(number: &str, customer: &str, name: &str, message_id: &str, text: &str, age_secs: i64) -> Value {
+pub fn text_webhook(
+    number: &str,
+    customer: &str,
+    name: &str,
+    message_id: &str,
+    text: &str,
+    age_secs: i64,
+) -> Value {
     let timestamp = chrono::Utc::now().timestamp() - age_secs;
     json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
-        "field": "messages",
-        "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550000000", "phone_number_id": number},
-            "contacts": [{"profile": {"name": name}, "wa_id": customer}],
-            "messages": [{"from": customer, "id": message_id, "timestamp": timestamp.to_string(),
-                          "type": "text", "text": {"body": text}}]
-        }}]}]})
+    "field": "messages",
+    "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": number},
+        "contacts": [{"profile": {"name": name}, "wa_id": customer}],
+        "messages": [{"from": customer, "id": message_id, "timestamp": timestamp.to_string(),
+                      "type": "text", "text": {"body": text}}]
+    }}]}]})
 }
 
 impl Org {
     /// A customer writes; the webhook is accepted.
-    pub async fn customer_says(&self, app: &TestApp, customer: &str, name: &str, message_id: &str, text: &str, age_secs: i64) {
+    pub async fn customer_says(
+        &self,
+        app: &TestApp,
+        customer: &str,
+        name: &str,
+        message_id: &str,
+        text: &str,
+        age_secs: i64,
+    ) {
         let body = text_webhook(&self.number, customer, name, message_id, text, age_secs);
         let (status, answer) = app.deliver("whatsapp", body.to_string().as_bytes()).await;
         assert_eq!(status, StatusCode::OK, "{answer}");

@@ -5,14 +5,14 @@
 mod session;
 mod views;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use chrono::Utc;
 use serde::Deserialize;
 use snorq_connectors::Platform;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
@@ -30,23 +30,29 @@ const STYLE: &str = include_str!("style.css");
 /// Rows counted for the overview tiles (one page of the sends list).
 const TILE_PAGE: usize = 100;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/dashboard", get(overview))
-        .route("/dashboard/", get(|| async { Redirect::permanent("/dashboard") }))
-        .route("/dashboard/login", get(login_form).post(login))
-        .route("/dashboard/logout", post(logout))
-        .route("/dashboard/assets/style.css", get(style))
-        .route("/dashboard/sends", get(sends))
-        .route("/dashboard/sends/retry", post(retry_matching))
-        .route("/dashboard/sends/{org_id}/{message_id}", get(send))
-        .route("/dashboard/sends/{org_id}/{message_id}/retry", post(retry))
-        .route("/dashboard/sends/{org_id}/{message_id}/discard", post(discard))
-        .route("/dashboard/webhooks", get(webhooks))
-        .route("/dashboard/webhooks/{webhook_id}/replay", post(replay))
-        .route("/dashboard/connections", get(connections))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(overview))
+        .routes(routes!(overview_slash))
+        .routes(routes!(login_form, login))
+        .routes(routes!(logout))
+        .routes(routes!(style))
+        .routes(routes!(sends))
+        .routes(routes!(retry_matching))
+        .routes(routes!(send))
+        .routes(routes!(retry))
+        .routes(routes!(discard))
+        .routes(routes!(webhooks))
+        .routes(routes!(replay))
+        .routes(routes!(connections))
 }
 
+#[utoipa::path(get, path = "/dashboard/", tag = "dashboard", responses((status = 308, description = "to /dashboard")))]
+async fn overview_slash() -> Redirect {
+    Redirect::permanent("/dashboard")
+}
+
+#[utoipa::path(get, path = "/dashboard/assets/style.css", tag = "dashboard", responses((status = 200, content_type = "text/css", description = "the stylesheet")))]
 async fn style() -> Response {
     (
         [
@@ -101,13 +107,15 @@ fn csrf_failed() -> Response {
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NoticeQuery {
     notice: Option<String>,
 }
 
 // --- sign-in ---
 
+/// The sign-in form.
+#[utoipa::path(get, path = "/dashboard/login", tag = "dashboard", responses((status = 200, content_type = "text/html", description = "the form")))]
 async fn login_form() -> Response {
     let csrf = session::new_login_csrf();
     login_page(csrf, String::new(), None, StatusCode::OK)
@@ -127,13 +135,15 @@ fn login_page(csrf: String, email: String, error: Option<String>, status: Status
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginForm {
     email: String,
     password: String,
     csrf: String,
 }
 
+/// Signs in (form: email, password, csrf); sets the session cookie.
+#[utoipa::path(post, path = "/dashboard/login", tag = "dashboard", responses((status = 303, description = "to the dashboard"), (status = 401, content_type = "text/html", description = "wrong email or password"), (status = 403, content_type = "text/html", description = "bad CSRF token")))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -177,11 +187,13 @@ async fn login(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CsrfForm {
     csrf: String,
 }
 
+/// Signs out.
+#[utoipa::path(post, path = "/dashboard/logout", tag = "dashboard", responses((status = 303, description = "to the sign-in page")))]
 async fn logout(
     State(state): State<AppState>,
     user: DashboardUser,
@@ -202,6 +214,8 @@ async fn logout(
 
 // --- pages ---
 
+/// Overview: failed and pending sends, the 24 h outcome chart, connections needing attention.
+#[utoipa::path(get, path = "/dashboard", tag = "dashboard", responses((status = 200, content_type = "text/html", description = "the page"), (status = 303, description = "to the sign-in page")))]
 async fn overview(
     State(state): State<AppState>,
     user: DashboardUser,
@@ -269,7 +283,7 @@ fn filter(scope: &DashboardScope, status: Option<SendStatusFilter>) -> SendFilte
 }
 
 /// The sends list's filters, from the query string (or the bulk-retry form).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct SendsQuery {
     status: Option<String>,
     org: Option<String>,
@@ -343,6 +357,8 @@ impl SendsQuery {
     }
 }
 
+/// Failed or pending sends, with filters (organization, platform, error code, age).
+#[utoipa::path(get, path = "/dashboard/sends", tag = "dashboard", responses((status = 200, content_type = "text/html", description = "the page"), (status = 303, description = "to the sign-in page")))]
 async fn sends(State(state): State<AppState>, user: DashboardUser, Query(q): Query<SendsQuery>) -> Response {
     let filter = q.to_filter(&user.scope);
     let page = match dashboard::sends_page(&state.app, &filter, q.cursor.as_deref()).await {
@@ -406,6 +422,8 @@ async fn sends(State(state): State<AppState>, user: DashboardUser, Query(q): Que
     })
 }
 
+/// One send with its attempt log.
+#[utoipa::path(get, path = "/dashboard/sends/{org_id}/{message_id}", tag = "dashboard", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)), responses((status = 200, content_type = "text/html", description = "the page"), (status = 303, description = "to the sign-in page")))]
 async fn send(
     State(state): State<AppState>,
     user: DashboardUser,
@@ -426,7 +444,7 @@ async fn send(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ActionForm {
     csrf: String,
     back: Option<String>,
@@ -453,6 +471,8 @@ enum RowAction {
     Discard,
 }
 
+/// Retries a failed send.
+#[utoipa::path(post, path = "/dashboard/sends/{org_id}/{message_id}/retry", tag = "dashboard", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)), responses((status = 303, description = "back to the page, with a notice"), (status = 403, content_type = "text/html", description = "bad CSRF token")))]
 async fn retry(
     state: State<AppState>,
     user: DashboardUser,
@@ -462,6 +482,8 @@ async fn retry(
     row_action(state, user, path, form, RowAction::Retry).await
 }
 
+/// Discards a send.
+#[utoipa::path(post, path = "/dashboard/sends/{org_id}/{message_id}/discard", tag = "dashboard", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)), responses((status = 303, description = "back to the page, with a notice"), (status = 403, content_type = "text/html", description = "bad CSRF token")))]
 async fn discard(
     state: State<AppState>,
     user: DashboardUser,
@@ -500,13 +522,15 @@ async fn row_action(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BulkForm {
     csrf: String,
     #[serde(flatten)]
     filter: SendsQuery,
 }
 
+/// Retries every failed send matching the filter.
+#[utoipa::path(post, path = "/dashboard/sends/retry", tag = "dashboard", responses((status = 303, description = "back to the page, with a notice"), (status = 403, content_type = "text/html", description = "bad CSRF token")))]
 async fn retry_matching(
     State(state): State<AppState>,
     user: DashboardUser,
@@ -535,6 +559,8 @@ async fn retry_matching(
     }
 }
 
+/// Webhooks needing attention (unroutable, failed, partial).
+#[utoipa::path(get, path = "/dashboard/webhooks", tag = "dashboard", responses((status = 200, content_type = "text/html", description = "the page"), (status = 303, description = "to the sign-in page")))]
 async fn webhooks(
     State(state): State<AppState>,
     user: DashboardUser,
@@ -558,6 +584,8 @@ async fn webhooks(
     }
 }
 
+/// Applies a stored webhook again.
+#[utoipa::path(post, path = "/dashboard/webhooks/{webhook_id}/replay", tag = "dashboard", params(("webhook_id" = Uuid, Path)), responses((status = 303, description = "back to the page, with a notice"), (status = 403, content_type = "text/html", description = "bad CSRF token")))]
 async fn replay(
     State(state): State<AppState>,
     user: DashboardUser,
@@ -588,6 +616,8 @@ async fn replay(
     }
 }
 
+/// Connection health.
+#[utoipa::path(get, path = "/dashboard/connections", tag = "dashboard", responses((status = 200, content_type = "text/html", description = "the page"), (status = 303, description = "to the sign-in page")))]
 async fn connections(State(state): State<AppState>, user: DashboardUser) -> Response {
     match dashboard::connections(&state.app, &user.scope).await {
         Ok(rows) => {
