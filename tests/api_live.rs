@@ -1,0 +1,241 @@
+//! Live events over Server-Sent Events, on both backends: events arrive as they are written,
+//! a client reconnecting with `Last-Event-ID` gets exactly what it missed, in order, and events
+//! written by one process reach clients of another process on the same database.
+
+mod common;
+
+use std::time::Duration;
+
+use common::inbox::org_with_number;
+use common::{Backend, TestApp, assert_problem, with_webhook_secrets};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+backend_tests!(
+    a_reconnecting_client_gets_what_it_missed_from_any_process,
+    events_are_private_to_their_organization,
+);
+
+#[derive(Debug, Clone)]
+struct SseEvent {
+    id: i64,
+    kind: String,
+    data: Value,
+}
+
+/// An open event stream.
+struct Stream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Stream {
+    async fn open(base: &str, org: &str, token: &str, last_event_id: Option<i64>) -> Stream {
+        let mut request = reqwest::Client::new()
+            .get(format!("{base}/api/v1/orgs/{org}/events"))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.expect("events");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Stream {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `n` events (10 s at most).
+    async fn take(&mut self, n: usize) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while events.len() < n {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
+                };
+                // Keep-alive comments have no fields.
+                if let (Some(id), Some(kind), Some(data)) = (field("id"), field("event"), field("data")) {
+                    events.push(SseEvent {
+                        id: id.parse().expect("numeric id"),
+                        kind,
+                        data: serde_json::from_str(&data).expect("JSON data"),
+                    });
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {n} events arrived: {events:?}", events.len()))
+                .expect("stream ended")
+                .expect("stream error");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        events
+    }
+
+    /// Nothing more arrives within `wait`.
+    async fn quiet_for(&mut self, wait: Duration) {
+        if let Ok(Some(Ok(chunk))) = tokio::time::timeout(wait, self.body.next()).await {
+            let text = String::from_utf8_lossy(&chunk);
+            assert!(
+                text.trim().is_empty() || text.starts_with(':'),
+                "unexpected event: {text}"
+            );
+        }
+    }
+}
+
+/// A second service process on the same database (its own HTTP server and workers).
+async fn second_instance(app: &TestApp) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let other = snorq::server::bootstrap(&app.config).await.expect("bootstrap");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let config = app.config.clone();
+    tokio::spawn(async move {
+        let _ = snorq::server::run(other, &config, listener, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    (base, tx)
+}
+
+async fn a_reconnecting_client_gets_what_it_missed_from_any_process(backend: Backend) {
+    let app = TestApp::spawn_with(backend, with_webhook_secrets).await;
+    let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
+    org.customer_says(&app, "9001", "Eve", "wamid.before", "before the stream", 60)
+        .await;
+    let conversation = org.conversation_of(&app, "9001").await;
+
+    // A new stream starts now: the first message is not replayed.
+    let mut stream = Stream::open(&app.url(""), &org.id, &org.token, None).await;
+    org.customer_says(&app, "9001", "Eve", "wamid.live", "live", 30)
+        .await;
+    let live = stream.take(2).await;
+    assert_eq!(live[0].kind, "message.created");
+    assert_eq!(live[0].data["conversation_id"], conversation.as_str());
+    assert_eq!(live[1].kind, "conversation.updated");
+    assert!(live[1].id > live[0].id);
+    let last_seen = live[1].id;
+    drop(stream);
+
+    // Missed while disconnected: two messages, an assignment, a read.
+    org.customer_says(&app, "9001", "Eve", "wamid.m1", "one", 20)
+        .await;
+    org.customer_says(&app, "9002", "Finn", "wamid.m2", "two", 10)
+        .await;
+    app.patch(
+        &org.path(&format!("/conversations/{conversation}")),
+        &org.token,
+        json!({"assignee_id": org.user_id}),
+    )
+    .await;
+    app.post(
+        &org.path(&format!("/conversations/{conversation}/read")),
+        &org.token,
+        json!({}),
+    )
+    .await;
+    let expected = app
+        .db
+        .rows(&format!(
+            "SELECT kind FROM events WHERE id > {last_seen} AND organization_id IN \
+             (SELECT organization_id FROM conversations) ORDER BY id"
+        ))
+        .await;
+    assert_eq!(
+        expected,
+        [
+            "message.created",
+            "conversation.updated",
+            "message.created",
+            "conversation.created",
+            "conversation.updated",
+            "conversation.updated"
+        ]
+    );
+
+    // Reconnect to another process with Last-Event-ID: exactly the missed events, in order.
+    let (other, _stop) = second_instance(&app).await;
+    let mut stream = Stream::open(&other, &org.id, &org.token, Some(last_seen)).await;
+    let missed = stream.take(expected.len()).await;
+    let kinds: Vec<&str> = missed.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, expected);
+    assert!(missed[0].id > last_seen);
+    assert!(missed.windows(2).all(|w| w[0].id < w[1].id), "{missed:?}");
+    stream.quiet_for(Duration::from_millis(300)).await;
+
+    // Written through the first process, delivered by the second.
+    let (status, _) = app
+        .patch(
+            &org.path(&format!("/conversations/{conversation}")),
+            &org.token,
+            json!({"status": "closed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let next = stream.take(1).await;
+    assert_eq!(next[0].kind, "conversation.updated");
+    assert_eq!(next[0].data["conversation_id"], conversation.as_str());
+    assert!(next[0].id > missed.last().unwrap().id);
+
+    // A malformed Last-Event-ID is refused.
+    let response = app
+        .http
+        .get(app.url(&org.path("/events")))
+        .bearer_auth(&org.token)
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .expect("events");
+    let status = response.status();
+    let body: Value = response.json().await.expect("problem");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+}
+
+async fn events_are_private_to_their_organization(backend: Backend) {
+    let app = TestApp::spawn_with(backend, with_webhook_secrets).await;
+    let mine = org_with_number(&app, "mine@example.com", "100000000000001").await;
+    let theirs = org_with_number(&app, "theirs@example.com", "100000000000002").await;
+    let mut stream = Stream::open(&app.url(""), &mine.id, &mine.token, Some(0)).await;
+    theirs
+        .customer_says(&app, "9101", "X", "wamid.theirs", "not for you", 5)
+        .await;
+    mine.customer_says(&app, "9102", "Y", "wamid.mine", "for you", 5)
+        .await;
+    let events = stream.take(2).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["message.created", "conversation.created"]);
+    let conversation = mine.conversation_of(&app, "9102").await;
+    for event in &events {
+        assert_eq!(event.data["conversation_id"], conversation.as_str(), "{event:?}");
+    }
+    stream.quiet_for(Duration::from_millis(300)).await;
+    // Someone else's organization: 404, as for every org route.
+    let response = app
+        .http
+        .get(app.url(&theirs.path("/events")))
+        .bearer_auth(&mine.token)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
