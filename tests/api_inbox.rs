@@ -5,8 +5,9 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use common::inbox::{Org, org_with_number};
+use common::inbox::{Org, customers_write_concurrently, org_with_number};
 use common::{Backend, TestApp, assert_problem, str_of, with_webhook_secrets};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -573,44 +574,16 @@ async fn pagination_sees_every_conversation_once_while_messages_arrive(backend: 
     let all = org.conversation_ids(&app, "?limit=100").await;
     assert_eq!(all.len(), N);
 
-    let writer = {
-        let url = app.url("/webhooks/whatsapp");
-        let number = org.number.clone();
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for round in 0..400 {
-                // Old customers (seen or not yet) and new ones, with current timestamps.
-                let customer = if round % 5 == 0 {
-                    format!("6{round:03}")
-                } else {
-                    format!("5{:03}", (round * 7) % N)
-                };
-                let body = common::inbox::text_webhook(
-                    &number,
-                    &customer,
-                    "C",
-                    &format!("wamid.live-{round}"),
-                    "more",
-                    0,
-                );
-                let body = body.to_string();
-                let signature = snorq_connectors::verify::meta_signature_header(
-                    common::META_SECRET.as_bytes(),
-                    body.as_bytes(),
-                );
-                let response = http
-                    .post(&url)
-                    .header("X-Hub-Signature-256", signature)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("webhook");
-                assert_eq!(response.status(), StatusCode::OK);
-                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-            }
-        })
-    };
+    let writer =
+        customers_write_concurrently(&app, &org.number, 1, 400, Duration::from_millis(3), |_, round| {
+            // Old customers (seen or not yet) and new ones, with current timestamps.
+            let customer = if round % 5 == 0 {
+                format!("6{round:03}")
+            } else {
+                format!("5{:03}", (round * 7) % N)
+            };
+            (customer, format!("wamid.live-{round}"))
+        });
     let mut seen: Vec<String> = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
@@ -628,7 +601,9 @@ async fn pagination_sees_every_conversation_once_while_messages_arrive(backend: 
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    writer.await.expect("writer");
+    for w in writer {
+        w.await.expect("writer");
+    }
     assert!(pages > 5, "the walk took {pages} pages");
     let mut counted: HashMap<&String, usize> = HashMap::new();
     for id in &seen {
@@ -648,32 +623,9 @@ async fn unread_counts_stay_exact_under_concurrent_messages(backend: Backend) {
     org.customer_says(&app, "7001", "U", "wamid.u0", "first", 0).await;
     let conversation = org.conversation_of(&app, "7001").await;
     // 60 messages to one conversation from 6 concurrent senders, with reads in between.
-    let mut senders = Vec::new();
-    for s in 0..6 {
-        let url = app.url("/webhooks/whatsapp");
-        let number = org.number.clone();
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for i in 0..10 {
-                let body =
-                    common::inbox::text_webhook(&number, "7001", "U", &format!("wamid.u{s}-{i}"), "x", 0)
-                        .to_string();
-                let signature = snorq_connectors::verify::meta_signature_header(
-                    common::META_SECRET.as_bytes(),
-                    body.as_bytes(),
-                );
-                let response = http
-                    .post(&url)
-                    .header("X-Hub-Signature-256", signature)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("webhook");
-                assert_eq!(response.status(), StatusCode::OK);
-            }
-        }));
-    }
+    let senders = customers_write_concurrently(&app, &org.number, 6, 10, Duration::ZERO, |s, i| {
+        ("7001".to_owned(), format!("wamid.u{s}-{i}"))
+    });
     for _ in 0..5 {
         app.post(
             &org.path(&format!("/conversations/{conversation}/read")),
@@ -701,30 +653,9 @@ async fn unread_counts_stay_exact_under_concurrent_messages(backend: Backend) {
     // Without reads, the count is the number of messages.
     org.customer_says(&app, "7002", "V", "wamid.v0", "a", 0).await;
     let other = org.conversation_of(&app, "7002").await;
-    let mut senders = Vec::new();
-    for s in 0..4 {
-        let url = app.url("/webhooks/whatsapp");
-        let number = org.number.clone();
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for i in 0..10 {
-                let body =
-                    common::inbox::text_webhook(&number, "7002", "V", &format!("wamid.v{s}-{i}"), "y", 0)
-                        .to_string();
-                let signature = snorq_connectors::verify::meta_signature_header(
-                    common::META_SECRET.as_bytes(),
-                    body.as_bytes(),
-                );
-                http.post(&url)
-                    .header("X-Hub-Signature-256", signature)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("webhook");
-            }
-        }));
-    }
+    let senders = customers_write_concurrently(&app, &org.number, 4, 10, Duration::ZERO, |s, i| {
+        ("7002".to_owned(), format!("wamid.v{s}-{i}"))
+    });
     for s in senders {
         s.await.expect("sender");
     }

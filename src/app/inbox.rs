@@ -275,27 +275,29 @@ pub async fn set_labels(
     get(app, access, id).await
 }
 
+/// A page of a conversation's history (messages or notes), newest first.
 #[derive(Debug, Clone)]
-pub struct MessagePage {
-    pub messages: Vec<MessageRecord>,
+pub struct HistoryPage<T> {
+    pub items: Vec<T>,
+    /// The `before` of the next (older) page.
     pub next_cursor: Option<String>,
 }
 
-/// The conversation's history, newest first; `before` is the cursor of the previous page.
-pub async fn messages(
+/// What reading a page of history needs, checked: the limit, the position to read before, and
+/// that the conversation is in the caller's organization (404 rather than an empty page).
+pub(super) async fn history_request(
     app: &App,
     access: &OrgAccess,
     conversation_id: Uuid,
     before: Option<&str>,
     limit: Option<i64>,
-) -> AppResult<MessagePage> {
+) -> AppResult<(i64, Option<TimeCursor>)> {
     let limit = page_limit(limit)?;
     let before = before
         .map(|b| {
             TimeCursor::decode(b).map_err(|_| Invalid::new("before", "is not a cursor this API returned"))
         })
         .transpose()?;
-    // 404 for a conversation of another organization, not an empty page.
     if app
         .store
         .conversation(access.org_id(), conversation_id)
@@ -304,20 +306,38 @@ pub async fn messages(
     {
         return Err(AppError::NotFound);
     }
-    let mut messages = app
-        .store
-        .messages(access.org_id(), conversation_id, before.as_ref(), limit + 1)
-        .await?;
-    let next_cursor = if messages.len() as i64 > limit {
-        messages.truncate(limit as usize);
-        messages.last().map(|m| m.position().encode())
+    Ok((limit, before))
+}
+
+/// Cuts the one extra row read to learn whether another page follows.
+pub(super) fn history_page<T>(
+    mut items: Vec<T>,
+    limit: i64,
+    position: impl Fn(&T) -> TimeCursor,
+) -> HistoryPage<T> {
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|last| position(last).encode())
     } else {
         None
     };
-    Ok(MessagePage {
-        messages,
-        next_cursor,
-    })
+    HistoryPage { items, next_cursor }
+}
+
+/// The conversation's messages, newest first; `before` is the cursor of the previous page.
+pub async fn messages(
+    app: &App,
+    access: &OrgAccess,
+    conversation_id: Uuid,
+    before: Option<&str>,
+    limit: Option<i64>,
+) -> AppResult<HistoryPage<MessageRecord>> {
+    let (limit, before) = history_request(app, access, conversation_id, before, limit).await?;
+    let messages = app
+        .store
+        .messages(access.org_id(), conversation_id, before.as_ref(), limit + 1)
+        .await?;
+    Ok(history_page(messages, limit, MessageRecord::position))
 }
 
 #[cfg(test)]

@@ -6,56 +6,29 @@ use uuid::Uuid;
 use crate::domain::{self, Invalid, Role, TimeCursor};
 use crate::store::{Note, StoreError};
 
-use super::inbox::page_limit;
+use super::inbox::{HistoryPage, history_page, history_request};
 use super::orgs::OrgAccess;
 use super::{App, AppError, AppResult};
 
 const MAX_NOTE_CHARS: usize = 10_000;
 
-#[derive(Debug, Clone)]
-pub struct NotePage {
-    pub notes: Vec<Note>,
-    pub next_cursor: Option<String>,
-}
-
+/// The conversation's notes, newest first; `before` is the cursor of the previous page.
 pub async fn list(
     app: &App,
     access: &OrgAccess,
     conversation_id: Uuid,
     before: Option<&str>,
     limit: Option<i64>,
-) -> AppResult<NotePage> {
-    let limit = page_limit(limit)?;
-    let before = before
-        .map(|b| {
-            TimeCursor::decode(b).map_err(|_| Invalid::new("before", "is not a cursor this API returned"))
-        })
-        .transpose()?;
-    if app
-        .store
-        .conversation(access.org_id(), conversation_id)
-        .await?
-        .is_none()
-    {
-        return Err(AppError::NotFound);
-    }
-    let mut notes = app
+) -> AppResult<HistoryPage<Note>> {
+    let (limit, before) = history_request(app, access, conversation_id, before, limit).await?;
+    let notes = app
         .store
         .notes(access.org_id(), conversation_id, before.as_ref(), limit + 1)
         .await?;
-    let next_cursor = if notes.len() as i64 > limit {
-        notes.truncate(limit as usize);
-        notes.last().map(|n| {
-            TimeCursor {
-                at: n.created_at,
-                id: n.id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
-    Ok(NotePage { notes, next_cursor })
+    Ok(history_page(notes, limit, |n| TimeCursor {
+        at: n.created_at,
+        id: n.id,
+    }))
 }
 
 pub async fn create(app: &App, access: &OrgAccess, conversation_id: Uuid, body: &str) -> AppResult<Note> {

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -100,6 +101,14 @@ fn field_from_message(message: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>` field: tells
+/// an explicit `null` (clear it: `Some(None)`) from a missing field (leave it: `None`).
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    de: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(de).map(Some)
 }
 
 /// The authenticated bearer session.

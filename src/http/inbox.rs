@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use snorq_connectors::Platform;
 use utoipa::{IntoParams, ToSchema};
@@ -246,18 +246,13 @@ async fn show(
     Ok(Json(inbox::get(&state.app, &access, id).await?.into()))
 }
 
-/// Distinguishes a missing field from an explicit null (`"assignee_id": null` unassigns).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationChange {
     /// `open`, `closed` or `archived`.
     status: Option<String>,
     /// A member's user id, or null to unassign.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::extract::present")]
     #[schema(value_type = Option<Uuid>)]
     assignee_id: Option<Option<Uuid>>,
 }
@@ -412,7 +407,7 @@ async fn messages(
     let limit = limit_param(params.limit.as_deref())?;
     let page = inbox::messages(&state.app, &access, id, params.before.as_deref(), limit).await?;
     Ok(Json(MessagePageBody {
-        items: page.messages.into_iter().map(MessageBody::from).collect(),
+        items: page.items.into_iter().map(MessageBody::from).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -461,7 +456,7 @@ async fn notes_list(
     let limit = limit_param(params.limit.as_deref())?;
     let page = notes::list(&state.app, &access, id, params.before.as_deref(), limit).await?;
     Ok(Json(NotePageBody {
-        items: page.notes.into_iter().map(NoteBody::from).collect(),
+        items: page.items.into_iter().map(NoteBody::from).collect(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -95,6 +95,26 @@ async fn conversation_record(
     }))
 }
 
+/// Newest first from just before `before` (on `alias`.created_at, `alias`.id), `limit` rows.
+fn push_history_page(
+    query: &mut sqlx::QueryBuilder<Db>,
+    alias: &'static str,
+    before: Option<&crate::domain::TimeCursor>,
+    limit: i64,
+) {
+    if let Some(before) = before {
+        query
+            .push(format!(" AND ({alias}.created_at, {alias}.id) < ("))
+            .push_bind(before.at)
+            .push(", ")
+            .push_bind(before.id)
+            .push(")");
+    }
+    query
+        .push(format!(" ORDER BY {alias}.created_at DESC, {alias}.id DESC LIMIT "))
+        .push_bind(limit);
+}
+
 fn conversation_updated(out: &mut LiveEvents, org_id: Uuid, id: Uuid) {
     live(
         out,
@@ -337,17 +357,7 @@ impl InboxStore for Backend {
             .push_bind(conversation_id)
             .push(" AND m.organization_id = ")
             .push_bind(org_id);
-        if let Some(before) = before {
-            query
-                .push(" AND (m.created_at, m.id) < (")
-                .push_bind(before.at)
-                .push(", ")
-                .push_bind(before.id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ")
-            .push_bind(limit);
+        push_history_page(&mut query, "m", before, limit);
         query
             .build_query_as()
             .persistent(false)
@@ -478,17 +488,7 @@ impl InboxStore for Backend {
             .push_bind(conversation_id)
             .push(" AND n.organization_id = ")
             .push_bind(org_id);
-        if let Some(before) = before {
-            query
-                .push(" AND (n.created_at, n.id) < (")
-                .push_bind(before.at)
-                .push(", ")
-                .push_bind(before.id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ")
-            .push_bind(limit);
+        push_history_page(&mut query, "n", before, limit);
         query
             .build_query_as()
             .persistent(false)

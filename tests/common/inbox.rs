@@ -54,6 +54,52 @@ pub fn text_webhook(
     }}]}]})
 }
 
+/// Posts a signed WhatsApp webhook to `url` (from a task that has no `TestApp`); asserts 200.
+pub async fn post_signed(http: &reqwest::Client, url: &str, body: &Value) {
+    let body = body.to_string();
+    let signature =
+        snorq_connectors::verify::meta_signature_header(super::META_SECRET.as_bytes(), body.as_bytes());
+    let response = http
+        .post(url)
+        .header("X-Hub-Signature-256", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Customers write concurrently: `senders` tasks, each posting the messages `message(sender, i)`
+/// for i in 0..`each` (customer, message id), one after the other, `pause` apart.
+pub fn customers_write_concurrently(
+    app: &TestApp,
+    number: &str,
+    senders: usize,
+    each: usize,
+    pause: std::time::Duration,
+    message: impl Fn(usize, usize) -> (String, String) + Send + Sync + Clone + 'static,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..senders)
+        .map(|sender| {
+            let (url, number, message) = (app.url("/webhooks/whatsapp"), number.to_owned(), message.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0..each {
+                    let (customer, id) = message(sender, i);
+                    post_signed(
+                        &http,
+                        &url,
+                        &text_webhook(&number, &customer, "C", &id, "more", 0),
+                    )
+                    .await;
+                    tokio::time::sleep(pause).await;
+                }
+            })
+        })
+        .collect()
+}
+
 impl Org {
     /// A customer writes; the webhook is accepted.
     pub async fn customer_says(
