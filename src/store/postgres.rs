@@ -139,7 +139,8 @@ fn event_log_lock_key(org: Uuid) -> i32 {
     ((folded >> 32) as u32 ^ folded as u32) as i32
 }
 
-/// `q`: every word a prefix of a word of the contact's name or of one message's text.
+/// `q`: every word a prefix of a word of the contact's name or of one message's text. One
+/// `IN (... UNION ...)` rather than an OR of two conditions, so that both GIN indexes are used.
 fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
     let tsquery = words
         .iter()
@@ -147,21 +148,21 @@ fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String
         .collect::<Vec<_>>()
         .join(" & ");
     query
+        .push(" AND c.id IN (SELECT n.id FROM conversations n WHERE n.organization_id = ")
+        .push_bind(org_id)
         .push(
-            " AND (to_tsvector('simple', COALESCE(c.contact_name, '') || ' ' || COALESCE(c.contact_username, '')) \
+            " AND to_tsvector('simple', COALESCE(n.contact_name, '') || ' ' || COALESCE(n.contact_username, '')) \
              @@ to_tsquery('simple', ",
         )
         .push_bind(tsquery.clone())
-        .push(
-            ") OR c.id IN (SELECT m.conversation_id FROM messages m WHERE m.organization_id = ",
-        )
+        .push(") UNION SELECT m.conversation_id FROM messages m WHERE m.organization_id = ")
         .push_bind(org_id)
         .push(
             " AND to_tsvector('simple', COALESCE(m.content->>'body', m.content->>'text', \
              m.content->>'caption', m.content->>'title', '')) @@ to_tsquery('simple', ",
         )
         .push_bind(tsquery)
-        .push(")))");
+        .push("))");
 }
 
 /// Folds the count deltas into one row per (organization, assignee), in one statement (rows

@@ -49,7 +49,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Reads come from the OS page cache through a memory map instead of a read() per
+            // page, and each connection keeps 16 MiB of pages (the default is 2 MiB): inbox
+            // reads over millions of messages depend on it (README, inbox benchmark).
+            .pragma("mmap_size", "1073741824")
+            .pragma("cache_size", "-16384");
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -147,6 +152,7 @@ async fn lock_event_log(_conn: &mut DbConn, _organizations: &[Uuid]) -> StoreRes
 }
 
 /// `q`: every word a prefix of a word of the contact's name or of one message's text (FTS5).
+/// One `IN (... UNION ...)` rather than an OR, so each full-text index drives its half.
 fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
     let fts = words
         .iter()
@@ -154,16 +160,19 @@ fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String
         .collect::<Vec<_>>()
         .join(" ");
     query
-        .push(" AND (c.rowid IN (SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ")
+        .push(
+            " AND c.id IN (SELECT n.id FROM conversations n WHERE n.rowid IN \
+             (SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ",
+        )
         .push_bind(fts.clone())
         .push(
-            ") OR c.id IN (SELECT m.conversation_id FROM messages m WHERE m.rowid IN \
+            ") UNION SELECT m.conversation_id FROM messages m WHERE m.rowid IN \
              (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ",
         )
         .push_bind(fts)
         .push(") AND m.organization_id = ")
         .push_bind(org_id)
-        .push("))");
+        .push(")");
 }
 
 /// Folds the count deltas into one row per (organization, assignee); the write transaction
