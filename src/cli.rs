@@ -61,11 +61,17 @@ pub enum Command {
     /// Apply stored webhooks again: unroutable and failed ones by default (e.g. after the
     /// missing connection was added). Idempotent.
     Replay(ReplayArgs),
+    /// Delete what is past its retention now (FREE organizations' messages older than 30 days,
+    /// live events older than event_retention_hours); the workers also do it every 10 minutes.
+    Retention,
     /// Load-test webhook ingest against a running service (see benches/README.md).
     BenchIngest(crate::bench::IngestBenchArgs),
     /// Measure outbound sends through the queue against an in-process fake platform, on the
     /// configured database (see the README's figures).
     BenchSend(crate::bench::send::SendBenchArgs),
+    /// Measure inbox read latency (listing, filters, search, history) on a large seeded
+    /// organization, on the configured database (see benches/inbox.sh).
+    BenchInbox(crate::bench::inbox::InboxBenchArgs),
     /// Encryption keys for stored platform tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -209,8 +215,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => replay(&config, args).await,
+        Command::Retention => {
+            let app = server::bootstrap(&config).await?;
+            let done = crate::app::retention::run(&app.store, crate::domain::now(), config.outbound.event_retention).await?;
+            println!("deleted {} messages and {} live events", done.messages, done.events);
+            Ok(())
+        }
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
         Command::BenchSend(args) => crate::bench::send::run(config, args).await,
+        Command::BenchInbox(args) => crate::bench::inbox::run(config, args).await,
         Command::Keys(KeysCommand::Generate) | Command::BenchIngest(_) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,
     }

@@ -363,6 +363,19 @@ async fn replay_applies_webhooks_that_were_unroutable(backend: Backend) {
     assert!(text(&replay(&[]).stdout).contains("replayed 0 webhooks"));
     assert!(text(&replay(&["--all"]).stdout).contains("replayed 1 webhooks: 1 processed"));
     assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 1);
+
+    // The fixture's message is from January 2026, and the organization is on FREE: past its
+    // 30 days, `snorq retention` deletes it (once).
+    let retention = || {
+        let mut c = snorq(&app.db);
+        c.env("SNORQ_ENCRYPTION_KEYS", test_key()).arg("retention");
+        run(c, None)
+    };
+    let out = retention();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("deleted 1 messages"), "{}", text(&out.stdout));
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 0);
+    assert!(text(&retention().stdout).contains("deleted 0 messages"));
 }
 
 backend_tests!(

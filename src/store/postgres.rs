@@ -157,10 +157,7 @@ fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String
         .push_bind(tsquery.clone())
         .push(") UNION SELECT m.conversation_id FROM messages m WHERE m.organization_id = ")
         .push_bind(org_id)
-        .push(
-            " AND to_tsvector('simple', COALESCE(m.content->>'body', m.content->>'text', \
-             m.content->>'caption', m.content->>'title', '')) @@ to_tsquery('simple', ",
-        )
+        .push(" AND m.search_vector @@ to_tsquery('simple', ")
         .push_bind(tsquery)
         .push("))");
 }
