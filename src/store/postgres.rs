@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use snorq_connectors::Platform;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -36,10 +38,15 @@ type Backend = PgStore;
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        // No JIT: our statements are short, and a search over many rows crossed the JIT cost
+        // threshold and spent 15 ms compiling (README, inbox benchmark).
+        let options = PgConnectOptions::from_str(url)
+            .map_err(db_error)?
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(db_error)?;
         Ok(PgStore { pool })
