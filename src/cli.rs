@@ -217,8 +217,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay(&config, args).await,
         Command::Retention => {
             let app = server::bootstrap(&config).await?;
-            let done = crate::app::retention::run(&app.store, crate::domain::now(), config.outbound.event_retention).await?;
-            println!("deleted {} messages and {} live events", done.messages, done.events);
+            let done =
+                crate::app::retention::run(&app.store, crate::domain::now(), config.outbound.event_retention)
+                    .await?;
+            println!(
+                "deleted {} messages and {} live events",
+                done.messages, done.events
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,

@@ -373,7 +373,11 @@ async fn replay_applies_webhooks_that_were_unroutable(backend: Backend) {
     };
     let out = retention();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("deleted 1 messages"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("deleted 1 messages"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 0);
     assert!(text(&retention().stdout).contains("deleted 0 messages"));
 }

@@ -1,5 +1,7 @@
-//! Load generators behind `snorq bench-ingest` and `snorq bench-send` (figures in the README).
+//! Load generators behind `snorq bench-ingest`, `snorq bench-send` and `snorq bench-inbox`
+//! (figures in the README).
 
+pub mod inbox;
 pub mod ingest;
 pub mod send;
 

@@ -111,7 +111,9 @@ fn push_history_page(
             .push(")");
     }
     query
-        .push(format!(" ORDER BY {alias}.created_at DESC, {alias}.id DESC LIMIT "))
+        .push(format!(
+            " ORDER BY {alias}.created_at DESC, {alias}.id DESC LIMIT "
+        ))
         .push_bind(limit);
 }
 
