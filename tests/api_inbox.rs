@@ -508,6 +508,27 @@ async fn labels_are_unique_per_organization_and_replace_as_a_set(backend: Backen
         org.conversation_ids(&app, &format!("?label={billing_id}")).await,
         [c["ana"].as_str(), c["bea"].as_str()]
     );
+    // The label's listing follows activity: Bea writes, her conversation comes first; pages
+    // of one walk the label in that order.
+    org.customer_says(&app, "1002", "Bea", "wamid.1002-again", "hello again", 0)
+        .await;
+    assert_eq!(
+        org.conversation_ids(&app, &format!("?label={billing_id}")).await,
+        [c["bea"].as_str(), c["ana"].as_str()]
+    );
+    let first = org
+        .get_ok(&app, &format!("/conversations?label={billing_id}&limit=1"))
+        .await;
+    let cursor = str_of(&first["next_cursor"]);
+    let second = org
+        .get_ok(
+            &app,
+            &format!("/conversations?label={billing_id}&limit=1&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(first["items"][0]["id"], c["bea"].as_str());
+    assert_eq!(second["items"][0]["id"], c["ana"].as_str());
+    assert!(second["next_cursor"].is_null());
     // Replacing the set; another organization's label is refused.
     let (status, body) = app
         .put(&set(&c["ana"]), &org.token, json!({"label_ids": [vip_id]}))

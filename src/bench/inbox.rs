@@ -602,7 +602,8 @@ struct MessageRow {
 struct Batch {
     conversations: Vec<ConversationRow>,
     messages: Vec<MessageRow>,
-    labels: Vec<(Uuid, Uuid)>,
+    /// (conversation, label, the conversation's last_message_at)
+    labels: Vec<(Uuid, Uuid, DateTime<Utc>)>,
 }
 
 /// Seeds one organization's conversations and messages; returns the rows inserted.
@@ -819,7 +820,7 @@ fn generate_conversation(
     }
     for &(label, share) in &org.labels {
         if rng.random_bool(share) {
-            batch.labels.push((id, label));
+            batch.labels.push((id, label, last));
         }
     }
     batch.conversations.push(ConversationRow {
@@ -894,10 +895,13 @@ async fn insert_batch(queue: &QueuePool, org: &OrgSeed, batch: &Batch) -> anyhow
         }
         for chunk in batch.labels.chunks(ROWS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO conversation_labels (organization_id, conversation_id, label_id) ",
+                "INSERT INTO conversation_labels (organization_id, conversation_id, label_id, last_message_at) ",
             );
-            insert.push_values(chunk, |mut row, (conversation, label)| {
-                row.push_bind(org.org).push_bind(*conversation).push_bind(*label);
+            insert.push_values(chunk, |mut row, (conversation, label, last)| {
+                row.push_bind(org.org)
+                    .push_bind(*conversation)
+                    .push_bind(*label)
+                    .push_bind(*last);
             });
             insert.build().execute(&mut *tx).await?;
         }

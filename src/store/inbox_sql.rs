@@ -25,8 +25,50 @@ macro_rules! note_columns {
     };
 }
 
-/// The filter's conditions on `c` (every branch of the listing repeats them).
-fn push_conversation_filters(query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
+/// Where a listing's rows come from, and the columns it is ordered by (equal to
+/// `c.last_message_at, c.id`). A label filter walks the label's rows, which carry their
+/// conversation's activity (migration 9), instead of checking every conversation's labels.
+struct ListingSource {
+    from: &'static str,
+    order_at: &'static str,
+    order_id: &'static str,
+}
+
+fn listing_source(filter: &ConversationFilter) -> ListingSource {
+    match filter.label_id {
+        Some(_) => ListingSource {
+            from: " FROM conversation_labels cl JOIN conversations c ON c.id = cl.conversation_id \
+                   JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE cl.label_id = ",
+            order_at: "cl.last_message_at",
+            order_id: "cl.conversation_id",
+        },
+        None => ListingSource {
+            from: " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id \
+                   WHERE 1 = ",
+            order_at: "c.last_message_at",
+            order_id: "c.id",
+        },
+    }
+}
+
+impl ListingSource {
+    /// `FROM ... WHERE <source condition>` (the caller adds the filters).
+    fn push_from(&self, query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
+        query.push(self.from);
+        match filter.label_id {
+            Some(label) => query.push_bind(label),
+            None => query.push("1"),
+        };
+    }
+}
+
+/// The filter's conditions on `c` (every branch of the listing repeats them); the label is left
+/// out when the rows come from the label already.
+fn push_conversation_filters(
+    query: &mut sqlx::QueryBuilder<Db>,
+    filter: &ConversationFilter,
+    label_joined: bool,
+) {
     query
         .push(" AND c.organization_id = ")
         .push_bind(filter.organization_id);
@@ -41,7 +83,7 @@ fn push_conversation_filters(query: &mut sqlx::QueryBuilder<Db>, filter: &Conver
             .push(" AND c.platform_connection_id = ")
             .push_bind(connection);
     }
-    if let Some(label) = filter.label_id {
+    if let Some(label) = filter.label_id.filter(|_| !label_joined) {
         query
             .push(" AND EXISTS (SELECT 1 FROM conversation_labels cl WHERE cl.conversation_id = c.id AND cl.label_id = ")
             .push_bind(label)
@@ -135,6 +177,7 @@ impl InboxStore for Backend {
         limit: i64,
     ) -> StoreResult<ConversationPage> {
         let org = filter.organization_id;
+        let source = listing_source(filter);
         let mut query = sqlx::QueryBuilder::<Db>::new("");
         match after {
             None => {
@@ -147,13 +190,14 @@ impl InboxStore for Backend {
                          (SELECT COALESCE(MAX(e.id), 0) FROM events e WHERE e.organization_id = "
                     ))
                     .push_bind(org)
-                    .push(
-                        ") AS as_of FROM conversations c \
-                         JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE 1 = 1",
-                    );
-                push_conversation_filters(&mut query, filter);
+                    .push(") AS as_of");
+                source.push_from(&mut query, filter);
+                push_conversation_filters(&mut query, filter, true);
                 query
-                    .push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
+                    .push(format!(
+                        " ORDER BY {} DESC, {} DESC LIMIT ",
+                        source.order_at, source.order_id
+                    ))
                     .push_bind(limit);
             }
             Some(cursor) => {
@@ -172,20 +216,23 @@ impl InboxStore for Backend {
                 query.push(concat!(
                     "SELECT * FROM (SELECT * FROM (SELECT ",
                     conversation_columns!(),
-                    ", c.last_message_at AS position_at, CAST(NULL AS BIGINT) AS as_of FROM conversations c \
-                     JOIN platform_connections pc ON pc.id = c.platform_connection_id \
-                     WHERE (c.last_message_at, c.id) < ("
+                    ", c.last_message_at AS position_at, CAST(NULL AS BIGINT) AS as_of"
                 ));
+                source.push_from(&mut query, filter);
                 query
+                    .push(format!(" AND ({}, {}) < (", source.order_at, source.order_id))
                     .push_bind(at)
                     .push(", ")
                     .push_bind(id)
                     .push(") AND c.id NOT IN (");
                 changed(&mut query, "message.created", "conversation_id");
                 query.push(")");
-                push_conversation_filters(&mut query, filter);
+                push_conversation_filters(&mut query, filter, true);
                 query
-                    .push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
+                    .push(format!(
+                        " ORDER BY {} DESC, {} DESC LIMIT ",
+                        source.order_at, source.order_id
+                    ))
                     .push_bind(limit)
                     .push(concat!(
                         ") AS unchanged UNION ALL SELECT ",
@@ -202,7 +249,7 @@ impl InboxStore for Backend {
                 query.push(") AND c.id NOT IN (");
                 changed(&mut query, "conversation.created", "conversation_id");
                 query.push(")");
-                push_conversation_filters(&mut query, filter);
+                push_conversation_filters(&mut query, filter, false);
                 query
                     .push(") AS walk WHERE position_at IS NOT NULL AND (position_at, id) < (")
                     .push_bind(at)
@@ -444,17 +491,19 @@ impl InboxStore for Backend {
             .await
             .map_err(db_error)?;
         if !label_ids.is_empty() {
-            let mut insert = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO conversation_labels (organization_id, conversation_id, label_id) ",
-            );
             // Only labels of this organization: another org's id is silently not linked (the
-            // use case has already refused it).
-            insert.push("SELECT organization_id, ");
+            // use case has already refused it). The conversation's row is locked (above), so its
+            // activity cannot change before this commits.
+            let mut insert = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO conversation_labels (organization_id, conversation_id, label_id, last_message_at) \
+                 SELECT l.organization_id, c.id, l.id, c.last_message_at FROM labels l \
+                 JOIN conversations c ON c.id = ",
+            );
             insert
                 .push_bind(conversation_id)
-                .push(", id FROM labels WHERE organization_id = ")
+                .push(" WHERE l.organization_id = ")
                 .push_bind(org_id)
-                .push(" AND id IN (");
+                .push(" AND l.id IN (");
             let mut list = insert.separated(", ");
             for id in label_ids {
                 list.push_bind(*id);
