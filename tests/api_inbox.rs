@@ -292,6 +292,31 @@ async fn search_finds_words_in_names_and_messages(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
+    // Searched listings page like the others, and combine with a label.
+    org.customer_says(&app, "2003", "Jo Ann", "wamid.d", "my parcel is late", 5)
+        .await;
+    let first = org.get_ok(&app, "/conversations?q=parcel&limit=1").await;
+    assert_eq!(first["items"][0]["id"], jo.as_str());
+    let cursor = str_of(&first["next_cursor"]);
+    let second = org
+        .get_ok(&app, &format!("/conversations?q=parcel&limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(second["items"][0]["id"], john.as_str());
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let (_, label) = app
+        .post(&org.path("/labels"), &org.token, json!({"name": "damaged"}))
+        .await;
+    app.put(
+        &org.path(&format!("/conversations/{john}/labels")),
+        &org.token,
+        json!({"label_ids": [label["id"]]}),
+    )
+    .await;
+    assert_eq!(
+        org.conversation_ids(&app, &format!("?q=parcel&label={}", str_of(&label["id"])))
+            .await,
+        [john.as_str()]
+    );
     // Another organization's messages are not found.
     let other = org_with_number(&app, "other@example.com", "100000000000002").await;
     other

@@ -25,40 +25,57 @@ macro_rules! note_columns {
     };
 }
 
-/// Where a listing's rows come from, and the columns it is ordered by (equal to
-/// `c.last_message_at, c.id`). A label filter walks the label's rows, which carry their
-/// conversation's activity (migration 9), instead of checking every conversation's labels.
-struct ListingSource {
-    from: &'static str,
-    order_at: &'static str,
-    order_id: &'static str,
-}
-
-fn listing_source(filter: &ConversationFilter) -> ListingSource {
-    match filter.label_id {
-        Some(_) => ListingSource {
-            from: " FROM conversation_labels cl JOIN conversations c ON c.id = cl.conversation_id \
-                   JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE cl.label_id = ",
-            order_at: "cl.last_message_at",
-            order_id: "cl.conversation_id",
-        },
-        None => ListingSource {
-            from: " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id \
-                   WHERE 1 = ",
-            order_at: "c.last_message_at",
-            order_id: "c.id",
-        },
-    }
+/// Where a listing's rows come from. A search starts from the matches, a label filter from the
+/// label's rows (which carry their conversation's activity, migration 9), anything else from
+/// the conversations in activity order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListingSource {
+    Conversations,
+    Label(Uuid),
+    SearchHits,
 }
 
 impl ListingSource {
-    /// `FROM ... WHERE <source condition>` (the caller adds the filters).
-    fn push_from(&self, query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
-        query.push(self.from);
+    fn of(filter: &ConversationFilter) -> Self {
         match filter.label_id {
-            Some(label) => query.push_bind(label),
-            None => query.push("1"),
-        };
+            _ if !filter.search.is_empty() => ListingSource::SearchHits,
+            Some(label) => ListingSource::Label(label),
+            None => ListingSource::Conversations,
+        }
+    }
+
+    /// The columns the rows are ordered by (equal to `c.last_message_at`, `c.id`).
+    fn order(self) -> (&'static str, &'static str) {
+        match self {
+            ListingSource::Label(_) => ("cl.last_message_at", "cl.conversation_id"),
+            _ => ("c.last_message_at", "c.id"),
+        }
+    }
+
+    /// `FROM ... WHERE <the source's own condition>`; the caller adds the filters.
+    fn push_from(self, query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
+        match self {
+            ListingSource::Conversations => {
+                query.push(
+                    " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id \
+                     WHERE 1 = 1",
+                );
+            }
+            ListingSource::Label(label) => {
+                query
+                    .push(
+                        " FROM conversation_labels cl JOIN conversations c ON c.id = cl.conversation_id \
+                         JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE cl.label_id = ",
+                    )
+                    .push_bind(label);
+            }
+            ListingSource::SearchHits => push_search_hits(query, filter.organization_id, &filter.search),
+        }
+    }
+
+    fn push_order(self, query: &mut sqlx::QueryBuilder<Db>) {
+        let (at, id) = self.order();
+        query.push(format!(" ORDER BY {at} DESC, {id} DESC LIMIT "));
     }
 }
 
@@ -67,7 +84,7 @@ impl ListingSource {
 fn push_conversation_filters(
     query: &mut sqlx::QueryBuilder<Db>,
     filter: &ConversationFilter,
-    label_joined: bool,
+    source: ListingSource,
 ) {
     query
         .push(" AND c.organization_id = ")
@@ -83,7 +100,10 @@ fn push_conversation_filters(
             .push(" AND c.platform_connection_id = ")
             .push_bind(connection);
     }
-    if let Some(label) = filter.label_id.filter(|_| !label_joined) {
+    if let Some(label) = filter
+        .label_id
+        .filter(|_| !matches!(source, ListingSource::Label(_)))
+    {
         query
             .push(" AND EXISTS (SELECT 1 FROM conversation_labels cl WHERE cl.conversation_id = c.id AND cl.label_id = ")
             .push_bind(label)
@@ -101,7 +121,7 @@ fn push_conversation_filters(
     if filter.unread {
         query.push(" AND c.unread_count > 0");
     }
-    if !filter.search.is_empty() {
+    if !filter.search.is_empty() && source != ListingSource::SearchHits {
         push_search(query, filter.organization_id, &filter.search);
     }
 }
@@ -177,7 +197,7 @@ impl InboxStore for Backend {
         limit: i64,
     ) -> StoreResult<ConversationPage> {
         let org = filter.organization_id;
-        let source = listing_source(filter);
+        let source = ListingSource::of(filter);
         let mut query = sqlx::QueryBuilder::<Db>::new("");
         match after {
             None => {
@@ -192,13 +212,9 @@ impl InboxStore for Backend {
                     .push_bind(org)
                     .push(") AS as_of");
                 source.push_from(&mut query, filter);
-                push_conversation_filters(&mut query, filter, true);
-                query
-                    .push(format!(
-                        " ORDER BY {} DESC, {} DESC LIMIT ",
-                        source.order_at, source.order_id
-                    ))
-                    .push_bind(limit);
+                push_conversation_filters(&mut query, filter, source);
+                source.push_order(&mut query);
+                query.push_bind(limit);
             }
             Some(cursor) => {
                 // Conversations whose activity changed after the walk started are placed by
@@ -219,27 +235,23 @@ impl InboxStore for Backend {
                     ", c.last_message_at AS position_at, CAST(NULL AS BIGINT) AS as_of"
                 ));
                 source.push_from(&mut query, filter);
+                let (order_at, order_id) = source.order();
                 query
-                    .push(format!(" AND ({}, {}) < (", source.order_at, source.order_id))
+                    .push(format!(" AND ({order_at}, {order_id}) < ("))
                     .push_bind(at)
                     .push(", ")
                     .push_bind(id)
                     .push(") AND c.id NOT IN (");
                 changed(&mut query, "message.created", "conversation_id");
                 query.push(")");
-                push_conversation_filters(&mut query, filter, true);
-                query
-                    .push(format!(
-                        " ORDER BY {} DESC, {} DESC LIMIT ",
-                        source.order_at, source.order_id
-                    ))
-                    .push_bind(limit)
-                    .push(concat!(
-                        ") AS unchanged UNION ALL SELECT ",
-                        conversation_columns!(),
-                        ", (SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id \
+                push_conversation_filters(&mut query, filter, source);
+                source.push_order(&mut query);
+                query.push_bind(limit).push(concat!(
+                    ") AS unchanged UNION ALL SELECT ",
+                    conversation_columns!(),
+                    ", (SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id \
                          AND m.id NOT IN ("
-                    ));
+                ));
                 changed(&mut query, "message.created", "message_id");
                 query.push(
                     ")) AS position_at, CAST(NULL AS BIGINT) AS as_of FROM conversations c \
@@ -249,7 +261,7 @@ impl InboxStore for Backend {
                 query.push(") AND c.id NOT IN (");
                 changed(&mut query, "conversation.created", "conversation_id");
                 query.push(")");
-                push_conversation_filters(&mut query, filter, false);
+                push_conversation_filters(&mut query, filter, ListingSource::Conversations);
                 query
                     .push(") AS walk WHERE position_at IS NOT NULL AND (position_at, id) < (")
                     .push_bind(at)

@@ -149,13 +149,32 @@ fn event_log_lock_key(org: Uuid) -> i32 {
 /// `q`: every word a prefix of a word of the contact's name or of one message's text. One
 /// `IN (... UNION ...)` rather than an OR of two conditions, so that both GIN indexes are used.
 fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
+    query.push(" AND c.id IN (");
+    push_search_union(query, org_id, words);
+    query.push(")");
+}
+
+/// A searched listing's rows: the matching conversations, each looked up by its key (a LATERAL
+/// join; PostgreSQL overestimates prefix matches and would otherwise scan every conversation:
+/// 34 ms -> 1.5 ms for a rare word, README).
+fn push_search_hits(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
+    query.push(" FROM (");
+    push_search_union(query, org_id, words);
+    query.push(
+        ") AS hits CROSS JOIN LATERAL (SELECT * FROM conversations c0 WHERE c0.id = hits.id OFFSET 0) AS c \
+         JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE 1 = 1",
+    );
+}
+
+/// The ids of the conversations whose contact or one of whose messages has every word.
+fn push_search_union(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
     let tsquery = words
         .iter()
         .map(|w| format!("{w}:*"))
         .collect::<Vec<_>>()
         .join(" & ");
     query
-        .push(" AND c.id IN (SELECT n.id FROM conversations n WHERE n.organization_id = ")
+        .push("SELECT n.id FROM conversations n WHERE n.organization_id = ")
         .push_bind(org_id)
         .push(
             " AND to_tsvector('simple', COALESCE(n.contact_name, '') || ' ' || COALESCE(n.contact_username, '')) \
@@ -166,7 +185,7 @@ fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String
         .push_bind(org_id)
         .push(" AND m.search_vector @@ to_tsquery('simple', ")
         .push_bind(tsquery)
-        .push("))");
+        .push(")");
 }
 
 /// Folds the count deltas into one row per (organization, assignee), in one statement (rows

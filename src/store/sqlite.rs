@@ -175,6 +175,14 @@ fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String
         .push(")");
 }
 
+/// A searched listing's rows: SQLite already drives the `IN (...)` from the matches.
+fn push_search_hits(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
+    query.push(
+        " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE 1 = 1",
+    );
+    push_search(query, org_id, words);
+}
+
 /// Folds the count deltas into one row per (organization, assignee); the write transaction
 /// keeps every other writer out meanwhile.
 async fn compact_conversation_counts(pool: &SqlitePool) -> StoreResult<u64> {
