@@ -64,6 +64,10 @@ pub enum Command {
     /// Delete what is past its retention now (FREE organizations' messages older than 30 days,
     /// live events older than event_retention_hours); the workers also do it every 10 minutes.
     Retention,
+    /// Platform tokens: `snorq tokens refresh` refreshes the TikTok tokens that are due now
+    /// (the workers do it every token_refresh_interval_secs).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Load-test webhook ingest against a running service (see benches/README.md).
     BenchIngest(crate::bench::IngestBenchArgs),
     /// Measure outbound sends through the queue against an in-process fake platform, on the
@@ -105,6 +109,12 @@ pub enum KeysCommand {
     Generate,
     /// Re-encrypt every stored token under the first configured key.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Refresh the TikTok access tokens expiring within token_refresh_window_mins, once.
+    Refresh,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +233,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "deleted {} messages and {} live events",
                 done.messages, done.events
+            );
+            Ok(())
+        }
+        Command::Tokens(TokensCommand::Refresh) => {
+            let app = server::bootstrap(&config).await?;
+            let done = crate::app::token_refresh::run_once(&app).await?;
+            println!(
+                "refreshed {}, expired {}, failed {}, lost {}",
+                done.refreshed, done.expired, done.failed, done.lost
             );
             Ok(())
         }

@@ -85,6 +85,31 @@ pub struct RawConfig {
     /// reached none. Everyone else sees the organizations they administer.
     #[serde(deserialize_with = "string_or_list")]
     pub operator_emails: Vec<String>,
+    /// This service's public base URL; platforms redirect to `{public_url}/oauth/{platform}/callback`.
+    pub public_url: Option<String>,
+    /// Where the OAuth callback sends the browser afterwards (with `status`, `platform` and
+    /// `error` or `connection_ids` in the query); default `{public_url}/dashboard/connections`.
+    pub oauth_return_url: Option<String>,
+    /// App ids for the connect flows (the secrets are the `*_app_secret` settings).
+    pub whatsapp_app_id: Option<String>,
+    pub facebook_app_id: Option<String>,
+    pub tiktok_app_id: Option<String>,
+    /// The Embedded Signup configuration id (Facebook Login for Business) for WhatsApp.
+    pub whatsapp_config_id: Option<String>,
+    /// Facebook Login dialog host (tests, simulators); default https://www.facebook.com.
+    pub facebook_dialog_base_url: Option<String>,
+    /// TikTok authorization page; default https://www.tiktok.com/v2/auth/authorize/.
+    pub tiktok_authorize_url: Option<String>,
+    /// TikTok access tokens expiring within this many minutes are refreshed.
+    pub token_refresh_window_mins: u32,
+    /// How often the workers look for tokens to refresh.
+    pub token_refresh_interval_secs: u64,
+    /// Waits before retrying a refresh that failed without a verdict (5xx, timeout), in seconds.
+    #[serde(deserialize_with = "number_list")]
+    pub token_refresh_retry_delays_secs: Vec<u64>,
+    /// Refreshes or checks failed in a row (no verdict on the token) before an active
+    /// connection shows `error`.
+    pub connection_error_threshold: u32,
 }
 
 impl Default for RawConfig {
@@ -122,6 +147,18 @@ impl Default for RawConfig {
             finished_job_retention_hours: 24 * 7,
             event_retention_hours: 72,
             operator_emails: Vec::new(),
+            public_url: None,
+            oauth_return_url: None,
+            whatsapp_app_id: None,
+            facebook_app_id: None,
+            tiktok_app_id: None,
+            whatsapp_config_id: None,
+            facebook_dialog_base_url: None,
+            tiktok_authorize_url: None,
+            token_refresh_window_mins: 60,
+            token_refresh_interval_secs: 60,
+            token_refresh_retry_delays_secs: vec![60, 300, 1800],
+            connection_error_threshold: 3,
         }
     }
 }
@@ -249,6 +286,40 @@ pub struct Config {
     pub workers: bool,
     pub outbound: OutboundConfig,
     pub operator_emails: Vec<String>,
+    pub oauth: OAuthConfig,
+    pub token_refresh: TokenRefreshConfig,
+}
+
+/// The connect flows: where platforms send users back, and the apps' ids.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthConfig {
+    /// `{public_url}/oauth/{platform}/callback` is the redirect URI given to the platforms.
+    pub public_url: Option<String>,
+    pub return_url: Option<String>,
+    pub whatsapp_app_id: Option<String>,
+    pub facebook_app_id: Option<String>,
+    pub tiktok_app_id: Option<String>,
+    pub whatsapp_config_id: Option<String>,
+}
+
+impl OAuthConfig {
+    pub fn app_id(&self, platform: snorq_connectors::Platform) -> Option<&str> {
+        use snorq_connectors::Platform;
+        match platform {
+            Platform::WhatsApp => self.whatsapp_app_id.as_deref(),
+            Platform::Facebook => self.facebook_app_id.as_deref(),
+            Platform::TikTok => self.tiktok_app_id.as_deref(),
+        }
+    }
+}
+
+/// Keeping TikTok tokens fresh, and when a connection counts as failing.
+#[derive(Debug, Clone)]
+pub struct TokenRefreshConfig {
+    pub window: chrono::Duration,
+    pub interval: std::time::Duration,
+    pub retry_delays: Vec<chrono::Duration>,
+    pub error_threshold: i32,
 }
 
 /// Sending: the worker's settings.
@@ -505,14 +576,77 @@ impl RawConfig {
                 &self.tiktok_base_url,
                 &mut platforms.tiktok_base_url,
             ),
+            (
+                "facebook_dialog_base_url",
+                &self.facebook_dialog_base_url,
+                &mut platforms.facebook_dialog_base_url,
+            ),
+            (
+                "tiktok_authorize_url",
+                &self.tiktok_authorize_url,
+                &mut platforms.tiktok_authorize_url,
+            ),
         ] {
-            if let Some(url) = value.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-                if !matches!(url::Url::parse(url), Ok(u) if matches!(u.scheme(), "http" | "https")) {
-                    return Err(ConfigError::new(setting, "must be an http(s) URL"));
-                }
-                *target = url.to_owned();
+            if let Some(url) = http_url(setting, value)? {
+                *target = url;
             }
         }
+        let public_url = http_url("public_url", &self.public_url)?.map(|u| u.trim_end_matches('/').to_owned());
+        let return_url = http_url("oauth_return_url", &self.oauth_return_url)?;
+        let id = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let oauth = OAuthConfig {
+            whatsapp_app_id: id(self.whatsapp_app_id),
+            facebook_app_id: id(self.facebook_app_id),
+            tiktok_app_id: id(self.tiktok_app_id),
+            whatsapp_config_id: id(self.whatsapp_config_id),
+            public_url,
+            return_url,
+        };
+        let any_app = [&oauth.whatsapp_app_id, &oauth.facebook_app_id, &oauth.tiktok_app_id]
+            .iter()
+            .any(|a| a.is_some());
+        if any_app && oauth.public_url.is_none() {
+            return Err(ConfigError::new(
+                "public_url",
+                "required with an app id: the platforms redirect to {public_url}/oauth/{platform}/callback",
+            ));
+        }
+        if !(5..=24 * 60).contains(&self.token_refresh_window_mins) {
+            return Err(ConfigError::new(
+                "token_refresh_window_mins",
+                "must be between 5 and 1440 (a day; TikTok access tokens live 24 hours)",
+            ));
+        }
+        if !(1..=3600).contains(&self.token_refresh_interval_secs) {
+            return Err(ConfigError::new(
+                "token_refresh_interval_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.token_refresh_retry_delays_secs.is_empty()
+            || self.token_refresh_retry_delays_secs.iter().any(|d| !(1..=86_400).contains(d))
+        {
+            return Err(ConfigError::new(
+                "token_refresh_retry_delays_secs",
+                "must be one or more waits of 1 to 86400 seconds",
+            ));
+        }
+        if !(1..=1000).contains(&self.connection_error_threshold) {
+            return Err(ConfigError::new(
+                "connection_error_threshold",
+                "must be between 1 and 1000",
+            ));
+        }
+        let token_refresh = TokenRefreshConfig {
+            window: chrono::Duration::minutes(i64::from(self.token_refresh_window_mins)),
+            interval: std::time::Duration::from_secs(self.token_refresh_interval_secs),
+            retry_delays: self
+                .token_refresh_retry_delays_secs
+                .iter()
+                .map(|s| chrono::Duration::seconds(*s as i64))
+                .collect(),
+            error_threshold: self.connection_error_threshold as i32,
+        };
         let outbound = OutboundConfig {
             concurrency: self.send_concurrency,
             retry_delays: self
@@ -562,8 +696,21 @@ impl RawConfig {
                 .map(|e| e.trim().to_lowercase())
                 .filter(|e| !e.is_empty())
                 .collect(),
+            oauth,
+            token_refresh,
         })
     }
+}
+
+/// An optional http(s) URL setting; blank counts as unset.
+fn http_url(setting: &str, value: &Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = value.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if !matches!(url::Url::parse(url), Ok(u) if matches!(u.scheme(), "http" | "https")) {
+        return Err(ConfigError::new(setting, "must be an http(s) URL"));
+    }
+    Ok(Some(url.to_owned()))
 }
 
 impl Config {

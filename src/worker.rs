@@ -56,6 +56,7 @@ pub async fn run(
         config.job_retention,
         config.event_retention,
     ));
+    let refresher = tokio::spawn(refresh_tokens(app.clone()));
     // One name per process and incarnation: a restarted worker must not inherit the jobs its
     // predecessor held (they are orphaned, and the heartbeat check hands them out again).
     let instance = domain::new_id().simple().to_string();
@@ -123,6 +124,7 @@ pub async fn run(
     });
     let result = result.await;
     janitor.abort();
+    refresher.abort();
     result.context("send workers")
 }
 
@@ -152,6 +154,19 @@ async fn deliver(job: SendJob, delivery: Data<Arc<Delivery>>) -> Result<(), BoxD
         Err(err) => {
             tracing::warn!(message_id = %job.message_id, error = %err, "send job failed; it will run again");
             Err(Box::new(err))
+        }
+    }
+}
+
+/// Refreshes TikTok tokens before they expire, every `token_refresh_interval_secs`. Several
+/// processes may run this: each connection is claimed by one of them.
+async fn refresh_tokens(app: Arc<App>) {
+    let mut every = tokio::time::interval(app.settings.token_refresh.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(err) = crate::app::token_refresh::run_once(&app).await {
+            tracing::warn!(error = %err, "token refresh pass failed; will try again");
         }
     }
 }

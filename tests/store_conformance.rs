@@ -58,6 +58,10 @@ fn connection(org: &Organization, platform: Platform, account: &str) -> Connecti
         refresh_token_expires_at: None,
         settings: Json(json!({"human_agent": true})),
         last_error: None,
+        granted_by_external_id: None,
+        failure_count: 0,
+        last_checked_at: None,
+        last_refreshed_at: None,
         created_at: now,
         updated_at: now,
     }

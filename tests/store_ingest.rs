@@ -56,6 +56,10 @@ async fn connected_store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
             refresh_token_expires_at: None,
             settings: Json(json!({})),
             last_error: None,
+            granted_by_external_id: None,
+            failure_count: 0,
+            last_checked_at: None,
+            last_refreshed_at: None,
             created_at: now,
             updated_at: now,
         })

@@ -21,6 +21,10 @@ pub struct ClientConfig {
     pub tiktok_base_url: String,
     /// TikTok API version path segment, e.g. `v1.3`.
     pub tiktok_api_version: String,
+    /// Facebook Login dialog host: the browser is sent here, not the Graph host.
+    pub facebook_dialog_base_url: String,
+    /// TikTok's OAuth consent page (a different host from the API).
+    pub tiktok_authorize_url: String,
     /// The whole call, connect to last byte.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -33,6 +37,8 @@ impl Default for ClientConfig {
             graph_api_version: "v24.0".to_owned(),
             tiktok_base_url: "https://business-api.tiktok.com".to_owned(),
             tiktok_api_version: "v1.3".to_owned(),
+            facebook_dialog_base_url: "https://www.facebook.com".to_owned(),
+            tiktok_authorize_url: "https://www.tiktok.com/v2/auth/authorize/".to_owned(),
             timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
         }
@@ -45,6 +51,8 @@ impl ClientConfig {
         ClientConfig {
             graph_base_url: base_url.to_owned(),
             tiktok_base_url: base_url.to_owned(),
+            facebook_dialog_base_url: base_url.to_owned(),
+            tiktok_authorize_url: format!("{}/v2/auth/authorize/", base_url.trim_end_matches('/')),
             ..ClientConfig::default()
         }
     }
@@ -456,6 +464,11 @@ mod tests {
         assert_eq!(
             config.tiktok_url("business/message/send/"),
             "http://127.0.0.1:9/open_api/v1.3/business/message/send/"
+        );
+        assert_eq!(config.facebook_dialog_base_url, "http://127.0.0.1:9/");
+        assert_eq!(
+            config.tiktok_authorize_url,
+            "http://127.0.0.1:9/v2/auth/authorize/"
         );
     }
 

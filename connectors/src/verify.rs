@@ -6,12 +6,17 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::Platform;
+use crate::json::{non_empty, opt_text, opt_timestamp};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -187,6 +192,105 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
     head.eq_ignore_ascii_case(prefix)
         .then(|| text.get(prefix.len()..))
         .flatten()
+}
+
+/// The largest `signed_request` accepted; Meta's are a few hundred bytes.
+const MAX_SIGNED_REQUEST_LEN: usize = 8 * 1024;
+
+/// base64url as Meta writes it (no padding), decoding with or without `=` padding.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The verified content of a Meta `signed_request` (deauthorize and data-deletion callbacks):
+/// which user removed the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The app-scoped user id; `None` when Meta sends none (or `"0"`).
+    pub user_id: Option<String>,
+    /// The Page / profile the callback concerns, when Meta says.
+    pub profile_id: Option<String>,
+    /// When Meta signed it (unix seconds).
+    pub issued_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct SignedPayload {
+    #[serde(default, deserialize_with = "opt_text")]
+    algorithm: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    profile_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_timestamp")]
+    issued_at: Option<i64>,
+}
+
+/// Verifies a Meta `signed_request` form field, `<sig>.<payload>`: `sig` is the base64url
+/// HMAC-SHA256 of the payload **as sent** (still encoded), keyed with the app secret; the payload
+/// is base64url JSON with `algorithm: "HMAC-SHA256"`. The signature is checked (constant time)
+/// before the payload is parsed. Errors reuse the webhook variants: an empty field is
+/// `MissingHeader`, a malformed one (or another algorithm) `MalformedHeader`.
+pub fn verify_meta_signed_request(
+    app_secret: &[u8],
+    signed_request: &str,
+) -> Result<SignedRequest, SignatureError> {
+    let mut mac = keyed(app_secret)?;
+    let signed_request = signed_request.trim();
+    if signed_request.is_empty() {
+        return Err(SignatureError::MissingHeader);
+    }
+    if signed_request.len() > MAX_SIGNED_REQUEST_LEN {
+        return Err(SignatureError::MalformedHeader(
+            "the signed_request is longer than 8 KiB",
+        ));
+    }
+    let (signature, payload) = signed_request
+        .split_once('.')
+        .ok_or(SignatureError::MalformedHeader("expected <signature>.<payload>"))?;
+    let expected = BASE64URL
+        .decode(signature)
+        .map_err(|_| SignatureError::MalformedHeader("the signature is not base64url"))?;
+    if expected.len() != 32 {
+        return Err(SignatureError::MalformedHeader("the signature is not 32 bytes"));
+    }
+    mac.update(payload.as_bytes());
+    let actual = mac.finalize().into_bytes();
+    if !bool::from(actual.as_slice().ct_eq(&expected)) {
+        return Err(SignatureError::Mismatch);
+    }
+    let json = BASE64URL
+        .decode(payload)
+        .map_err(|_| SignatureError::MalformedHeader("the payload is not base64url"))?;
+    let payload = serde_json::from_slice::<SignedPayload>(&json)
+        .map_err(|_| SignatureError::MalformedHeader("the payload is not a JSON object"))?;
+    let hmac_sha256 = payload
+        .algorithm
+        .is_some_and(|a| a.eq_ignore_ascii_case("HMAC-SHA256"));
+    if !hmac_sha256 {
+        return Err(SignatureError::MalformedHeader(
+            "the algorithm is not HMAC-SHA256",
+        ));
+    }
+    let id = |value: Option<String>| non_empty(value).filter(|v| v != "0");
+    Ok(SignedRequest {
+        user_id: id(payload.user_id),
+        profile_id: id(payload.profile_id),
+        issued_at: payload.issued_at,
+    })
+}
+
+/// A `signed_request` as Meta would send it for `payload` (tests, local tools).
+pub fn meta_signed_request(app_secret: &[u8], payload: &serde_json::Value) -> String {
+    let Ok(mut mac) = HmacSha256::new_from_slice(app_secret) else {
+        return String::new();
+    };
+    let payload = BASE64URL.encode(payload.to_string());
+    mac.update(payload.as_bytes());
+    format!("{}.{payload}", BASE64URL.encode(mac.finalize().into_bytes()))
 }
 
 /// Why a Meta subscribe handshake was refused (answer 403).
@@ -394,5 +498,147 @@ mod tests {
             meta_subscribe_handshake(&map, "tok"),
             Err(HandshakeError::MissingParameter("hub.challenge"))
         );
+    }
+
+    fn deauthorize_payload() -> serde_json::Value {
+        serde_json::json!({
+            "algorithm": "HMAC-SHA256",
+            "issued_at": 1_767_225_600,
+            "user_id": "1234567890123456"
+        })
+    }
+
+    #[test]
+    fn signed_request_round_trip() {
+        let signed = meta_signed_request(b"app-secret", &deauthorize_payload());
+        assert!(!signed.contains('='), "{signed}");
+        assert_eq!(
+            verify_meta_signed_request(b"app-secret", &signed),
+            Ok(SignedRequest {
+                user_id: Some("1234567890123456".to_owned()),
+                profile_id: None,
+                issued_at: Some(1_767_225_600),
+            })
+        );
+        // Numeric ids, a profile id and a lower-case algorithm name.
+        let payload = serde_json::json!({
+            "algorithm": "hmac-sha256", "issued_at": "1767225600",
+            "user_id": 7456789012345678901_u64, "profile_id": 104512345678901_u64
+        });
+        let verified = verify_meta_signed_request(b"k", &meta_signed_request(b"k", &payload)).unwrap();
+        assert_eq!(verified.user_id.as_deref(), Some("7456789012345678901"));
+        assert_eq!(verified.profile_id.as_deref(), Some("104512345678901"));
+        assert_eq!(verified.issued_at, Some(1_767_225_600));
+        for user_id in [
+            serde_json::json!("0"),
+            serde_json::json!(""),
+            serde_json::json!(0),
+        ] {
+            let payload = serde_json::json!({"algorithm": "HMAC-SHA256", "user_id": user_id});
+            let verified = verify_meta_signed_request(b"k", &meta_signed_request(b"k", &payload)).unwrap();
+            assert_eq!(verified.user_id, None, "{payload}");
+        }
+    }
+
+    /// A known vector: HMAC-SHA256("secret", "eyJhbGdvcml0aG0iOiJITUFDLVNIQTI1NiJ9") computed
+    /// independently (Python hmac), base64url without padding.
+    #[test]
+    fn signed_request_vector() {
+        let payload = "eyJhbGdvcml0aG0iOiJITUFDLVNIQTI1NiJ9"; // {"algorithm":"HMAC-SHA256"}
+        let signed = format!("QsWIu6IiDRayhMf4kx9u2JPUVtBOIxKy7dVRCknZEIM.{payload}");
+        assert_eq!(
+            verify_meta_signed_request(b"secret", &signed),
+            Ok(SignedRequest {
+                user_id: None,
+                profile_id: None,
+                issued_at: None
+            })
+        );
+    }
+
+    #[test]
+    fn signed_request_padding_is_tolerated() {
+        let signed = meta_signed_request(b"k", &deauthorize_payload());
+        let (sig, payload) = signed.split_once('.').unwrap();
+        // 32 bytes encode to 43 characters; padded base64url adds one '='.
+        assert_eq!(sig.len(), 43);
+        let padded = format!("{sig}=.{payload}");
+        assert!(verify_meta_signed_request(b"k", &padded).is_ok());
+    }
+
+    #[test]
+    fn signed_request_rejections() {
+        let signed = meta_signed_request(b"app-secret", &deauthorize_payload());
+        let (sig, payload) = signed.split_once('.').unwrap();
+        // Tampered payload: another user id, validly encoded, same signature.
+        let forged = BASE64URL.encode(
+            serde_json::json!({"algorithm": "HMAC-SHA256", "issued_at": 1_767_225_600, "user_id": "666"})
+                .to_string(),
+        );
+        assert_eq!(
+            verify_meta_signed_request(b"app-secret", &format!("{sig}.{forged}")),
+            Err(SignatureError::Mismatch)
+        );
+        // Tampered signature: one character changed (the first, so every bit it carries counts).
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{flipped}{}.{payload}", &sig[1..]);
+        assert_eq!(
+            verify_meta_signed_request(b"app-secret", &tampered),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_meta_signed_request(b"other-secret", &signed),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_meta_signed_request(b"", &signed),
+            Err(SignatureError::MissingSecret)
+        );
+        assert_eq!(
+            verify_meta_signed_request(b"app-secret", "  "),
+            Err(SignatureError::MissingHeader)
+        );
+        // Correctly signed, but not HMAC-SHA256 (or no algorithm at all).
+        for payload in [
+            serde_json::json!({"algorithm": "HMAC-SHA1", "user_id": "1"}),
+            serde_json::json!({"user_id": "1"}),
+            serde_json::json!(["not", "an", "object"]),
+        ] {
+            let signed = meta_signed_request(b"app-secret", &payload);
+            assert!(
+                matches!(
+                    verify_meta_signed_request(b"app-secret", &signed),
+                    Err(SignatureError::MalformedHeader(_))
+                ),
+                "{payload}"
+            );
+        }
+        let too_long = format!("{sig}.{}", "A".repeat(MAX_SIGNED_REQUEST_LEN));
+        for garbage in [
+            "garbage".to_owned(),
+            ".".to_owned(),
+            format!(".{payload}"),
+            sig.to_owned(),
+            format!("not*base64.{payload}"),
+            format!("{}.{payload}", BASE64URL.encode([0u8; 16])),
+            too_long,
+            "é.é".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    verify_meta_signed_request(b"app-secret", &garbage),
+                    Err(SignatureError::MalformedHeader(_))
+                ),
+                "{garbage}"
+            );
+        }
+        // A valid signature over a payload that is not base64url JSON is still refused.
+        let mut mac = HmacSha256::new_from_slice(b"app-secret").unwrap();
+        mac.update(b"!!!");
+        let sig = BASE64URL.encode(mac.finalize().into_bytes());
+        assert!(matches!(
+            verify_meta_signed_request(b"app-secret", &format!("{sig}.!!!")),
+            Err(SignatureError::MalformedHeader(_))
+        ));
     }
 }

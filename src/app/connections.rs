@@ -1,4 +1,5 @@
-//! Platform connections with manually supplied credentials (OAuth comes later). Tokens are
+//! Platform connections: created with credentials an admin supplies, or by the OAuth flows
+//! (`oauth.rs`) through [`upsert`]. Tokens are
 //! encrypted by the vault before they reach the store, bound to the connection's id and field;
 //! nothing returned from here carries a token in clear.
 
@@ -100,7 +101,78 @@ fn apply_credentials(vault: &Vault, connection: &mut Connection, credentials: &C
     connection.refresh_token_expires_at = credentials.refresh_token_expires_at;
     connection.status = ConnectionStatus::Active;
     connection.last_error = None;
+    connection.failure_count = 0;
     Ok(())
+}
+
+fn new_connection(org_id: Uuid, platform: Platform, platform_user_id: String, now: DateTime<Utc>) -> Connection {
+    Connection {
+        id: domain::new_id(),
+        organization_id: org_id,
+        platform: PlatformColumn(platform),
+        platform_user_id,
+        name: None,
+        status: ConnectionStatus::Active,
+        access_token_enc: None,
+        refresh_token_enc: None,
+        token_fingerprint: None,
+        access_token_expires_at: None,
+        refresh_token_expires_at: None,
+        settings: Json(json!({})),
+        last_error: None,
+        granted_by_external_id: None,
+        failure_count: 0,
+        last_checked_at: None,
+        last_refreshed_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// An account a connect flow was granted.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub platform: Platform,
+    pub platform_user_id: String,
+    pub name: Option<String>,
+    /// The platform user who granted it (Meta's app-scoped id), for deauthorize callbacks.
+    pub granted_by: Option<String>,
+    /// Merged into the connection's settings (e.g. WhatsApp's `waba_id`).
+    pub settings: serde_json::Value,
+}
+
+/// Stores a grant: the organization's connection for the account gets the new tokens and is
+/// active again (whatever its status was), or a new connection is created. An account live in
+/// another organization is `Conflict`.
+pub async fn upsert(app: &App, org_id: Uuid, account: Account, credentials: &Credentials) -> AppResult<Connection> {
+    let now = domain::now();
+    let name = validate_name(account.name.as_deref())?;
+    let existing = app
+        .store
+        .connection_by_account(org_id, account.platform, &account.platform_user_id)
+        .await?;
+    let (mut connection, read_at) = match existing {
+        Some(existing) => {
+            let read_at = existing.updated_at;
+            (existing, Some(read_at))
+        }
+        None => (
+            new_connection(org_id, account.platform, validate_account_id(&account.platform_user_id)?, now),
+            None,
+        ),
+    };
+    connection.name = name.or(connection.name);
+    connection.granted_by_external_id = account.granted_by.or(connection.granted_by_external_id);
+    connection.settings = super::oauth::merge_settings(&connection.settings, &account.settings);
+    connection.updated_at = now;
+    // Encrypted after the id is known: the ciphertext is bound to the row.
+    apply_credentials(&app.vault, &mut connection, credentials)?;
+    let saved = match read_at {
+        Some(read_at) => app.store.save_connection(&connection, read_at).await?,
+        None => app.store.insert_connection(&connection).await?,
+    };
+    tracing::info!(connection_id = %saved.id, platform = %account.platform, "connection granted");
+    Ok(saved)
 }
 
 /// Connects a platform account to the organization (ADMIN or OWNER). An account connected
@@ -130,23 +202,8 @@ pub async fn create(app: &App, access: &OrgAccess, new: NewConnection) -> AppRes
             Ok(saved)
         }
         None => {
-            let mut connection = Connection {
-                id: domain::new_id(),
-                organization_id: access.org_id(),
-                platform: PlatformColumn(new.platform),
-                platform_user_id,
-                name,
-                status: ConnectionStatus::Active,
-                access_token_enc: None,
-                refresh_token_enc: None,
-                token_fingerprint: None,
-                access_token_expires_at: None,
-                refresh_token_expires_at: None,
-                settings: Json(json!({})),
-                last_error: None,
-                created_at: now,
-                updated_at: now,
-            };
+            let mut connection = new_connection(access.org_id(), new.platform, platform_user_id, now);
+            connection.name = name;
             apply_credentials(&app.vault, &mut connection, &new.credentials)?;
             let saved = app.store.insert_connection(&connection).await?;
             tracing::info!(connection_id = %saved.id, platform = %new.platform, "connection created");

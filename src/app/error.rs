@@ -39,6 +39,18 @@ pub enum AppError {
     ConnectionUnavailable { status: &'static str },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// An OAuth callback's state is not one we issued, or was used or expired.
+    #[error("{0}")]
+    InvalidState(&'static str),
+    /// A platform callback whose signature does not verify.
+    #[error("the signature does not verify")]
+    InvalidSignature,
+    /// A feature that needs settings this server lacks (named in the message).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// A platform API failed in a way that is worth retrying later.
+    #[error("{0}")]
+    PlatformUnavailable(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod batcher;
+pub mod connection_health;
 pub mod connections;
 pub mod dashboard;
 pub mod delivery;
@@ -15,18 +16,20 @@ pub mod labels;
 pub mod live;
 mod login_limiter;
 pub mod notes;
+pub mod oauth;
 pub mod orgs;
 pub mod pacing;
 pub mod replies;
 pub mod retention;
 pub mod sends;
+pub mod token_refresh;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use error::AppError;
 pub use login_limiter::LoginLimiter;
 
-use crate::config::{Config, WebhookConfig};
+use crate::config::{Config, OAuthConfig, TokenRefreshConfig, WebhookConfig};
 use crate::crypto::Vault;
 use crate::store::Store;
 
@@ -40,6 +43,8 @@ pub struct App {
     pub login_limiter: LoginLimiter,
     pub ingestor: ingest::Ingestor,
     pub live: live::EventPump,
+    /// Built on first use (the connect flows, checks, refreshes).
+    platform_client: OnceLock<snorq_connectors::Client>,
 }
 
 /// The subset of configuration the use cases read.
@@ -50,6 +55,9 @@ pub struct Settings {
     pub webhooks: WebhookConfig,
     /// Lower-cased emails of the dashboard's operators.
     pub operator_emails: Vec<String>,
+    pub oauth: OAuthConfig,
+    pub token_refresh: TokenRefreshConfig,
+    pub platforms: snorq_connectors::ClientConfig,
 }
 
 impl App {
@@ -71,9 +79,47 @@ impl App {
                 session_ttl: config.session_ttl,
                 webhooks: config.webhooks.clone(),
                 operator_emails: config.operator_emails.clone(),
+                oauth: config.oauth.clone(),
+                token_refresh: config.token_refresh.clone(),
+                platforms: config.outbound.platforms.clone(),
             },
             login_limiter: LoginLimiter::per_minute(config.login_attempts_per_minute),
             live: live::EventPump::default(),
+            platform_client: OnceLock::new(),
         }
+    }
+
+    /// The platform API client (shares one connection pool).
+    pub fn platform_client(&self) -> AppResult<&snorq_connectors::Client> {
+        if let Some(client) = self.platform_client.get() {
+            return Ok(client);
+        }
+        let client = snorq_connectors::Client::new(self.settings.platforms.clone()).map_err(AppError::internal)?;
+        Ok(self.platform_client.get_or_init(|| client))
+    }
+
+    /// The Meta app of this platform (WhatsApp or Facebook), if its id and secret are set.
+    pub fn meta_app(&self, platform: snorq_connectors::Platform) -> Option<snorq_connectors::MetaApp> {
+        let (id, secret) = self.app_credentials(platform)?;
+        Some(snorq_connectors::MetaApp {
+            app_id: id,
+            app_secret: secret,
+        })
+    }
+
+    /// The TikTok app, if its id and secret are set.
+    pub fn tiktok_app(&self) -> Option<snorq_connectors::TikTokApp> {
+        let (id, secret) = self.app_credentials(snorq_connectors::Platform::TikTok)?;
+        Some(snorq_connectors::TikTokApp {
+            app_id: id,
+            app_secret: secret,
+        })
+    }
+
+    fn app_credentials(&self, platform: snorq_connectors::Platform) -> Option<(String, snorq_connectors::Secret)> {
+        use secrecy::ExposeSecret;
+        let id = self.settings.oauth.app_id(platform)?;
+        let secret = self.settings.webhooks.app_secret(platform)?;
+        Some((id.to_owned(), snorq_connectors::Secret::new(secret.expose_secret().to_owned())))
     }
 }

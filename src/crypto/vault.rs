@@ -13,7 +13,9 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 const ENVELOPE_VERSION: &str = "snorq1";
@@ -50,11 +52,13 @@ pub enum VaultError {
     Encrypt,
 }
 
-/// One AES-256 key and its id (the first 8 hex digits of a SHA-256 over the key).
+/// One AES-256 key and its id (the first 8 hex digits of a SHA-256 over the key), plus an
+/// HMAC key derived from it, so that signing needs no second secret.
 #[derive(Clone)]
 pub struct EncryptionKey {
     id: String,
     cipher: Aes256Gcm,
+    mac_key: [u8; 32],
 }
 
 impl EncryptionKey {
@@ -64,9 +68,14 @@ impl EncryptionKey {
             .chain_update(b"snorq key id\0")
             .chain_update(bytes)
             .finalize();
+        let mac_key = Sha256::new()
+            .chain_update(b"snorq mac key\0")
+            .chain_update(bytes)
+            .finalize();
         Ok(EncryptionKey {
             id: hex::encode(&digest[..4]),
             cipher,
+            mac_key: mac_key.into(),
         })
     }
 
@@ -84,6 +93,16 @@ impl EncryptionKey {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        // The derived key is 32 bytes: HMAC accepts any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.mac_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -132,6 +151,24 @@ impl Vault {
 
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// A signature of `data` for `purpose` (`<key id>.<base64url HMAC-SHA256>`), made with the
+    /// primary key; [`Vault::verify_signature`] accepts it while that key is in the keyring.
+    pub fn sign(&self, purpose: &str, data: &[u8]) -> String {
+        let key = self.keyring.primary();
+        format!("{}.{}", key.id, URL_SAFE_NO_PAD.encode(key.mac(purpose, data)))
+    }
+
+    /// Whether `signature` is [`Vault::sign`]'s for this purpose and data (constant time).
+    pub fn verify_signature(&self, purpose: &str, data: &[u8], signature: &str) -> bool {
+        let Some((key_id, tag)) = signature.split_once('.') else {
+            return false;
+        };
+        let (Some(key), Ok(tag)) = (self.keyring.by_id(key_id), URL_SAFE_NO_PAD.decode(tag)) else {
+            return false;
+        };
+        key.mac(purpose, data).ct_eq(tag.as_slice()).into()
     }
 
     pub fn encrypt(&self, field: SecretField, row: Uuid, plaintext: &str) -> Result<String, VaultError> {
@@ -223,6 +260,26 @@ mod tests {
     }
 
     const TOKEN: &str = "EAAGm0PX4ZCpsBAKZCZBsecret-token";
+
+    #[test]
+    fn signatures_verify_for_their_purpose_data_and_keyring() {
+        let (old, new) = (fresh_key(), fresh_key());
+        let vault = vault_with(&[&old]);
+        let signature = vault.sign("oauth-state", b"payload");
+        assert!(vault.verify_signature("oauth-state", b"payload", &signature));
+        assert!(!vault.verify_signature("oauth-state", b"payloaD", &signature));
+        assert!(!vault.verify_signature("other", b"payload", &signature));
+        let mut tampered = signature.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(!vault.verify_signature("oauth-state", b"payload", &tampered));
+        for garbage in ["", ".", "nokey", "deadbeef.", "deadbeef.!!"] {
+            assert!(!vault.verify_signature("oauth-state", b"payload", garbage));
+        }
+        // Rotation: still valid while the old key is in the ring, not after it is removed.
+        assert!(vault_with(&[&new, &old]).verify_signature("oauth-state", b"payload", &signature));
+        assert!(!vault_with(&[&new]).verify_signature("oauth-state", b"payload", &signature));
+    }
 
     #[test]
     fn round_trip() {

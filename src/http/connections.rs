@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiResult, ProblemSchema};
-use super::extract::{OrgScope, PathId, ValidJson};
+use super::extract::{OrgScope, PathId, PathPlatform, RawBody, ValidJson, parse_json};
 use super::orgs::Items;
 use crate::app::connections::{self, ConnectionChanges, Credentials, NewConnection};
+use crate::app::{connection_health, oauth};
 use crate::domain::{ConnectionStatus, Invalid};
 use crate::store::Connection;
 
@@ -22,6 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(show, update, disconnect))
+        .routes(routes!(start_oauth))
+        .routes(routes!(check))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -38,6 +41,10 @@ struct ConnectionBody {
     access_token_expires_at: Option<DateTime<Utc>>,
     refresh_token_expires_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    /// Refreshes and checks failed in a row without a verdict on the token.
+    failure_count: i32,
+    last_checked_at: Option<DateTime<Utc>>,
+    last_refreshed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -56,6 +63,9 @@ impl From<Connection> for ConnectionBody {
             access_token_expires_at: c.access_token_expires_at,
             refresh_token_expires_at: c.refresh_token_expires_at,
             last_error: c.last_error,
+            failure_count: c.failure_count,
+            last_checked_at: c.last_checked_at,
+            last_refreshed_at: c.last_refreshed_at,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -187,4 +197,67 @@ async fn disconnect(
 ) -> ApiResult<StatusCode> {
     connections::disconnect(&state.app, &access, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    /// Facebook only: connect just these Pages (default: every Page the user grants).
+    page_ids: Option<Vec<String>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct StartedBody {
+    /// Send the browser here; the platform comes back to `/oauth/{platform}/callback`.
+    authorize_url: String,
+    /// Signed, single-use, bound to this organization and user; good for 10 minutes.
+    state: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// Starts connecting an account through the platform's OAuth flow (admins). For WhatsApp
+/// Embedded Signup, the page that runs the signup passes the `state`, the `code` and the
+/// reported `waba_id` and `phone_number_id` to the callback.
+#[utoipa::path(post, path = "/orgs/{org_id}/connections/oauth/{platform}/start", tag = "connections",
+    params(("org_id" = Uuid, Path), ("platform" = String, Path, description = "whatsapp, facebook or tiktok")),
+    request_body(content = Option<StartBody>, description = "optional"),
+    responses((status = 200, body = StartedBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 422, body = ProblemSchema), (status = 503, body = ProblemSchema, description = "the platform's app is not configured")),
+    security(("bearer" = [])))]
+async fn start_oauth(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathPlatform(platform): PathPlatform,
+    RawBody(body): RawBody,
+) -> ApiResult<axum::Json<StartedBody>> {
+    let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
+        StartBody { page_ids: None }
+    } else {
+        parse_json(&body)?
+    };
+    let options = oauth::StartOptions {
+        page_ids: body.page_ids,
+    };
+    let started = oauth::start(&state.app, &access, platform, options).await?;
+    Ok(axum::Json(StartedBody {
+        authorize_url: started.authorize_url,
+        state: started.state,
+        expires_at: started.expires_at,
+    }))
+}
+
+/// Asks the platform whether the token still works (Meta `debug_token`, TikTok `token_info`)
+/// and updates the status (admins): valid makes it active, rejected expired.
+#[utoipa::path(post, path = "/orgs/{org_id}/connections/{connection_id}/check", tag = "connections",
+    params(("org_id" = Uuid, Path), ("connection_id" = Uuid, Path)),
+    responses((status = 200, body = ConnectionBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema), (status = 503, body = ProblemSchema)), security(("bearer" = [])))]
+async fn check(
+    State(state): State<AppState>,
+    OrgScope(access): OrgScope,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<ConnectionBody>> {
+    Ok(axum::Json(
+        connection_health::check(&state.app, &access, id).await?.into(),
+    ))
 }

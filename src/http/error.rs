@@ -145,6 +145,12 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "connection_unavailable", detail)
             }
             AppError::Unavailable => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail),
+            AppError::InvalidState(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_state", detail),
+            AppError::InvalidSignature => Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail),
+            AppError::NotConfigured(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_configured", detail),
+            AppError::PlatformUnavailable(_) => {
+                Problem::new(StatusCode::BAD_GATEWAY, "platform_unavailable", detail)
+            }
             AppError::Internal(source) => {
                 tracing::error!(error = ?source, "internal error");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

@@ -64,7 +64,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -193,6 +193,24 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIds {
             .await
             .map_err(|_| AppError::NotFound)?;
         Ok(PathIds(PathIdMap(params)))
+    }
+}
+
+/// The `{platform}` path segment; an unknown platform answers 404.
+pub struct PathPlatform(pub snorq_connectors::Platform);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathPlatform {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        params
+            .get("platform")
+            .and_then(|p| p.parse().ok())
+            .map(PathPlatform)
+            .ok_or_else(|| AppError::NotFound.into())
     }
 }
 

@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod inbox;
 mod labels;
+mod oauth;
 mod middleware;
 pub mod openapi;
 mod ops;
@@ -75,6 +76,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
         .merge(webhooks::router())
+        .merge(oauth::router())
         .merge(dashboard::router())
         .merge(ops::router())
 }

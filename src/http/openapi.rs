@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Live events (Server-Sent Events)"),
         (name = "api keys", description = "Organization API keys (BUSINESS)"),
         (name = "webhooks", description = "Platform webhooks (signed by the platform)"),
+        (name = "oauth", description = "Platforms' OAuth redirects and deauthorize callbacks"),
         (name = "dashboard", description = "The operators' HTML dashboard"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )

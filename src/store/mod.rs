@@ -7,6 +7,7 @@
 //! against a concrete driver. What differs (connecting, locking, transaction start, error codes)
 //! is in `postgres.rs` and `sqlite.rs`.
 
+mod connections;
 mod error;
 mod inbox;
 mod ingest;
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use snorq_connectors::Platform;
 use uuid::Uuid;
 
+pub use connections::*;
 pub use error::{Constraint, StoreError};
 pub use inbox::*;
 pub use ingest::*;
@@ -44,7 +46,7 @@ pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Arc
 }
 
 #[async_trait]
-pub trait Store: IngestStore + OutboundStore + InboxStore + Send + Sync + 'static {
+pub trait Store: IngestStore + OutboundStore + InboxStore + ConnectionStore + Send + Sync + 'static {
     /// Which backend this is ("postgres" or "sqlite"), for logs and metrics.
     fn backend(&self) -> &'static str;
 

@@ -20,6 +20,8 @@ use crate::queue::{QueuedJob, SEND_QUEUE, SendJob, send_task};
 
 const BACKEND: &str = "postgres";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// Locks the rows a SELECT reads until commit (SQLite: the write transaction already does).
+const FOR_UPDATE: &str = " FOR UPDATE";
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1 FOR UPDATE";
 /// Finished apalis jobs: done, killed, or failed with no attempts left.
 const DELETE_FINISHED_JOBS: &str = "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at < $2 \
@@ -207,3 +209,4 @@ async fn compact_conversation_counts(pool: &PgPool) -> StoreResult<u64> {
 include!("shared_sql.rs");
 include!("outbound_sql.rs");
 include!("inbox_sql.rs");
+include!("connections_sql.rs");

@@ -134,6 +134,12 @@ pub struct Connection {
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub settings: Json<Value>,
     pub last_error: Option<String>,
+    /// The platform user who granted it (Meta's app-scoped user id; deauthorize names them).
+    pub granted_by_external_id: Option<String>,
+    /// Refreshes and checks failed in a row without a verdict on the token.
+    pub failure_count: i32,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

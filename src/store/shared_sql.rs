@@ -45,7 +45,8 @@ macro_rules! connection_columns {
     () => {
         "id, organization_id, platform, platform_user_id, name, status, access_token_enc, \
          refresh_token_enc, token_fingerprint, access_token_expires_at, refresh_token_expires_at, \
-         settings, last_error, created_at, updated_at"
+         settings, last_error, granted_by_external_id, failure_count, last_checked_at, last_refreshed_at, \
+         created_at, updated_at"
     };
 }
 
@@ -424,11 +425,13 @@ impl Store for Backend {
     }
 
     async fn insert_connection(&self, c: &Connection) -> StoreResult<Connection> {
-        sqlx::query_as(concat!(
+        let mut tx = begin_write(&self.pool).await?;
+        let saved: Connection = sqlx::query_as(concat!(
             "INSERT INTO platform_connections (id, organization_id, platform, platform_user_id, name, status, \
              access_token_enc, refresh_token_enc, token_fingerprint, access_token_expires_at, \
-             refresh_token_expires_at, settings, last_error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+             refresh_token_expires_at, settings, last_error, granted_by_external_id, failure_count, \
+             last_checked_at, last_refreshed_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING ",
             connection_columns!()
         ))
         .bind(c.id)
@@ -444,11 +447,20 @@ impl Store for Backend {
         .bind(c.refresh_token_expires_at)
         .bind(&c.settings)
         .bind(&c.last_error)
+        .bind(&c.granted_by_external_id)
+        .bind(c.failure_count)
+        .bind(c.last_checked_at)
+        .bind(c.last_refreshed_at)
         .bind(c.created_at)
         .bind(c.updated_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+        let mut events = LiveEvents::new();
+        connection_changed(&mut events, "connection.created", &saved);
+        insert_live_events(&mut tx, &events, saved.updated_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(saved)
     }
 
     async fn connections(&self, org_id: Uuid) -> StoreResult<Vec<Connection>> {
@@ -496,11 +508,14 @@ impl Store for Backend {
     }
 
     async fn save_connection(&self, c: &Connection, read_at: DateTime<Utc>) -> StoreResult<Connection> {
-        let saved = sqlx::query_as(concat!(
+        let mut tx = begin_write(&self.pool).await?;
+        // A save (a reconnect, new credentials) also ends any refresh backoff.
+        let saved: Option<Connection> = sqlx::query_as(concat!(
             "UPDATE platform_connections SET name = $3, status = $4, access_token_enc = $5, \
              refresh_token_enc = $6, token_fingerprint = $7, access_token_expires_at = $8, \
-             refresh_token_expires_at = $9, settings = $10, last_error = $11, updated_at = $12 \
-             WHERE organization_id = $1 AND id = $2 AND updated_at = $13 RETURNING ",
+             refresh_token_expires_at = $9, settings = $10, last_error = $11, granted_by_external_id = $12, \
+             failure_count = $13, last_checked_at = $14, last_refreshed_at = $15, next_refresh_at = NULL, \
+             updated_at = $16 WHERE organization_id = $1 AND id = $2 AND updated_at = $17 RETURNING ",
             connection_columns!()
         ))
         .bind(c.organization_id)
@@ -514,19 +529,28 @@ impl Store for Backend {
         .bind(c.refresh_token_expires_at)
         .bind(&c.settings)
         .bind(&c.last_error)
+        .bind(&c.granted_by_external_id)
+        .bind(c.failure_count)
+        .bind(c.last_checked_at)
+        .bind(c.last_refreshed_at)
         .bind(c.updated_at)
         .bind(read_at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        match saved {
-            Some(saved) => Ok(saved),
+        let Some(saved) = saved else {
+            drop(tx);
             // Changed since it was read, or not in this organization at all.
-            None => match self.connection(c.organization_id, c.id).await? {
+            return match self.connection(c.organization_id, c.id).await? {
                 Some(_) => Err(StoreError::Stale),
                 None => Err(StoreError::NotFound),
-            },
-        }
+            };
+        };
+        let mut events = LiveEvents::new();
+        connection_changed(&mut events, "connection.updated", &saved);
+        insert_live_events(&mut tx, &events, saved.updated_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(saved)
     }
 
     async fn connection_secrets_page(
@@ -628,6 +652,21 @@ fn live(out: &mut LiveEvents, organization_id: Uuid, kind: &'static str, payload
         kind,
         payload,
     });
+}
+
+/// `connection.created` / `connection.updated`: the connection's health as clients show it.
+fn connection_changed(out: &mut LiveEvents, kind: &'static str, c: &Connection) {
+    live(
+        out,
+        c.organization_id,
+        kind,
+        json!({
+            "connection_id": c.id,
+            "platform": c.platform.0.as_str(),
+            "status": c.status,
+            "last_error": c.last_error,
+        }),
+    );
 }
 
 async fn insert_live_events(conn: &mut DbConn, events: &[LiveEvent], now: DateTime<Utc>) -> StoreResult<()> {

@@ -28,6 +28,8 @@ const DELETE_FINISHED_JOBS: &str = "DELETE FROM Jobs WHERE job_type = $1 AND don
 /// `YYYY-MM-DDTHH` of a timestamp column (stored as RFC 3339 text in UTC).
 const HOUR_BUCKET: &str = "substr(started_at, 1, 13)";
 // SQLite has no row locks; BEGIN IMMEDIATE (see `begin_write`) already serializes writers.
+/// Locks the rows a SELECT reads until commit (SQLite: the write transaction already does).
+const FOR_UPDATE: &str = "";
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1";
 
 #[derive(Clone)]
@@ -216,3 +218,4 @@ async fn compact_conversation_counts(pool: &SqlitePool) -> StoreResult<u64> {
 include!("shared_sql.rs");
 include!("outbound_sql.rs");
 include!("inbox_sql.rs");
+include!("connections_sql.rs");

@@ -289,6 +289,10 @@ struct SendsQuery {
     org: Option<String>,
     platform: Option<String>,
     error_code: Option<String>,
+    /// One connection's sends (its id).
+    connection: Option<String>,
+    /// A failure reason, e.g. `auth` (sends refused for a dead token).
+    reason: Option<String>,
     age: Option<String>,
     cursor: Option<String>,
     notice: Option<String>,
@@ -330,6 +334,8 @@ impl SendsQuery {
             },
             platform: self.platform.as_deref().and_then(|p| p.parse::<Platform>().ok()),
             error_code: self.error_code.clone().filter(|c| !c.trim().is_empty()),
+            connection_id: self.connection.as_deref().and_then(|c| Uuid::parse_str(c).ok()),
+            reason: self.reason.clone().filter(|r| !r.trim().is_empty()),
             since,
             until,
             ..SendFilter::default()
@@ -344,6 +350,8 @@ impl SendsQuery {
             ("org", &self.org),
             ("platform", &self.platform),
             ("error_code", &self.error_code),
+            ("connection", &self.connection),
+            ("reason", &self.reason),
             ("age", &self.age),
         ] {
             if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
@@ -418,6 +426,8 @@ async fn sends(State(state): State<AppState>, user: DashboardUser, Query(q): Que
         org: selected_org,
         platform: selected_platform,
         error_code: q.error_code.clone().unwrap_or_default(),
+        connection: q.connection.clone().unwrap_or_default(),
+        reason: q.reason.clone().unwrap_or_default(),
         age: selected_age,
     })
 }

@@ -186,6 +186,8 @@ pub struct SendsPage {
     pub org: String,
     pub platform: String,
     pub error_code: String,
+    pub connection: String,
+    pub reason: String,
     pub age: String,
     pub org_options: Vec<Choice>,
     pub platform_options: Vec<Choice>,
@@ -410,6 +412,7 @@ pub struct ConnectionRow {
     pub status: String,
     pub failed_sends: i64,
     pub last_error: String,
+    pub last_checked: String,
     pub updated: String,
 }
 
@@ -426,6 +429,7 @@ impl From<ConnectionHealth> for ConnectionRow {
             status: c.status.as_db().to_lowercase(),
             failed_sends: h.failed_sends,
             last_error: c.last_error.unwrap_or_default(),
+            last_checked: c.last_checked_at.or(c.last_refreshed_at).map(short_time).unwrap_or_default(),
             updated: short_time(c.updated_at),
         }
     }

@@ -1,0 +1,148 @@
+//! Connecting accounts and keeping them healthy (issue 7): OAuth states, token refresh claims
+//! and health verdicts. The SQL is in `connections_sql.rs`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use snorq_connectors::Platform;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Connection, PlatformColumn, StoreResult};
+use crate::domain::ConnectionStatus;
+
+/// An OAuth start: the state the platform hands back names this row.
+#[derive(Debug, Clone)]
+pub struct NewOAuthState {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub platform: Platform,
+    /// Sent to the platform with the code request; the exchange must repeat it.
+    pub redirect_uri: String,
+    pub options: Value,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OAuthState {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: PlatformColumn,
+    pub redirect_uri: String,
+    pub options: Json<Value>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What consuming a state found.
+#[derive(Debug, Clone)]
+pub enum StateUse {
+    /// Unused and unexpired: now used.
+    Consumed(OAuthState),
+    Used,
+    Expired,
+    Unknown,
+}
+
+/// A connection this process may refresh until `claimed_until`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshClaim {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: PlatformColumn,
+    pub platform_user_id: String,
+    #[sqlx(try_from = "String")]
+    pub status: ConnectionStatus,
+    pub refresh_token_enc: Option<String>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    pub failure_count: i32,
+    pub last_error: Option<String>,
+    pub claimed_until: DateTime<Utc>,
+}
+
+/// New tokens from a refresh, already encrypted for the connection's row.
+#[derive(Debug, Clone)]
+pub struct RefreshedTokens {
+    pub access_token_enc: String,
+    pub refresh_token_enc: String,
+    pub token_fingerprint: String,
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a refresh or a check learned about a connection's token.
+#[derive(Debug, Clone)]
+pub enum HealthVerdict {
+    /// A refresh gave new tokens: active, failures forgotten.
+    Refreshed(RefreshedTokens),
+    /// The platform accepted the token: active, failures forgotten.
+    Healthy,
+    /// The platform rejected the token (or the refresh token): expired until reconnected.
+    Expired { message: String },
+    /// No answer about the token (5xx, timeout, rate limit): one more failure in a row; at
+    /// `error_threshold` an active connection turns `error`. No refresh before `retry_at`.
+    Failed {
+        message: String,
+        error_threshold: i32,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
+    async fn insert_oauth_state(&self, state: &NewOAuthState) -> StoreResult<()>;
+    /// Marks the state used if it is unused and unexpired, atomically: a state is good once.
+    async fn consume_oauth_state(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StateUse>;
+    async fn delete_oauth_states_before(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Claims up to `limit` connections with a refresh token whose access token expires before
+    /// `due_before` (active or in error, out of backoff, unclaimed or claim lapsed), until
+    /// `claimed_until`. Each row is claimed by one conditional UPDATE under its row lock, so two
+    /// processes never claim the same connection.
+    async fn claim_due_refreshes(
+        &self,
+        due_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        claimed_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<RefreshClaim>>;
+    /// Claims this connection for a refresh now (a check found its access token dead); `None`
+    /// when another process holds it or it has no refresh token.
+    async fn claim_refresh(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+        claimed_until: DateTime<Utc>,
+    ) -> StoreResult<Option<RefreshClaim>>;
+    /// Applies a refresh's verdict if the claim still holds (same claim, same refresh token)
+    /// and releases it; `None` when the claim was lost.
+    async fn finish_refresh(
+        &self,
+        claim: &RefreshClaim,
+        verdict: &HealthVerdict,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Connection>>;
+    /// Applies a check's verdict (not to a disconnected connection); `None` when there is no
+    /// such live connection in the organization. Writes `connection.updated` on a change.
+    async fn record_check(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        verdict: &HealthVerdict,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Connection>>;
+    /// The platform says this user (or this Page) removed the app: every live Meta connection
+    /// they granted (or that Page's) is disconnected, its tokens erased, in one transaction.
+    async fn disconnect_deauthorized(
+        &self,
+        granted_by: Option<&str>,
+        page_id: Option<&str>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Connection>>;
+}
