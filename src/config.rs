@@ -40,12 +40,16 @@ pub struct RawConfig {
     /// Upper bound of the database connection pool.
     pub database_max_connections: u32,
     /// Meta app secret that signs WhatsApp webhooks. Unset: the route refuses every POST.
+    #[serde(deserialize_with = "opt_text")]
     pub whatsapp_app_secret: Option<String>,
     /// Meta app secret that signs Messenger webhooks (usually the same app as WhatsApp).
+    #[serde(deserialize_with = "opt_text")]
     pub facebook_app_secret: Option<String>,
     /// TikTok app secret (client secret) that signs TikTok webhooks.
+    #[serde(deserialize_with = "opt_text")]
     pub tiktok_app_secret: Option<String>,
     /// The token typed into Meta's dashboard for the GET subscribe handshake.
+    #[serde(deserialize_with = "opt_text")]
     pub meta_verify_token: Option<String>,
     /// How far a TikTok signature timestamp may be from our clock.
     pub tiktok_timestamp_tolerance_secs: u64,
@@ -91,10 +95,14 @@ pub struct RawConfig {
     /// `error` or `connection_ids` in the query); default `{public_url}/dashboard/connections`.
     pub oauth_return_url: Option<String>,
     /// App ids for the connect flows (the secrets are the `*_app_secret` settings).
+    #[serde(deserialize_with = "opt_text")]
     pub whatsapp_app_id: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
     pub facebook_app_id: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
     pub tiktok_app_id: Option<String>,
     /// The Embedded Signup configuration id (Facebook Login for Business) for WhatsApp.
+    #[serde(deserialize_with = "opt_text")]
     pub whatsapp_config_id: Option<String>,
     /// Facebook Login dialog host (tests, simulators); default https://www.facebook.com.
     pub facebook_dialog_base_url: Option<String>,
@@ -186,6 +194,23 @@ fn string_or_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Er
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect())
+}
+
+/// Ids and secrets are text even when they look like numbers (an app id set in the
+/// environment arrives as an integer).
+fn opt_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(Option::<Text>::deserialize(de)?.map(|t| match t {
+        Text::Text(s) => s,
+        Text::Unsigned(n) => n.to_string(),
+        Text::Signed(n) => n.to_string(),
+    }))
 }
 
 fn number_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<u64>, D::Error> {
@@ -834,6 +859,34 @@ mod tests {
         assert!(dir.path().join(DEV_KEY_FILE).exists());
         // The same key is read back on the next start.
         assert_eq!(dev.keyring().unwrap().primary().id(), first);
+    }
+
+    #[test]
+    fn app_ids_that_look_like_numbers_stay_text_and_need_a_public_url() {
+        let figment = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(("tiktok_app_id", 7_312_345_678_901_234_567_u64))
+            .merge(("facebook_app_secret", 1234));
+        let raw: RawConfig = figment.extract().unwrap();
+        assert_eq!(raw.tiktok_app_id.as_deref(), Some("7312345678901234567"));
+        assert_eq!(raw.facebook_app_secret.as_deref(), Some("1234"));
+        let err = raw.clone().validate().unwrap_err();
+        assert_eq!(err.setting, "public_url");
+        let config = RawConfig {
+            public_url: Some("https://inbox.example.com/".into()),
+            ..raw
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(config.oauth.public_url.as_deref(), Some("https://inbox.example.com"));
+        assert_eq!(config.oauth.app_id(snorq_connectors::Platform::TikTok), Some("7312345678901234567"));
+        for (setting, bad) in [
+            ("token_refresh_window_mins", RawConfig { token_refresh_window_mins: 0, ..RawConfig::default() }),
+            ("connection_error_threshold", RawConfig { connection_error_threshold: 0, ..RawConfig::default() }),
+            ("token_refresh_retry_delays_secs", RawConfig { token_refresh_retry_delays_secs: vec![], ..RawConfig::default() }),
+            ("public_url", RawConfig { public_url: Some("ftp://x".into()), ..RawConfig::default() }),
+        ] {
+            assert_eq!(bad.validate().unwrap_err().setting, setting);
+        }
     }
 
     #[test]

@@ -364,7 +364,11 @@ async fn connect_facebook(app: &App, grant: &Grant, code: &Secret) -> Result<Vec
     let mut connected = Vec::new();
     // Every chosen Page must be subscribed before any is stored: a connection that receives
     // no webhooks would look healthy and stay silent.
-    let pages: Vec<_> = pages.into_iter().filter(|p| chosen(&p.id) && is_account_id(&p.id)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let pages: Vec<_> = pages
+        .into_iter()
+        .filter(|p| chosen(&p.id) && is_account_id(&p.id) && seen.insert(p.id.clone()))
+        .collect();
     for page in &pages {
         client
             .meta_subscribe_page(&page.id, &page.access_token)

@@ -170,6 +170,23 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement with one timestamp bound as `$1` (as the service writes timestamps).
+    pub async fn execute_at(&self, sql: &str, at: chrono::DateTime<chrono::Utc>) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.url {
+            DatabaseUrl::Sqlite(url) => {
+                let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+                sqlx::query(sql).bind(at).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("connect");
+                sqlx::query(sql).bind(at).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
     /// Runs a query returning text columns, each row joined with `|`.
     pub async fn rows(&self, sql: &str) -> Vec<String> {
         use sqlx::Row;
