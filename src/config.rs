@@ -201,15 +201,15 @@ fn string_or_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Er
 fn opt_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Text {
+    enum TextOrNumber {
         Text(String),
         Unsigned(u64),
         Signed(i64),
     }
-    Ok(Option::<Text>::deserialize(de)?.map(|t| match t {
-        Text::Text(s) => s,
-        Text::Unsigned(n) => n.to_string(),
-        Text::Signed(n) => n.to_string(),
+    Ok(Option::<TextOrNumber>::deserialize(de)?.map(|t| match t {
+        TextOrNumber::Text(s) => s,
+        TextOrNumber::Unsigned(n) => n.to_string(),
+        TextOrNumber::Signed(n) => n.to_string(),
     }))
 }
 
@@ -616,7 +616,8 @@ impl RawConfig {
                 *target = url;
             }
         }
-        let public_url = http_url("public_url", &self.public_url)?.map(|u| u.trim_end_matches('/').to_owned());
+        let public_url =
+            http_url("public_url", &self.public_url)?.map(|u| u.trim_end_matches('/').to_owned());
         let return_url = http_url("oauth_return_url", &self.oauth_return_url)?;
         let id = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let oauth = OAuthConfig {
@@ -627,9 +628,13 @@ impl RawConfig {
             public_url,
             return_url,
         };
-        let any_app = [&oauth.whatsapp_app_id, &oauth.facebook_app_id, &oauth.tiktok_app_id]
-            .iter()
-            .any(|a| a.is_some());
+        let any_app = [
+            &oauth.whatsapp_app_id,
+            &oauth.facebook_app_id,
+            &oauth.tiktok_app_id,
+        ]
+        .iter()
+        .any(|a| a.is_some());
         if any_app && oauth.public_url.is_none() {
             return Err(ConfigError::new(
                 "public_url",
@@ -649,7 +654,10 @@ impl RawConfig {
             ));
         }
         if self.token_refresh_retry_delays_secs.is_empty()
-            || self.token_refresh_retry_delays_secs.iter().any(|d| !(1..=86_400).contains(d))
+            || self
+                .token_refresh_retry_delays_secs
+                .iter()
+                .any(|d| !(1..=86_400).contains(d))
         {
             return Err(ConfigError::new(
                 "token_refresh_retry_delays_secs",
@@ -877,13 +885,43 @@ mod tests {
         }
         .validate()
         .unwrap();
-        assert_eq!(config.oauth.public_url.as_deref(), Some("https://inbox.example.com"));
-        assert_eq!(config.oauth.app_id(snorq_connectors::Platform::TikTok), Some("7312345678901234567"));
+        assert_eq!(
+            config.oauth.public_url.as_deref(),
+            Some("https://inbox.example.com")
+        );
+        assert_eq!(
+            config.oauth.app_id(snorq_connectors::Platform::TikTok),
+            Some("7312345678901234567")
+        );
         for (setting, bad) in [
-            ("token_refresh_window_mins", RawConfig { token_refresh_window_mins: 0, ..RawConfig::default() }),
-            ("connection_error_threshold", RawConfig { connection_error_threshold: 0, ..RawConfig::default() }),
-            ("token_refresh_retry_delays_secs", RawConfig { token_refresh_retry_delays_secs: vec![], ..RawConfig::default() }),
-            ("public_url", RawConfig { public_url: Some("ftp://x".into()), ..RawConfig::default() }),
+            (
+                "token_refresh_window_mins",
+                RawConfig {
+                    token_refresh_window_mins: 0,
+                    ..RawConfig::default()
+                },
+            ),
+            (
+                "connection_error_threshold",
+                RawConfig {
+                    connection_error_threshold: 0,
+                    ..RawConfig::default()
+                },
+            ),
+            (
+                "token_refresh_retry_delays_secs",
+                RawConfig {
+                    token_refresh_retry_delays_secs: vec![],
+                    ..RawConfig::default()
+                },
+            ),
+            (
+                "public_url",
+                RawConfig {
+                    public_url: Some("ftp://x".into()),
+                    ..RawConfig::default()
+                },
+            ),
         ] {
             assert_eq!(bad.validate().unwrap_err().setting, setting);
         }

@@ -221,11 +221,16 @@ async fn events_are_private_to_their_organization(backend: Backend) {
         .await;
     mine.customer_says(&app, "9102", "Y", "wamid.mine", "for you", 5)
         .await;
-    let events = stream.take(2).await;
+    // From the start: the organization's connection being created, then its customer's message.
+    let events = stream.take(3).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["message.created", "conversation.created"]);
+    assert_eq!(
+        kinds,
+        ["connection.created", "message.created", "conversation.created"]
+    );
+    assert_eq!(events[0].data["status"], "active");
     let conversation = mine.conversation_of(&app, "9102").await;
-    for event in &events {
+    for event in &events[1..] {
         assert_eq!(event.data["conversation_id"], conversation.as_str(), "{event:?}");
     }
     stream.quiet_for(Duration::from_millis(300)).await;

@@ -100,7 +100,9 @@ impl Answer {
 impl Setup {
     async fn start(&self, platform: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
         let path = format!("/api/v1/orgs/{}/connections/oauth/{platform}/start", self.org);
-        self.app.call(reqwest::Method::POST, &path, Some(token), body).await
+        self.app
+            .call(reqwest::Method::POST, &path, Some(token), body)
+            .await
     }
 
     /// A started flow's state (as the owner).
@@ -113,17 +115,15 @@ impl Setup {
     async fn callback(&self, platform: &str, query: &[(&str, &str)]) -> Answer {
         let mut url = url::Url::parse(&self.app.url(&format!("/oauth/{platform}/callback"))).unwrap();
         url.query_pairs_mut().extend_pairs(query);
-        let response = self
-            .browser
-            .get(url)
-            .send()
-            .await
-            .expect("callback");
+        let response = self.browser.get(url).send().await.expect("callback");
         let status = response.status();
         if status == StatusCode::SEE_OTHER {
             let location = response.headers()["location"].to_str().unwrap().to_owned();
             let url = url::Url::parse(&location).expect("absolute return URL");
-            assert!(location.starts_with(&format!("{PUBLIC_URL}/dashboard/connections?")), "{location}");
+            assert!(
+                location.starts_with(&format!("{PUBLIC_URL}/dashboard/connections?")),
+                "{location}"
+            );
             return Answer::Redirect(url.query_pairs().into_owned().collect());
         }
         Answer::Problem(status, response.json().await.unwrap_or(Value::Null))
@@ -139,7 +139,10 @@ impl Setup {
     }
 
     async fn connection_count(&self) -> i64 {
-        self.app.db.count("SELECT COUNT(*) FROM platform_connections").await
+        self.app
+            .db
+            .count("SELECT COUNT(*) FROM platform_connections")
+            .await
     }
 
     /// The connection's token in clear, read from the database like the workers do.
@@ -183,9 +186,14 @@ impl Setup {
 
     /// Connects the TikTok account through the whole flow; the connection's id.
     async fn connect_tiktok(&self, access: &str, refresh: &str) -> String {
-        let _guard = tiktok_tokens(TT_TOKEN, access, refresh).mount_as_scoped(&self.platform).await;
+        let _guard = tiktok_tokens(TT_TOKEN, access, refresh)
+            .mount_as_scoped(&self.platform)
+            .await;
         let state = self.state("tiktok").await;
-        let query = self.callback("tiktok", &[("code", "c1"), ("state", &state)]).await.redirect();
+        let query = self
+            .callback("tiktok", &[("code", "c1"), ("state", &state)])
+            .await
+            .redirect();
         assert_eq!(query["status"], "connected", "{query:?}");
         query["connection_ids"].clone()
     }
@@ -200,11 +208,13 @@ fn id_condition(backend: Backend, id: &str) -> String {
 }
 
 fn tiktok_ok(data: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"code": 0, "message": "OK", "request_id": "r1", "data": data}))
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"code": 0, "message": "OK", "request_id": "r1", "data": data}))
 }
 
 fn tiktok_error(code: i64, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"code": code, "message": message, "request_id": "r2", "data": {}}))
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"code": code, "message": message, "request_id": "r2", "data": {}}))
 }
 
 fn tiktok_token_body(access: &str, refresh: &str) -> Value {
@@ -237,7 +247,10 @@ async fn tiktok_connect_end_to_end(backend: Backend) {
     assert_eq!(params["client_key"], TIKTOK_APP_ID);
     assert_eq!(params["response_type"], "code");
     assert_eq!(params["state"], str_of(&started["state"]));
-    assert_eq!(params["redirect_uri"], format!("{PUBLIC_URL}/oauth/tiktok/callback"));
+    assert_eq!(
+        params["redirect_uri"],
+        format!("{PUBLIC_URL}/oauth/tiktok/callback")
+    );
     assert!(params["scope"].contains("message.list.send"));
 
     Mock::given(method("POST"))
@@ -251,21 +264,39 @@ async fn tiktok_connect_end_to_end(backend: Backend) {
         .mount(&s.platform)
         .await;
     let state = str_of(&started["state"]);
-    let query = s.callback("tiktok", &[("code", "c1"), ("state", &state)]).await.redirect();
-    assert_eq!((query["status"].as_str(), query["platform"].as_str()), ("connected", "tiktok"));
+    let query = s
+        .callback("tiktok", &[("code", "c1"), ("state", &state)])
+        .await
+        .redirect();
+    assert_eq!(
+        (query["status"].as_str(), query["platform"].as_str()),
+        ("connected", "tiktok")
+    );
     let id = query["connection_ids"].clone();
 
     let connections = s.connections().await;
     assert_eq!(connections.len(), 1);
     let c = &connections[0];
-    assert_eq!((str_of(&c["id"]), str_of(&c["platform_user_id"])), (id.clone(), OPEN_ID.to_owned()));
-    assert_eq!((c["status"].as_str(), c["has_refresh_token"].as_bool()), (Some("active"), Some(true)));
+    assert_eq!(
+        (str_of(&c["id"]), str_of(&c["platform_user_id"])),
+        (id.clone(), OPEN_ID.to_owned())
+    );
+    assert_eq!(
+        (c["status"].as_str(), c["has_refresh_token"].as_bool()),
+        (Some("active"), Some(true))
+    );
     let expires: chrono::DateTime<chrono::Utc> = str_of(&c["access_token_expires_at"]).parse().unwrap();
     let in_a_day = chrono::Utc::now() + chrono::Duration::hours(24);
     assert!((expires - in_a_day).num_seconds().abs() < 60, "{expires}");
     assert!(!c.to_string().contains("tt-access-1") && !c.to_string().contains("tt-refresh-1"));
-    assert_eq!(s.stored_token(&id, SecretField::ConnectionAccessToken).await, "tt-access-1");
-    assert_eq!(s.stored_token(&id, SecretField::ConnectionRefreshToken).await, "tt-refresh-1");
+    assert_eq!(
+        s.stored_token(&id, SecretField::ConnectionAccessToken).await,
+        "tt-access-1"
+    );
+    assert_eq!(
+        s.stored_token(&id, SecretField::ConnectionRefreshToken).await,
+        "tt-refresh-1"
+    );
     assert_eq!(s.event_kinds().await, ["connection.created"]);
 
     // Used once: the same state again is refused and the platform is not called again.
@@ -282,14 +313,20 @@ async fn facebook_connects_one_connection_per_page(backend: Backend) {
         .and(path(META_TOKEN))
         .and(query_param("code", "fb-code"))
         .and(query_param("redirect_uri", redirect.as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "short-user", "token_type": "bearer", "expires_in": 3600})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"access_token": "short-user", "token_type": "bearer", "expires_in": 3600}),
+            ),
+        )
         .mount(&s.platform)
         .await;
     Mock::given(method("GET"))
         .and(path(META_TOKEN))
         .and(query_param("grant_type", "fb_exchange_token"))
         .and(query_param("fb_exchange_token", "short-user"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "long-user", "token_type": "bearer", "expires_in": 5184000})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "long-user", "token_type": "bearer", "expires_in": 5184000}),
+        ))
         .mount(&s.platform)
         .await;
     Mock::given(method("GET"))
@@ -330,7 +367,10 @@ async fn facebook_connects_one_connection_per_page(backend: Backend) {
     let dialog = url::Url::parse(&str_of(&started["authorize_url"])).unwrap();
     assert_eq!(dialog.path(), "/v24.0/dialog/oauth");
     let query = s
-        .callback("facebook", &[("code", "fb-code"), ("state", &str_of(&started["state"]))])
+        .callback(
+            "facebook",
+            &[("code", "fb-code"), ("state", &str_of(&started["state"]))],
+        )
         .await
         .redirect();
     assert_eq!(query["status"], "connected");
@@ -344,7 +384,12 @@ async fn facebook_connects_one_connection_per_page(backend: Backend) {
     pages.sort();
     assert_eq!(
         pages,
-        [("100", "First Page"), ("200", "Second Page"), ("300", "Third Page")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+        [
+            ("100", "First Page"),
+            ("200", "Second Page"),
+            ("300", "Third Page")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
     // Each stores its Page token (never the user's), bound to its own row.
     for id in query["connection_ids"].split(',') {
@@ -354,10 +399,15 @@ async fn facebook_connects_one_connection_per_page(backend: Backend) {
     assert_eq!(s.requests_to("/v24.0/100/subscribed_apps").await.len(), 1);
 
     // Only the chosen Pages: reconnecting Page 200 alone updates its connection in place.
-    let (status, started) = s.start("facebook", &s.owner, Some(json!({"page_ids": ["200"]}))).await;
+    let (status, started) = s
+        .start("facebook", &s.owner, Some(json!({"page_ids": ["200"]})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let query = s
-        .callback("facebook", &[("code", "fb-code"), ("state", &str_of(&started["state"]))])
+        .callback(
+            "facebook",
+            &[("code", "fb-code"), ("state", &str_of(&started["state"]))],
+        )
         .await
         .redirect();
     assert_eq!(query["connection_ids"].split(',').count(), 1);
@@ -371,7 +421,10 @@ async fn whatsapp_embedded_signup_connects_the_number(backend: Backend) {
     Mock::given(method("GET"))
         .and(path(META_TOKEN))
         .and(query_param("code", "es-code"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "system-user-token", "token_type": "bearer"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "system-user-token", "token_type": "bearer"})),
+        )
         .mount(&s.platform)
         .await;
     Mock::given(method("POST"))
@@ -383,26 +436,43 @@ async fn whatsapp_embedded_signup_connects_the_number(backend: Backend) {
     // Without the number the page reported, nothing is exchanged or stored.
     let state = s.state("whatsapp").await;
     let query = s
-        .callback("whatsapp", &[("code", "es-code"), ("state", &state), ("waba_id", "waba-77")])
+        .callback(
+            "whatsapp",
+            &[("code", "es-code"), ("state", &state), ("waba_id", "waba-77")],
+        )
         .await
         .redirect();
-    assert_eq!((query["status"].as_str(), query["error"].as_str()), ("error", "invalid_request"));
+    assert_eq!(
+        (query["status"].as_str(), query["error"].as_str()),
+        ("error", "invalid_request")
+    );
     assert_eq!(s.connection_count().await, 0);
 
     let state = s.state("whatsapp").await;
     let query = s
         .callback(
             "whatsapp",
-            &[("code", "es-code"), ("state", &state), ("waba_id", "waba-77"), ("phone_number_id", "204512345678901")],
+            &[
+                ("code", "es-code"),
+                ("state", &state),
+                ("waba_id", "waba-77"),
+                ("phone_number_id", "204512345678901"),
+            ],
         )
         .await
         .redirect();
     assert_eq!(query["status"], "connected", "{query:?}");
     let exchange = s.requests_to(META_TOKEN).await;
     assert_eq!(exchange.len(), 1);
-    assert!(exchange[0].url.query_pairs().all(|(k, _)| k != "redirect_uri"), "Embedded Signup passes no redirect_uri");
+    assert!(
+        exchange[0].url.query_pairs().all(|(k, _)| k != "redirect_uri"),
+        "Embedded Signup passes no redirect_uri"
+    );
     let c = &s.connections().await[0];
-    assert_eq!((str_of(&c["platform_user_id"]), c["status"].as_str()), ("204512345678901".into(), Some("active")));
+    assert_eq!(
+        (str_of(&c["platform_user_id"]), c["status"].as_str()),
+        ("204512345678901".into(), Some("active"))
+    );
     let settings = s
         .app
         .db
@@ -417,10 +487,20 @@ async fn failures_store_nothing(backend: Backend) {
     // Denied consent: no exchange at all.
     let state = s.state("tiktok").await;
     let query = s
-        .callback("tiktok", &[("error", "access_denied"), ("error_description", "User denied"), ("state", &state)])
+        .callback(
+            "tiktok",
+            &[
+                ("error", "access_denied"),
+                ("error_description", "User denied"),
+                ("state", &state),
+            ],
+        )
         .await
         .redirect();
-    assert_eq!((query["status"].as_str(), query["error"].as_str()), ("error", "access_denied"));
+    assert_eq!(
+        (query["status"].as_str(), query["error"].as_str()),
+        ("error", "access_denied")
+    );
     assert!(s.requests_to(TT_TOKEN).await.is_empty());
 
     // A bad code (TikTok answers 200 with an error code).
@@ -429,7 +509,10 @@ async fn failures_store_nothing(backend: Backend) {
         .mount_as_scoped(&s.platform)
         .await;
     let state = s.state("tiktok").await;
-    let query = s.callback("tiktok", &[("code", "bad"), ("state", &state)]).await.redirect();
+    let query = s
+        .callback("tiktok", &[("code", "bad"), ("state", &state)])
+        .await
+        .redirect();
     assert_eq!(query["error"], "exchange_failed");
     drop(guard);
 
@@ -440,7 +523,10 @@ async fn failures_store_nothing(backend: Backend) {
         .mount_as_scoped(&s.platform)
         .await;
     let state = s.state("tiktok").await;
-    let query = s.callback("tiktok", &[("code", "c1"), ("state", &state)]).await.redirect();
+    let query = s
+        .callback("tiktok", &[("code", "c1"), ("state", &state)])
+        .await
+        .redirect();
     assert_eq!(query["error"], "platform_unavailable");
     drop(guard);
     let calls = s.requests_to(TT_TOKEN).await.len();
@@ -457,16 +543,25 @@ async fn failures_store_nothing(backend: Backend) {
         vec![("code", "c1"), ("state", tampered.as_str())],
         vec![("code", "c1"), ("state", facebook_state.as_str())],
     ] {
-        s.callback("tiktok", &query).await.problem(StatusCode::BAD_REQUEST, "invalid_state");
+        s.callback("tiktok", &query)
+            .await
+            .problem(StatusCode::BAD_REQUEST, "invalid_state");
     }
     s.app
         .db
-        .execute_at("UPDATE oauth_states SET expires_at = $1", chrono::Utc::now() - chrono::Duration::seconds(1))
+        .execute_at(
+            "UPDATE oauth_states SET expires_at = $1",
+            chrono::Utc::now() - chrono::Duration::seconds(1),
+        )
         .await;
     s.callback("tiktok", &[("code", "c1"), ("state", &state)])
         .await
         .problem(StatusCode::BAD_REQUEST, "invalid_state");
-    assert_eq!(s.requests_to(TT_TOKEN).await.len(), calls, "no exchange for a bad state");
+    assert_eq!(
+        s.requests_to(TT_TOKEN).await.len(),
+        calls,
+        "no exchange for a bad state"
+    );
     assert_eq!(s.connection_count().await, 0);
     assert!(s.event_kinds().await.is_empty());
 }
@@ -476,8 +571,12 @@ async fn only_admins_connect(backend: Backend) {
     s.app.set_plan(&s.org, snorq::domain::Plan::Business).await;
     let (member, _) = s.app.signup("member@example.com").await;
     let (admin, admin_id) = s.app.signup("admin@example.com").await;
-    s.app.add_member(&s.owner, &s.org, "member@example.com", "member").await;
-    s.app.add_member(&s.owner, &s.org, "admin@example.com", "admin").await;
+    s.app
+        .add_member(&s.owner, &s.org, "member@example.com", "member")
+        .await;
+    s.app
+        .add_member(&s.owner, &s.org, "admin@example.com", "admin")
+        .await;
     let (status, body) = s.start("tiktok", &member, None).await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (stranger, _) = s.app.signup("stranger@example.com").await;
@@ -498,7 +597,9 @@ async fn only_admins_connect(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let _tokens = tiktok_tokens(TT_TOKEN, "a", "r").mount_as_scoped(&s.platform).await;
+    let _tokens = tiktok_tokens(TT_TOKEN, "a", "r")
+        .mount_as_scoped(&s.platform)
+        .await;
     let query = s
         .callback("tiktok", &[("code", "c1"), ("state", &str_of(&started["state"]))])
         .await
@@ -522,7 +623,9 @@ async fn expire_in(s: &Setup, id: &str, minutes: i64) {
 }
 
 async fn refresh_pass(s: &Setup) -> snorq::app::token_refresh::RefreshReport {
-    snorq::app::token_refresh::run_once(&s.app.app).await.expect("refresh pass")
+    snorq::app::token_refresh::run_once(&s.app.app)
+        .await
+        .expect("refresh pass")
 }
 
 async fn connection_row(s: &Setup, id: &str) -> Value {
@@ -551,8 +654,14 @@ async fn refresh_rotates_tokens(backend: Backend) {
         .await;
     assert_eq!(refresh_pass(&s).await.refreshed, 1);
     drop(first);
-    assert_eq!(s.stored_token(&id, SecretField::ConnectionAccessToken).await, "tt-access-2");
-    assert_eq!(s.stored_token(&id, SecretField::ConnectionRefreshToken).await, "tt-refresh-2");
+    assert_eq!(
+        s.stored_token(&id, SecretField::ConnectionAccessToken).await,
+        "tt-access-2"
+    );
+    assert_eq!(
+        s.stored_token(&id, SecretField::ConnectionRefreshToken).await,
+        "tt-refresh-2"
+    );
     let c = connection_row(&s, &id).await;
     assert_eq!(c["status"], "active");
     assert!(!c["last_refreshed_at"].is_null());
@@ -567,7 +676,10 @@ async fn refresh_rotates_tokens(backend: Backend) {
         .mount_as_scoped(&s.platform)
         .await;
     assert_eq!(refresh_pass(&s).await.refreshed, 1);
-    assert_eq!(s.stored_token(&id, SecretField::ConnectionRefreshToken).await, "tt-refresh-3");
+    assert_eq!(
+        s.stored_token(&id, SecretField::ConnectionRefreshToken).await,
+        "tt-refresh-3"
+    );
 }
 
 async fn dead_refresh_token_marks_expired(backend: Backend) {
@@ -585,7 +697,10 @@ async fn dead_refresh_token_marks_expired(backend: Backend) {
         let c = connection_row(&s, &id).await;
         assert_eq!(c["status"], "expired");
         assert!(str_of(&c["last_error"]).contains("reconnect"), "{c}");
-        assert_eq!(s.event_kinds().await, ["connection.created", "connection.updated"]);
+        assert_eq!(
+            s.event_kinds().await,
+            ["connection.created", "connection.updated"]
+        );
         // Expired connections are not refreshed again.
         assert_eq!(refresh_pass(&s).await, Default::default());
     }
@@ -606,26 +721,42 @@ async fn transient_refresh_failures_back_off(backend: Backend) {
         .await;
     assert_eq!(refresh_pass(&s).await.failed, 1);
     let c = connection_row(&s, &id).await;
-    assert_eq!((c["status"].as_str(), c["failure_count"].as_i64()), (Some("active"), Some(1)));
+    assert_eq!(
+        (c["status"].as_str(), c["failure_count"].as_i64()),
+        (Some("active"), Some(1))
+    );
     // Backing off: no call before the delay.
     assert_eq!(refresh_pass(&s).await, Default::default());
     assert_eq!(s.requests_to(TT_REFRESH).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(refresh_pass(&s).await.failed, 1);
     let c = connection_row(&s, &id).await;
-    assert_eq!((c["status"].as_str(), c["failure_count"].as_i64()), (Some("error"), Some(2)));
+    assert_eq!(
+        (c["status"].as_str(), c["failure_count"].as_i64()),
+        (Some("error"), Some(2))
+    );
     assert!(str_of(&c["last_error"]).contains("refresh failed"), "{c}");
     drop(down);
     // Recovers on the next success.
-    let _up = tiktok_tokens(TT_REFRESH, "tt-access-2", "tt-refresh-2").mount_as_scoped(&s.platform).await;
+    let _up = tiktok_tokens(TT_REFRESH, "tt-access-2", "tt-refresh-2")
+        .mount_as_scoped(&s.platform)
+        .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(refresh_pass(&s).await.refreshed, 1);
     let c = connection_row(&s, &id).await;
-    assert_eq!((c["status"].as_str(), c["failure_count"].as_i64()), (Some("active"), Some(0)));
+    assert_eq!(
+        (c["status"].as_str(), c["failure_count"].as_i64()),
+        (Some("active"), Some(0))
+    );
     assert!(c["last_error"].is_null());
     assert_eq!(
         s.event_kinds().await,
-        ["connection.created", "connection.updated", "connection.updated", "connection.updated"]
+        [
+            "connection.created",
+            "connection.updated",
+            "connection.updated",
+            "connection.updated"
+        ]
     );
 }
 
@@ -653,20 +784,30 @@ async fn two_processes_refresh_once(backend: Backend) {
     expire_in(&s, &id, 10).await;
     Mock::given(method("POST"))
         .and(path(TT_REFRESH))
-        .respond_with(tiktok_ok(tiktok_token_body("tt-access-2", "tt-refresh-2")).set_delay(Duration::from_secs(3)))
+        .respond_with(
+            tiktok_ok(tiktok_token_body("tt-access-2", "tt-refresh-2")).set_delay(Duration::from_secs(2)),
+        )
         .expect(1)
         .mount(&s.platform)
         .await;
+    // The platform answers after 2 s (within the 3 s call timeout): the processes start and
+    // look for due connections while the in-process pass holds the claim.
     let processes = [refresh_process(&s), refresh_process(&s)];
     let in_process = refresh_pass(&s).await;
     let mut outputs = vec![format!("{in_process:?}")];
     for process in processes {
-        let output = tokio::task::spawn_blocking(move || process.wait_with_output()).await.unwrap().unwrap();
+        let output = tokio::task::spawn_blocking(move || process.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(output.status.success());
         outputs.push(String::from_utf8_lossy(&output.stdout).into_owned());
     }
     assert_eq!(s.requests_to(TT_REFRESH).await.len(), 1, "{outputs:?}");
-    assert_eq!(s.stored_token(&id, SecretField::ConnectionRefreshToken).await, "tt-refresh-2");
+    assert_eq!(
+        s.stored_token(&id, SecretField::ConnectionRefreshToken).await,
+        "tt-refresh-2"
+    );
     assert_eq!(connection_row(&s, &id).await["status"], "active");
 }
 
@@ -692,7 +833,10 @@ async fn deauthorize_disconnects_what_the_user_granted(backend: Backend) {
         .mount(&s.platform)
         .await;
     let state = s.state("facebook").await;
-    let query = s.callback("facebook", &[("code", "c"), ("state", &state)]).await.redirect();
+    let query = s
+        .callback("facebook", &[("code", "c"), ("state", &state)])
+        .await
+        .redirect();
     assert_eq!(query["status"], "connected");
     let deauthorize = |body: String| {
         s.browser
@@ -704,10 +848,16 @@ async fn deauthorize_disconnects_what_the_user_granted(backend: Backend) {
     let payload = json!({"algorithm": "HMAC-SHA256", "issued_at": 1_700_000_000, "user_id": "10000123"});
     let forged = [
         meta_signed_request(b"not-the-app-secret", &payload),
-        meta_signed_request(META_SECRET.as_bytes(), &json!({"algorithm": "HMAC-SHA1", "user_id": "10000123"})),
+        meta_signed_request(
+            META_SECRET.as_bytes(),
+            &json!({"algorithm": "HMAC-SHA1", "user_id": "10000123"}),
+        ),
         {
             // Payload swapped after signing.
-            let good = meta_signed_request(META_SECRET.as_bytes(), &json!({"algorithm": "HMAC-SHA256", "user_id": "999"}));
+            let good = meta_signed_request(
+                META_SECRET.as_bytes(),
+                &json!({"algorithm": "HMAC-SHA256", "user_id": "999"}),
+            );
             let (signature, _) = good.split_once('.').unwrap();
             let other = meta_signed_request(META_SECRET.as_bytes(), &payload);
             format!("{signature}.{}", other.split_once('.').unwrap().1)
@@ -717,7 +867,12 @@ async fn deauthorize_disconnects_what_the_user_granted(backend: Backend) {
     for signed in forged {
         let response = deauthorize(format!("signed_request={signed}")).await.unwrap();
         let status = response.status();
-        assert_problem(status, &response.json().await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_signature");
+        assert_problem(
+            status,
+            &response.json().await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        );
     }
     let response = deauthorize("other=1".into()).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -747,11 +902,24 @@ async fn deauthorize_disconnects_what_the_user_granted(backend: Backend) {
         "tokens erased"
     );
     let kinds = s.event_kinds().await;
-    assert_eq!(kinds.iter().filter(|k| *k == "connection.updated").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "connection.updated").count(),
+        2,
+        "{kinds:?}"
+    );
     // TikTok has no such callback.
     let response = deauthorize(format!("signed_request={signed}")).await.unwrap();
-    assert_eq!(response.json::<Value>().await.unwrap()["disconnected"], 0, "idempotent");
-    let response = s.browser.post(s.app.url("/oauth/tiktok/deauthorize")).send().await.unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["disconnected"],
+        0,
+        "idempotent"
+    );
+    let response = s
+        .browser
+        .post(s.app.url("/oauth/tiktok/deauthorize"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
@@ -779,12 +947,16 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
         async move { shared.app.post(&path, &shared.owner, json!({})).await }
     };
     {
-        let _invalid = debug_token(json!({"is_valid": false, "error": {"code": 190, "message": "Session has expired"}}))
-            .mount_as_scoped(&s.platform)
-            .await;
+        let _invalid =
+            debug_token(json!({"is_valid": false, "error": {"code": 190, "message": "Session has expired"}}))
+                .mount_as_scoped(&s.platform)
+                .await;
         let (status, c) = check(id.clone()).await;
         assert_eq!(status, StatusCode::OK, "{c}");
-        assert_eq!((c["status"].as_str(), str_of(&c["last_error"])), (Some("expired"), "Session has expired".into()));
+        assert_eq!(
+            (c["status"].as_str(), str_of(&c["last_error"])),
+            (Some("expired"), "Session has expired".into())
+        );
         assert!(!c["last_checked_at"].is_null());
     }
     {
@@ -794,14 +966,20 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
             .mount_as_scoped(&s.platform)
             .await;
         let (_, c) = check(id.clone()).await;
-        assert_eq!((c["status"].as_str(), c["failure_count"].as_i64()), (Some("expired"), Some(1)));
+        assert_eq!(
+            (c["status"].as_str(), c["failure_count"].as_i64()),
+            (Some("expired"), Some(1))
+        );
     }
     {
         let _valid = debug_token(json!({"is_valid": true, "app_id": META_APP_ID, "expires_at": 0}))
             .mount_as_scoped(&s.platform)
             .await;
         let (_, c) = check(id.clone()).await;
-        assert_eq!((c["status"].as_str(), c["failure_count"].as_i64()), (Some("active"), Some(0)));
+        assert_eq!(
+            (c["status"].as_str(), c["failure_count"].as_i64()),
+            (Some("active"), Some(0))
+        );
         assert!(c["last_error"].is_null());
     }
     let token = s
@@ -809,22 +987,36 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
         .db
         .rows("SELECT kind, CAST(payload AS TEXT) FROM events WHERE kind LIKE 'connection.%' ORDER BY id")
         .await;
-    assert_eq!(token.len(), 4, "created, expired, failure message, active: {token:?}");
-    assert!(token[1].contains("expired") && token[3].contains("active"), "{token:?}");
+    assert_eq!(
+        token.len(),
+        4,
+        "created, expired, failure message, active: {token:?}"
+    );
+    assert!(
+        token[1].contains("expired") && token[3].contains("active"),
+        "{token:?}"
+    );
 
     // TikTok: a dead access token is refreshed on the spot by the check.
     let tiktok = s.connect_tiktok("tt-access-1", "tt-refresh-1").await;
     let _info = Mock::given(method("POST"))
         .and(path(TT_INFO))
-        .and(body_partial_json(json!({"app_id": TIKTOK_APP_ID, "access_token": "tt-access-1"})))
+        .and(body_partial_json(
+            json!({"app_id": TIKTOK_APP_ID, "access_token": "tt-access-1"}),
+        ))
         .respond_with(tiktok_error(40105, "access_token is invalid"))
         .mount_as_scoped(&s.platform)
         .await;
-    let _refresh = tiktok_tokens(TT_REFRESH, "tt-access-2", "tt-refresh-2").mount_as_scoped(&s.platform).await;
+    let _refresh = tiktok_tokens(TT_REFRESH, "tt-access-2", "tt-refresh-2")
+        .mount_as_scoped(&s.platform)
+        .await;
     let (status, c) = check(tiktok.clone()).await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["status"], "active");
-    assert_eq!(s.stored_token(&tiktok, SecretField::ConnectionAccessToken).await, "tt-access-2");
+    assert_eq!(
+        s.stored_token(&tiktok, SecretField::ConnectionAccessToken).await,
+        "tt-access-2"
+    );
 
     // An expired TikTok connection (dead refresh token) comes back through the connect flow:
     // same connection, active, error cleared.
@@ -841,8 +1033,14 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
     let again = s.connect_tiktok("tt-access-9", "tt-refresh-9").await;
     assert_eq!(again, tiktok);
     let c = connection_row(&s, &tiktok).await;
-    assert_eq!((c["status"].as_str(), c["last_error"].is_null()), (Some("active"), true));
-    assert_eq!(s.stored_token(&tiktok, SecretField::ConnectionAccessToken).await, "tt-access-9");
+    assert_eq!(
+        (c["status"].as_str(), c["last_error"].is_null()),
+        (Some("active"), true)
+    );
+    assert_eq!(
+        s.stored_token(&tiktok, SecretField::ConnectionAccessToken).await,
+        "tt-access-9"
+    );
 
     // Disconnected connections are not checked; members may not check.
     let (status, _) = s
@@ -854,10 +1052,16 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     s.app.set_plan(&s.org, snorq::domain::Plan::Business).await;
     let (member, _) = s.app.signup("member@example.com").await;
-    s.app.add_member(&s.owner, &s.org, "member@example.com", "member").await;
+    s.app
+        .add_member(&s.owner, &s.org, "member@example.com", "member")
+        .await;
     let (status, body) = s
         .app
-        .post(&format!("/api/v1/orgs/{}/connections/{tiktok}/check", s.org), &member, json!({}))
+        .post(
+            &format!("/api/v1/orgs/{}/connections/{tiktok}/check", s.org),
+            &member,
+            json!({}),
+        )
         .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
 }
@@ -868,10 +1072,17 @@ async fn not_configured_answers_503(backend: Backend) {
     let org = app.create_org(&owner, "Acme").await;
     for platform in ["tiktok", "facebook", "whatsapp"] {
         let (status, body) = app
-            .post(&format!("/api/v1/orgs/{org}/connections/oauth/{platform}/start"), &owner, json!({}))
+            .post(
+                &format!("/api/v1/orgs/{org}/connections/oauth/{platform}/start"),
+                &owner,
+                json!({}),
+            )
             .await;
         assert_problem(status, &body, StatusCode::SERVICE_UNAVAILABLE, "not_configured");
-        assert!(str_of(&body["detail"]).contains(&format!("{platform}_app_id")), "{body}");
+        assert!(
+            str_of(&body["detail"]).contains(&format!("{platform}_app_id")),
+            "{body}"
+        );
     }
     let response = app
         .http

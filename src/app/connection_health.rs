@@ -35,7 +35,10 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
     let token = connection
         .access_token_enc
         .as_deref()
-        .map(|envelope| app.vault.decrypt(SecretField::ConnectionAccessToken, id, envelope))
+        .map(|envelope| {
+            app.vault
+                .decrypt(SecretField::ConnectionAccessToken, id, envelope)
+        })
         .transpose()
         .map_err(AppError::internal)?
         .map(Secret::new);
@@ -44,9 +47,9 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
             message: "the connection has no access token; connect the account again".into(),
         },
         (Platform::TikTok, Some(token)) => {
-            let tiktok = app
-                .tiktok_app()
-                .ok_or_else(|| AppError::NotConfigured("checking TikTok needs tiktok_app_id and tiktok_app_secret".into()))?;
+            let tiktok = app.tiktok_app().ok_or_else(|| {
+                AppError::NotConfigured("checking TikTok needs tiktok_app_id and tiktok_app_secret".into())
+            })?;
             match client.tiktok_token_info(&tiktok, &token).await {
                 Ok(_) => HealthVerdict::Healthy,
                 Err(err) if err.class == ErrorClass::Auth && connection.refresh_token_enc.is_some() => {
@@ -67,14 +70,16 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
         }
         (meta, Some(token)) => {
             let app_credentials = app.meta_app(meta).ok_or_else(|| {
-                AppError::NotConfigured(format!("checking {meta} needs {meta}_app_id and {meta}_app_secret"))
+                AppError::NotConfigured(format!(
+                    "checking {meta} needs {meta}_app_id and {meta}_app_secret"
+                ))
             })?;
             match client.meta_debug_token(meta, &app_credentials, &token).await {
                 Ok(info) if info.is_valid => HealthVerdict::Healthy,
                 Ok(info) => HealthVerdict::Expired {
-                    message: info
-                        .error_message
-                        .unwrap_or_else(|| "Meta says the token is no longer valid; reconnect the account".into()),
+                    message: info.error_message.unwrap_or_else(|| {
+                        "Meta says the token is no longer valid; reconnect the account".into()
+                    }),
                 },
                 Err(err) if err.class == ErrorClass::Auth => HealthVerdict::Expired {
                     message: format!("Meta rejected the token ({err}); reconnect the account"),
@@ -96,11 +101,9 @@ pub async fn deauthorize(app: &App, platform: Platform, form: &[u8]) -> AppResul
     if platform == Platform::TikTok {
         return Err(AppError::NotFound);
     }
-    let secret = app
-        .settings
-        .webhooks
-        .app_secret(platform)
-        .ok_or_else(|| AppError::NotConfigured(format!("no {platform}_app_secret is configured on this server")))?;
+    let secret = app.settings.webhooks.app_secret(platform).ok_or_else(|| {
+        AppError::NotConfigured(format!("no {platform}_app_secret is configured on this server"))
+    })?;
     let signed_request = url::form_urlencoded::parse(form)
         .find(|(key, _)| key == "signed_request")
         .map(|(_, value)| value.into_owned())
@@ -118,7 +121,10 @@ pub async fn deauthorize(app: &App, platform: Platform, form: &[u8]) -> AppResul
         .disconnect_deauthorized(
             request.user_id.as_deref(),
             request.profile_id.as_deref(),
-            &format!("the app was removed on {} (deauthorize callback)", platform_name(platform)),
+            &format!(
+                "the app was removed on {} (deauthorize callback)",
+                platform_name(platform)
+            ),
             domain::now(),
         )
         .await?;

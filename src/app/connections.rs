@@ -105,7 +105,12 @@ fn apply_credentials(vault: &Vault, connection: &mut Connection, credentials: &C
     Ok(())
 }
 
-fn new_connection(org_id: Uuid, platform: Platform, platform_user_id: String, now: DateTime<Utc>) -> Connection {
+fn new_connection(
+    org_id: Uuid,
+    platform: Platform,
+    platform_user_id: String,
+    now: DateTime<Utc>,
+) -> Connection {
     Connection {
         id: domain::new_id(),
         organization_id: org_id,
@@ -144,7 +149,12 @@ pub struct Account {
 /// Stores a grant: the organization's connection for the account gets the new tokens and is
 /// active again (whatever its status was), or a new connection is created. An account live in
 /// another organization is `Conflict`.
-pub async fn upsert(app: &App, org_id: Uuid, account: Account, credentials: &Credentials) -> AppResult<Connection> {
+pub async fn upsert(
+    app: &App,
+    org_id: Uuid,
+    account: Account,
+    credentials: &Credentials,
+) -> AppResult<Connection> {
     let now = domain::now();
     let name = validate_name(account.name.as_deref())?;
     let existing = app
@@ -157,7 +167,12 @@ pub async fn upsert(app: &App, org_id: Uuid, account: Account, credentials: &Cre
             (existing, Some(read_at))
         }
         None => (
-            new_connection(org_id, account.platform, validate_account_id(&account.platform_user_id)?, now),
+            new_connection(
+                org_id,
+                account.platform,
+                validate_account_id(&account.platform_user_id)?,
+                now,
+            ),
             None,
         ),
     };

@@ -94,7 +94,8 @@ impl App {
         if let Some(client) = self.platform_client.get() {
             return Ok(client);
         }
-        let client = snorq_connectors::Client::new(self.settings.platforms.clone()).map_err(AppError::internal)?;
+        let client =
+            snorq_connectors::Client::new(self.settings.platforms.clone()).map_err(AppError::internal)?;
         Ok(self.platform_client.get_or_init(|| client))
     }
 
@@ -116,10 +117,16 @@ impl App {
         })
     }
 
-    fn app_credentials(&self, platform: snorq_connectors::Platform) -> Option<(String, snorq_connectors::Secret)> {
+    fn app_credentials(
+        &self,
+        platform: snorq_connectors::Platform,
+    ) -> Option<(String, snorq_connectors::Secret)> {
         use secrecy::ExposeSecret;
         let id = self.settings.oauth.app_id(platform)?;
         let secret = self.settings.webhooks.app_secret(platform)?;
-        Some((id.to_owned(), snorq_connectors::Secret::new(secret.expose_secret().to_owned())))
+        Some((
+            id.to_owned(),
+            snorq_connectors::Secret::new(secret.expose_secret().to_owned()),
+        ))
     }
 }

@@ -98,7 +98,12 @@ fn not_configured(platform: Platform) -> AppError {
 }
 
 /// Starts a connect flow (ADMIN or OWNER): the URL to send the browser to, and its state.
-pub async fn start(app: &App, access: &OrgAccess, platform: Platform, options: StartOptions) -> AppResult<Started> {
+pub async fn start(
+    app: &App,
+    access: &OrgAccess,
+    platform: Platform,
+    options: StartOptions,
+) -> AppResult<Started> {
     access.require(Role::Admin)?;
     let app_id = match platform {
         Platform::TikTok => app.tiktok_app().map(|a| a.app_id),
@@ -136,8 +141,12 @@ pub async fn start(app: &App, access: &OrgAccess, platform: Platform, options: S
     let state = encode_state(&app.vault, &claims)?;
     let config = &app.settings.platforms;
     let authorize_url = match platform {
-        Platform::TikTok => urls::tiktok_authorize_url(config, &app_id, &redirect_uri, &state, urls::TIKTOK_SCOPES),
-        Platform::Facebook => urls::facebook_login_url(config, &app_id, &redirect_uri, &state, urls::FACEBOOK_SCOPES),
+        Platform::TikTok => {
+            urls::tiktok_authorize_url(config, &app_id, &redirect_uri, &state, urls::TIKTOK_SCOPES)
+        }
+        Platform::Facebook => {
+            urls::facebook_login_url(config, &app_id, &redirect_uri, &state, urls::FACEBOOK_SCOPES)
+        }
         Platform::WhatsApp => urls::whatsapp_signup_url(
             config,
             &app_id,
@@ -169,10 +178,14 @@ pub struct CallbackParams {
 /// The end of a flow whose state was good: the browser is sent back either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallbackOutcome {
-    Connected { connection_ids: Vec<Uuid> },
+    Connected {
+        connection_ids: Vec<Uuid>,
+    },
     /// A stable reason: access_denied, missing_code, exchange_failed, platform_unavailable,
     /// subscribe_failed, no_accounts, already_connected, forbidden, invalid_request.
-    Failed { reason: &'static str },
+    Failed {
+        reason: &'static str,
+    },
 }
 
 /// Where the browser goes after the callback.
@@ -217,7 +230,9 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
         .ok_or(AppError::InvalidState("the state is missing"))?;
     let claims = decode_state(&app.vault, state, now)?;
     if claims.platform != platform {
-        return Err(AppError::InvalidState("the state belongs to another platform's flow"));
+        return Err(AppError::InvalidState(
+            "the state belongs to another platform's flow",
+        ));
     }
     let row = match app.store.consume_oauth_state(claims.id, now).await? {
         StateUse::Consumed(row) => row,
@@ -307,7 +322,9 @@ fn expiry(now: DateTime<Utc>, after: Option<chrono::Duration>) -> Option<DateTim
 }
 
 async fn connect_tiktok(app: &App, grant: &Grant, code: &Secret) -> Result<Vec<Uuid>, Failure> {
-    let tiktok = app.tiktok_app().ok_or_else(|| Failure::App(not_configured(Platform::TikTok)))?;
+    let tiktok = app
+        .tiktok_app()
+        .ok_or_else(|| Failure::App(not_configured(Platform::TikTok)))?;
     let client = app.platform_client()?;
     let tokens = client
         .tiktok_exchange_code(&tiktok, code, &grant.redirect_uri)
@@ -336,7 +353,9 @@ async fn connect_tiktok(app: &App, grant: &Grant, code: &Secret) -> Result<Vec<U
 
 async fn connect_facebook(app: &App, grant: &Grant, code: &Secret) -> Result<Vec<Uuid>, Failure> {
     const PLATFORM: Platform = Platform::Facebook;
-    let meta = app.meta_app(PLATFORM).ok_or_else(|| Failure::App(not_configured(PLATFORM)))?;
+    let meta = app
+        .meta_app(PLATFORM)
+        .ok_or_else(|| Failure::App(not_configured(PLATFORM)))?;
     let client = app.platform_client()?;
     let short = client
         .meta_exchange_code(PLATFORM, &meta, code, Some(&grant.redirect_uri))
@@ -390,7 +409,11 @@ async fn connect_facebook(app: &App, grant: &Grant, code: &Secret) -> Result<Vec
             granted_by: Some(user.id.clone()),
             settings: json!({}),
         };
-        connected.push(connections::upsert(app, grant.org_id, account, &credentials).await?.id);
+        connected.push(
+            connections::upsert(app, grant.org_id, account, &credentials)
+                .await?
+                .id,
+        );
     }
     Ok(connected)
 }
@@ -408,7 +431,9 @@ async fn connect_whatsapp(
     ) else {
         return Err(Failure::Reason("invalid_request"));
     };
-    let meta = app.meta_app(PLATFORM).ok_or_else(|| Failure::App(not_configured(PLATFORM)))?;
+    let meta = app
+        .meta_app(PLATFORM)
+        .ok_or_else(|| Failure::App(not_configured(PLATFORM)))?;
     let client = app.platform_client()?;
     // Embedded Signup's code is exchanged without a redirect_uri.
     let token = client
@@ -433,12 +458,20 @@ async fn connect_whatsapp(
         granted_by: None,
         settings: json!({ "waba_id": waba_id }),
     };
-    Ok(vec![connections::upsert(app, grant.org_id, account, &credentials).await?.id])
+    Ok(vec![
+        connections::upsert(app, grant.org_id, account, &credentials)
+            .await?
+            .id,
+    ])
 }
 
 /// Platform account ids are digits, letters, `-` and `_` (they end up in URL paths).
 fn is_account_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Settings merged into a connection's: the keys given replace the same keys.
@@ -457,7 +490,8 @@ mod tests {
     use super::*;
 
     fn vault() -> Vault {
-        let key = crate::crypto::EncryptionKey::from_base64(&crate::crypto::EncryptionKey::generate_base64()).unwrap();
+        let key = crate::crypto::EncryptionKey::from_base64(&crate::crypto::EncryptionKey::generate_base64())
+            .unwrap();
         Vault::new(crate::crypto::Keyring::new(vec![key]).unwrap())
     }
 
@@ -480,7 +514,10 @@ mod tests {
         assert_eq!(decode_state(&vault, &state, now).unwrap(), good);
         // Expired: refused even though the signature is good.
         let old = encode_state(&vault, &claims(now.timestamp() - 1)).unwrap();
-        assert!(matches!(decode_state(&vault, &old, now), Err(AppError::InvalidState(_))));
+        assert!(matches!(
+            decode_state(&vault, &old, now),
+            Err(AppError::InvalidState(_))
+        ));
         // Signed by another server (another key), or altered.
         let foreign = encode_state(&super::tests::vault(), &good).unwrap();
         assert!(decode_state(&vault, &foreign, now).is_err());
@@ -493,7 +530,10 @@ mod tests {
             String::new(),
             "a".repeat(MAX_STATE_LEN + 1),
         ] {
-            assert!(matches!(decode_state(&vault, &forged, now), Err(AppError::InvalidState(_))), "{forged}");
+            assert!(
+                matches!(decode_state(&vault, &forged, now), Err(AppError::InvalidState(_))),
+                "{forged}"
+            );
         }
     }
 
@@ -508,7 +548,10 @@ mod tests {
 
     #[test]
     fn settings_merge_replaces_given_keys_only() {
-        let merged = merge_settings(&Json(json!({"waba_id": "1", "keep": true})), &json!({"waba_id": "2"}));
+        let merged = merge_settings(
+            &Json(json!({"waba_id": "1", "keep": true})),
+            &json!({"waba_id": "2"}),
+        );
         assert_eq!(merged.0, json!({"waba_id": "2", "keep": true}));
     }
 }

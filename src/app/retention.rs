@@ -42,7 +42,9 @@ pub async fn run(
     }
     done.events = store.delete_events_before(now - event_retention).await?;
     // Connect flows last 10 minutes; a day later their states are only clutter.
-    store.delete_oauth_states_before(now - chrono::Duration::days(1)).await?;
+    store
+        .delete_oauth_states_before(now - chrono::Duration::days(1))
+        .await?;
     store.compact_conversation_counts().await?;
     Ok(done)
 }

@@ -33,7 +33,8 @@ pub struct RefreshReport {
 
 /// How long a claim holds: longer than a platform call can take.
 fn claim_ttl(app: &App) -> chrono::Duration {
-    let call = chrono::Duration::from_std(app.settings.platforms.timeout).unwrap_or(chrono::Duration::seconds(20));
+    let call =
+        chrono::Duration::from_std(app.settings.platforms.timeout).unwrap_or(chrono::Duration::seconds(20));
     call * 3 + chrono::Duration::seconds(10)
 }
 
@@ -47,7 +48,12 @@ pub async fn run_once(app: &App) -> AppResult<RefreshReport> {
     let now = domain::now();
     let claims = app
         .store
-        .claim_due_refreshes(now + app.settings.token_refresh.window, now, now + claim_ttl(app), BATCH)
+        .claim_due_refreshes(
+            now + app.settings.token_refresh.window,
+            now,
+            now + claim_ttl(app),
+            BATCH,
+        )
         .await?;
     for claim in claims {
         let verdict = refresh(app, &claim).await;
@@ -70,9 +76,17 @@ pub async fn run_once(app: &App) -> AppResult<RefreshReport> {
 
 /// Refreshes one connection now if no other process is (a check found its access token dead);
 /// `None` when it could not be claimed.
-pub async fn refresh_now(app: &App, org_id: uuid::Uuid, id: uuid::Uuid) -> AppResult<Option<crate::store::Connection>> {
+pub async fn refresh_now(
+    app: &App,
+    org_id: uuid::Uuid,
+    id: uuid::Uuid,
+) -> AppResult<Option<crate::store::Connection>> {
     let now = domain::now();
-    let Some(claim) = app.store.claim_refresh(org_id, id, now, now + claim_ttl(app)).await? else {
+    let Some(claim) = app
+        .store
+        .claim_refresh(org_id, id, now, now + claim_ttl(app))
+        .await?
+    else {
         return Ok(None);
     };
     let verdict = refresh(app, &claim).await;
@@ -96,7 +110,10 @@ async fn refresh(app: &App, claim: &RefreshClaim) -> HealthVerdict {
     let (Some(tiktok), Some(envelope)) = (app.tiktok_app(), claim.refresh_token_enc.as_deref()) else {
         return failed("no TikTok app or refresh token to refresh with".into());
     };
-    let refresh_token = match app.vault.decrypt(SecretField::ConnectionRefreshToken, claim.id, envelope) {
+    let refresh_token = match app
+        .vault
+        .decrypt(SecretField::ConnectionRefreshToken, claim.id, envelope)
+    {
         Ok(token) => Secret::new(token),
         Err(err) => return failed(format!("the stored refresh token cannot be read: {err}")),
     };
@@ -106,7 +123,11 @@ async fn refresh(app: &App, claim: &RefreshClaim) -> HealthVerdict {
     };
     match client.tiktok_refresh_token(&tiktok, &refresh_token).await {
         Ok(tokens) => {
-            if tokens.open_id.as_deref().is_some_and(|id| id != claim.platform_user_id) {
+            if tokens
+                .open_id
+                .as_deref()
+                .is_some_and(|id| id != claim.platform_user_id)
+            {
                 tracing::warn!(connection_id = %claim.id, "TikTok refresh returned another open_id than the connection's");
             }
             match sealed(app, claim, &tokens, now) {
@@ -143,13 +164,18 @@ fn sealed(
         refresh_token_enc: seal(SecretField::ConnectionRefreshToken, &tokens.refresh_token)?,
         token_fingerprint: fingerprint(tokens.access_token.expose()),
         access_token_expires_at: tokens.expires_in.map(|d| now + d),
-        refresh_token_expires_at: tokens.refresh_expires_in.map(|d| now + d).or(claim.refresh_token_expires_at),
+        refresh_token_expires_at: tokens
+            .refresh_expires_in
+            .map(|d| now + d)
+            .or(claim.refresh_token_expires_at),
     })
 }
 
 /// The wait before the next attempt after `failures` failed ones (the last delay repeats).
 fn backoff(delays: &[chrono::Duration], failures: i32) -> chrono::Duration {
-    let index = usize::try_from(failures).unwrap_or(0).min(delays.len().saturating_sub(1));
+    let index = usize::try_from(failures)
+        .unwrap_or(0)
+        .min(delays.len().saturating_sub(1));
     delays.get(index).copied().unwrap_or(chrono::Duration::minutes(5))
 }
 

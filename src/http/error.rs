@@ -147,7 +147,9 @@ impl From<AppError> for Problem {
             AppError::Unavailable => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail),
             AppError::InvalidState(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_state", detail),
             AppError::InvalidSignature => Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail),
-            AppError::NotConfigured(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_configured", detail),
+            AppError::NotConfigured(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_configured", detail)
+            }
             AppError::PlatformUnavailable(_) => {
                 Problem::new(StatusCode::BAD_GATEWAY, "platform_unavailable", detail)
             }

@@ -12,8 +12,8 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiResult, ProblemSchema};
 use super::extract::{PathPlatform, RawBody};
-use crate::app::oauth::{self, CallbackParams};
 use crate::app::connection_health;
+use crate::app::oauth::{self, CallbackParams};
 
 /// A deauthorize form is a few hundred bytes.
 const MAX_CALLBACK_BYTES: usize = 16 * 1024;

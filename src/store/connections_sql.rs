@@ -12,7 +12,9 @@ macro_rules! refresh_claim_columns {
 /// which come last). Every verdict bumps `updated_at`, so a save prepared from an older read of
 /// the connection fails as stale instead of restoring old tokens.
 fn push_verdict(query: &mut sqlx::QueryBuilder<Db>, verdict: &HealthVerdict, now: DateTime<Utc>) {
-    query.push("UPDATE platform_connections SET updated_at = ").push_bind(now);
+    query
+        .push("UPDATE platform_connections SET updated_at = ")
+        .push_bind(now);
     match verdict {
         HealthVerdict::Refreshed(tokens) => {
             query

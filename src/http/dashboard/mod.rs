@@ -338,7 +338,6 @@ impl SendsQuery {
             reason: self.reason.clone().filter(|r| !r.trim().is_empty()),
             since,
             until,
-            ..SendFilter::default()
         }
     }
 

@@ -429,7 +429,11 @@ impl From<ConnectionHealth> for ConnectionRow {
             status: c.status.as_db().to_lowercase(),
             failed_sends: h.failed_sends,
             last_error: c.last_error.unwrap_or_default(),
-            last_checked: c.last_checked_at.or(c.last_refreshed_at).map(short_time).unwrap_or_default(),
+            last_checked: c
+                .last_checked_at
+                .or(c.last_refreshed_at)
+                .map(short_time)
+                .unwrap_or_default(),
             updated: short_time(c.updated_at),
         }
     }
