@@ -483,7 +483,6 @@ async fn whatsapp_embedded_signup_connects_the_number(backend: Backend) {
 
 async fn failures_store_nothing(backend: Backend) {
     let s = setup(backend).await;
-    let exchange = Mock::given(method("POST")).and(path(TT_TOKEN));
     // Denied consent: no exchange at all.
     let state = s.state("tiktok").await;
     let query = s
@@ -503,32 +502,26 @@ async fn failures_store_nothing(backend: Backend) {
     );
     assert!(s.requests_to(TT_TOKEN).await.is_empty());
 
-    // A bad code (TikTok answers 200 with an error code).
-    let guard = exchange
-        .respond_with(tiktok_error(40110, "auth_code is invalid or used"))
-        .mount_as_scoped(&s.platform)
-        .await;
-    let state = s.state("tiktok").await;
-    let query = s
-        .callback("tiktok", &[("code", "bad"), ("state", &state)])
-        .await
-        .redirect();
-    assert_eq!(query["error"], "exchange_failed");
-    drop(guard);
-
-    // The token endpoint is down.
-    let guard = Mock::given(method("POST"))
-        .and(path(TT_TOKEN))
-        .respond_with(ResponseTemplate::new(503))
-        .mount_as_scoped(&s.platform)
-        .await;
-    let state = s.state("tiktok").await;
-    let query = s
-        .callback("tiktok", &[("code", "c1"), ("state", &state)])
-        .await
-        .redirect();
-    assert_eq!(query["error"], "platform_unavailable");
-    drop(guard);
+    // A bad code (TikTok answers 200 with an error code); the token endpoint down.
+    for (answer, reason) in [
+        (
+            tiktok_error(40110, "auth_code is invalid or used"),
+            "exchange_failed",
+        ),
+        (ResponseTemplate::new(503), "platform_unavailable"),
+    ] {
+        let _exchange = Mock::given(method("POST"))
+            .and(path(TT_TOKEN))
+            .respond_with(answer)
+            .mount_as_scoped(&s.platform)
+            .await;
+        let state = s.state("tiktok").await;
+        let query = s
+            .callback("tiktok", &[("code", "c1"), ("state", &state)])
+            .await
+            .redirect();
+        assert_eq!(query["error"], reason);
+    }
     let calls = s.requests_to(TT_TOKEN).await.len();
 
     // States that are not good: missing, garbage, tampered, another platform's, expired.

@@ -87,6 +87,7 @@ backend_tests!(
     failed_sends_are_listed_and_retried_with_csrf,
     another_organization_s_send_cannot_be_touched,
     pages_load_nothing_from_elsewhere,
+    auth_failures_are_retried_from_the_connection_row,
 );
 
 async fn failing_send(s: &Setup) -> String {
@@ -324,4 +325,70 @@ async fn pages_load_nothing_from_elsewhere(backend: Backend) {
             assert!(!html.contains(external), "{page} references {external}");
         }
     }
+}
+
+async fn auth_failures_are_retried_from_the_connection_row(backend: Backend) {
+    let s = setup(backend).await;
+    platform_answers(
+        &s.platform,
+        graph_error(400, 131026, "Message undeliverable"),
+        Some(1),
+    )
+    .await;
+    let undeliverable = s.queued("undeliverable").await;
+    s.wait_status(&undeliverable, "failed").await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(graph_error(401, 190, "Error validating access token"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.platform)
+        .await;
+    let dead_token = s.queued("sent on a dead token").await;
+    assert_eq!(
+        s.wait_status(&dead_token, "failed").await["failure_reason"],
+        "auth"
+    );
+    let (_, list) = s
+        .app
+        .get(&format!("/api/v1/orgs/{}/connections", s.org), &s.token)
+        .await;
+    assert_eq!(list["items"][0]["status"], "expired");
+    let connection = common::str_of(&list["items"][0]["id"]);
+
+    let browser = Browser::new(&s.app);
+    let csrf = browser.sign_in("agent@example.com").await;
+    let (_, page) = browser.get("/dashboard/connections").await;
+    assert!(
+        page.contains("expired") && page.contains("Error validating access token"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Retry auth failures</button>"),
+        "not before a reconnect"
+    );
+    // Reconnected with a fresh token: the row offers the retry, which takes only the sends
+    // that failed on the dead token.
+    let (status, _) = s
+        .app
+        .patch(
+            &format!("/api/v1/orgs/{}/connections/{connection}", s.org),
+            &s.token,
+            json!({"access_token": "fresh-token"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, page) = browser.get("/dashboard/connections").await;
+    assert!(page.contains("Retry auth failures</button>"), "{page}");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("org", s.org.as_str()),
+        ("connection", connection.as_str()),
+        ("reason", "auth"),
+    ];
+    let (status, location) = browser.post("/dashboard/sends/retry", &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.contains("reason=auth"), "{location}");
+    s.wait_status(&dead_token, "sent").await;
+    assert_eq!(s.send(&undeliverable).await["status"], "failed");
 }
