@@ -433,6 +433,31 @@ async fn whatsapp_embedded_signup_connects_the_number(backend: Backend) {
         .expect(1)
         .mount(&s.platform)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/waba-77/phone_numbers"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": "204512345678901"}]})))
+        .mount(&s.platform)
+        .await;
+    // A number the granted token does not reach (someone else's) is refused.
+    let state = s.state("whatsapp").await;
+    let query = s
+        .callback(
+            "whatsapp",
+            &[
+                ("code", "es-code"),
+                ("state", &state),
+                ("waba_id", "waba-77"),
+                ("phone_number_id", "999999999999999"),
+            ],
+        )
+        .await
+        .redirect();
+    assert_eq!(
+        (query["status"].as_str(), query["error"].as_str()),
+        ("error", "invalid_request")
+    );
+    assert!(s.requests_to("/v24.0/waba-77/subscribed_apps").await.is_empty());
+    assert_eq!(s.connection_count().await, 0);
     // Without the number the page reported, nothing is exchanged or stored.
     let state = s.state("whatsapp").await;
     let query = s
@@ -463,9 +488,11 @@ async fn whatsapp_embedded_signup_connects_the_number(backend: Backend) {
         .redirect();
     assert_eq!(query["status"], "connected", "{query:?}");
     let exchange = s.requests_to(META_TOKEN).await;
-    assert_eq!(exchange.len(), 1);
+    assert_eq!(exchange.len(), 2, "the refused number's flow and this one");
     assert!(
-        exchange[0].url.query_pairs().all(|(k, _)| k != "redirect_uri"),
+        exchange
+            .iter()
+            .all(|e| e.url.query_pairs().all(|(k, _)| k != "redirect_uri")),
         "Embedded Signup passes no redirect_uri"
     );
     let c = &s.connections().await[0];

@@ -227,6 +227,36 @@ impl Client {
         .await
     }
 
+    /// The phone number ids of a WhatsApp Business Account (`GET /{waba_id}/phone_numbers`,
+    /// first 100): the numbers a token really reaches, so a number reported by the browser can
+    /// be checked before it is connected.
+    pub async fn whatsapp_phone_numbers(
+        &self,
+        waba_id: &str,
+        token: &Secret,
+    ) -> Result<Vec<String>, ApiError> {
+        const PLATFORM: Platform = Platform::WhatsApp;
+        check_path_segment(PLATFORM, "WABA id", waba_id)?;
+        let url = self.graph_url_with(
+            PLATFORM,
+            &format!("{waba_id}/phone_numbers"),
+            &[("fields", "id"), ("limit", "100")],
+        )?;
+        let request = self.http().get(url).bearer_auth(token.expose());
+        let reply = self.execute(PLATFORM, request, &[token]).await?;
+        check_graph_status(PLATFORM, &reply, &[token], |code, _, status| {
+            classify_whatsapp(code, status)
+        })?;
+        let response = serde_json::from_slice::<AccountsResponse>(&reply.body).ok();
+        let Some(data) = response.and_then(|r| r.data) else {
+            return Err(unreadable_success(PLATFORM, &reply, "data"));
+        };
+        Ok(data
+            .into_iter()
+            .filter_map(|value| non_empty(serde_json::from_value::<PageEntry>(value).ok()?.id))
+            .collect())
+    }
+
     async fn subscribe(
         &self,
         platform: Platform,

@@ -280,6 +280,49 @@ async fn subscribe_waba() {
     assert_eq!(error.class, ErrorClass::InvalidRequest);
 }
 
+#[tokio::test]
+async fn waba_phone_numbers() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v24.0/{WABA_ID}/phone_numbers")))
+        .and(header("authorization", bearer().as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [
+                {"id": "106540352242922", "display_phone_number": "+1 555-0100", "verified_name": "Acme"},
+                {"display_phone_number": "no id"},
+                {"id": "106540352242923"}
+            ],
+            "paging": {"cursors": {"before": "a", "after": "b"}}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri());
+    let numbers = client.whatsapp_phone_numbers(WABA_ID, &token()).await.unwrap();
+    assert_eq!(numbers, ["106540352242922", "106540352242923"]);
+
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(graph_error(
+            190,
+            None,
+            "Error validating access token",
+        )))
+        .mount(&server)
+        .await;
+    let error = client
+        .whatsapp_phone_numbers(WABA_ID, &token())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.platform, error.class),
+        (Platform::WhatsApp, ErrorClass::Auth)
+    );
+    assert_no_secret(&error);
+    let error = client.whatsapp_phone_numbers("../x", &token()).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::InvalidRequest);
+}
+
 fn debug_token_mock() -> MockBuilder {
     Mock::given(method("GET"))
         .and(path("/v24.0/debug_token"))

@@ -52,7 +52,11 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
             })?;
             match client.tiktok_token_info(&tiktok, &token).await {
                 Ok(_) => HealthVerdict::Healthy,
-                Err(err) if err.class == ErrorClass::Auth && connection.refresh_token_enc.is_some() => {
+                Err(err)
+                    if err.class == ErrorClass::Auth
+                        && connection.refresh_token_enc.is_some()
+                        && connection.status != ConnectionStatus::Expired =>
+                {
                     // The access token is dead but the refresh token may not be: try it.
                     if let Some(refreshed) = token_refresh::refresh_now(app, access.org_id(), id).await? {
                         return Ok(refreshed);
@@ -89,9 +93,20 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
         }
     };
     app.store
-        .record_check(access.org_id(), id, &verdict, domain::now())
+        .record_check(
+            access.org_id(),
+            id,
+            connection.token_fingerprint.as_deref(),
+            &verdict,
+            domain::now(),
+        )
         .await?
-        .ok_or(AppError::NotFound)
+        .ok_or_else(|| {
+            AppError::conflict(
+                "the connection changed while it was checked (reconnected or refreshed); check again",
+                None,
+            )
+        })
 }
 
 /// Meta's deauthorize callback: a user (or a Page) removed the app. The form's

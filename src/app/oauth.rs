@@ -317,8 +317,9 @@ fn platform_failure(step: &'static str, err: &ApiError) -> Failure {
     }
 }
 
-fn expiry(now: DateTime<Utc>, after: Option<chrono::Duration>) -> Option<DateTime<Utc>> {
-    after.map(|d| now + d)
+/// When a token given now expires; a lifetime too large for a date means none.
+pub(crate) fn expiry(now: DateTime<Utc>, after: Option<chrono::Duration>) -> Option<DateTime<Utc>> {
+    after.and_then(|d| now.checked_add_signed(d))
 }
 
 async fn connect_tiktok(app: &App, grant: &Grant, code: &Secret) -> Result<Vec<Uuid>, Failure> {
@@ -394,6 +395,7 @@ async fn connect_facebook(app: &App, grant: &Grant, code: &Secret) -> Result<Vec
             .await
             .map_err(|e| platform_failure("subscribe_failed", &e))?;
     }
+    let mut taken_elsewhere = 0;
     for page in pages {
         let credentials = Credentials {
             // Page tokens from a long-lived user token do not expire.
@@ -409,11 +411,15 @@ async fn connect_facebook(app: &App, grant: &Grant, code: &Secret) -> Result<Vec
             granted_by: Some(user.id.clone()),
             settings: json!({}),
         };
-        connected.push(
-            connections::upsert(app, grant.org_id, account, &credentials)
-                .await?
-                .id,
-        );
+        // A Page live in another organization is skipped; the others are still connected.
+        match connections::upsert(app, grant.org_id, account, &credentials).await {
+            Ok(connection) => connected.push(connection.id),
+            Err(AppError::Conflict { .. }) => taken_elsewhere += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if connected.is_empty() && taken_elsewhere > 0 {
+        return Err(Failure::Reason("already_connected"));
     }
     Ok(connected)
 }
@@ -440,6 +446,19 @@ async fn connect_whatsapp(
         .meta_exchange_code(PLATFORM, &meta, code, None)
         .await
         .map_err(|e| platform_failure("exchange_failed", &e))?;
+    // The ids come from the browser: the number must be one the granted token reaches, or
+    // anyone could claim any number.
+    let numbers = client
+        .whatsapp_phone_numbers(waba_id, &token.access_token)
+        .await
+        .map_err(|e| platform_failure("exchange_failed", &e))?;
+    if !numbers.iter().any(|n| n == phone_number_id) {
+        tracing::warn!(
+            waba_id,
+            "Embedded Signup reported a number the granted token does not reach"
+        );
+        return Err(Failure::Reason("invalid_request"));
+    }
     client
         .whatsapp_subscribe_waba(waba_id, &token.access_token)
         .await

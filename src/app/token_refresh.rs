@@ -38,24 +38,29 @@ fn claim_ttl(app: &App) -> chrono::Duration {
     call * 3 + chrono::Duration::seconds(10)
 }
 
-/// One pass: refreshes every due connection (up to a batch). Without a TikTok app configured
+/// One pass: refreshes every due connection (up to 50; the next pass takes the rest). Without a TikTok app configured
 /// there is nothing it could do, so it claims nothing.
 pub async fn run_once(app: &App) -> AppResult<RefreshReport> {
     let mut report = RefreshReport::default();
     if app.tiktok_app().is_none() {
         return Ok(report);
     }
-    let now = domain::now();
-    let claims = app
-        .store
-        .claim_due_refreshes(
-            now + app.settings.token_refresh.window,
-            now,
-            now + claim_ttl(app),
-            BATCH,
-        )
-        .await?;
-    for claim in claims {
+    // One claim at a time: claims taken for a whole batch could lapse while the first ones are
+    // refreshed, and another process would then use the same refresh token.
+    for _ in 0..BATCH {
+        let now = domain::now();
+        let claimed = app
+            .store
+            .claim_due_refreshes(
+                now + app.settings.token_refresh.window,
+                now,
+                now + claim_ttl(app),
+                1,
+            )
+            .await?;
+        let Some(claim) = claimed.into_iter().next() else {
+            break;
+        };
         let verdict = refresh(app, &claim).await;
         let saved = app.store.finish_refresh(&claim, &verdict, domain::now()).await?;
         match (&verdict, saved) {
@@ -163,10 +168,8 @@ fn sealed(
         access_token_enc: seal(SecretField::ConnectionAccessToken, &tokens.access_token)?,
         refresh_token_enc: seal(SecretField::ConnectionRefreshToken, &tokens.refresh_token)?,
         token_fingerprint: fingerprint(tokens.access_token.expose()),
-        access_token_expires_at: tokens.expires_in.map(|d| now + d),
-        refresh_token_expires_at: tokens
-            .refresh_expires_in
-            .map(|d| now + d)
+        access_token_expires_at: super::oauth::expiry(now, tokens.expires_in),
+        refresh_token_expires_at: super::oauth::expiry(now, tokens.refresh_expires_in)
             .or(claim.refresh_token_expires_at),
     })
 }

@@ -127,12 +127,15 @@ pub trait ConnectionStore: Send + Sync + 'static {
         verdict: &HealthVerdict,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>>;
-    /// Applies a check's verdict (not to a disconnected connection); `None` when there is no
-    /// such live connection in the organization. Writes `connection.updated` on a change.
+    /// Applies a check's verdict (not to a disconnected connection) if the connection's token
+    /// is still the one checked (`token_fingerprint`); `None` when there is no such live
+    /// connection in the organization, or its token changed. Writes `connection.updated` on a
+    /// change.
     async fn record_check(
         &self,
         org_id: Uuid,
         id: Uuid,
+        token_fingerprint: Option<&str>,
         verdict: &HealthVerdict,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>>;

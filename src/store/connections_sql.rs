@@ -30,22 +30,15 @@ fn push_verdict(query: &mut sqlx::QueryBuilder<Db>, verdict: &HealthVerdict, now
                 .push_bind(tokens.refresh_token_expires_at)
                 .push(", last_refreshed_at = ")
                 .push_bind(now)
-                .push(
-                    ", status = 'ACTIVE', last_error = NULL, failure_count = 0, next_refresh_at = NULL, \
-                     refresh_claimed_until = NULL",
-                );
+                .push(", status = 'ACTIVE', last_error = NULL, failure_count = 0, next_refresh_at = NULL");
         }
         HealthVerdict::Healthy => {
-            query.push(
-                ", status = 'ACTIVE', last_error = NULL, failure_count = 0, next_refresh_at = NULL, \
-                 refresh_claimed_until = NULL",
-            );
+            query.push(", status = 'ACTIVE', last_error = NULL, failure_count = 0, next_refresh_at = NULL");
         }
         HealthVerdict::Expired { message } => {
             query
                 .push(", status = 'EXPIRED', last_error = ")
-                .push_bind(message.clone())
-                .push(", refresh_claimed_until = NULL");
+                .push_bind(message.clone());
         }
         HealthVerdict::Failed {
             message,
@@ -57,30 +50,54 @@ fn push_verdict(query: &mut sqlx::QueryBuilder<Db>, verdict: &HealthVerdict, now
                 .push_bind(*error_threshold)
                 .push(" THEN 'ERROR' ELSE status END, failure_count = failure_count + 1, last_error = ")
                 .push_bind(message.clone())
-                .push(", next_refresh_at = ")
+                // A check has no backoff of its own: it keeps the refresh's.
+                .push(", next_refresh_at = COALESCE(")
                 .push_bind(*retry_at)
-                .push(", refresh_claimed_until = NULL");
+                .push(", next_refresh_at)");
         }
     }
 }
 
-/// The row a verdict is for: a live connection of an organization (a check), or the connection
-/// a refresh claimed, if the claim still holds (same claim, same refresh token).
+/// The row a verdict is for: a live connection of an organization whose token is still the one
+/// checked (a check), or the connection a refresh claimed, if the claim still holds (same
+/// claim, same refresh token).
 enum VerdictTarget<'a> {
-    Live { org_id: Uuid, id: Uuid },
+    Live {
+        org_id: Uuid,
+        id: Uuid,
+        token_fingerprint: Option<&'a str>,
+    },
     Claim(&'a RefreshClaim),
 }
 
 impl VerdictTarget<'_> {
+    /// `, refresh_claimed_until = NULL` when the verdict ends a claim.
+    fn push_release(&self, query: &mut sqlx::QueryBuilder<Db>) {
+        if matches!(self, VerdictTarget::Claim(_)) {
+            query.push(", refresh_claimed_until = NULL");
+        }
+    }
+
     fn push(&self, query: &mut sqlx::QueryBuilder<Db>) {
         query.push(" WHERE status <> 'DISCONNECTED'");
         match self {
-            VerdictTarget::Live { org_id, id } => {
+            VerdictTarget::Live {
+                org_id,
+                id,
+                token_fingerprint,
+            } => {
                 query
                     .push(" AND organization_id = ")
                     .push_bind(*org_id)
                     .push(" AND id = ")
                     .push_bind(*id);
+                // A reconnect or refresh since the check read the token: its verdict is stale.
+                match token_fingerprint {
+                    Some(fingerprint) => query
+                        .push(" AND token_fingerprint = ")
+                        .push_bind(fingerprint.to_string()),
+                    None => query.push(" AND token_fingerprint IS NULL"),
+                };
             }
             VerdictTarget::Claim(claim) => {
                 query
@@ -118,6 +135,7 @@ async fn apply_verdict(
     };
     let mut update = sqlx::QueryBuilder::<Db>::new("");
     push_verdict(&mut update, verdict, now);
+    target.push_release(&mut update);
     target.push(&mut update);
     update.push(concat!(" RETURNING ", connection_columns!()));
     let saved: Option<Connection> = update
@@ -280,10 +298,15 @@ impl ConnectionStore for Backend {
         &self,
         org_id: Uuid,
         id: Uuid,
+        token_fingerprint: Option<&str>,
         verdict: &HealthVerdict,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>> {
-        let target = VerdictTarget::Live { org_id, id };
+        let target = VerdictTarget::Live {
+            org_id,
+            id,
+            token_fingerprint,
+        };
         let saved = apply_verdict(&self.pool, target, verdict, now).await?;
         if saved.is_some() {
             sqlx::query("UPDATE platform_connections SET last_checked_at = $2 WHERE id = $1")
