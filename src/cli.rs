@@ -68,6 +68,13 @@ pub enum Command {
     /// (the workers do it every token_refresh_interval_secs).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Try everything in one command: the service on a temporary SQLite database (or
+    /// DATABASE_URL) with a demo organization, an agent and one connection per platform, all
+    /// pointed at the built-in platform simulator. Stops on Ctrl-C.
+    Demo(crate::demo::DemoArgs),
+    /// Play WhatsApp, Messenger and TikTok for a running service: customers' signed webhooks,
+    /// the send and token APIs with injected failures, receipts, and a record of every send.
+    Simulate(crate::simulator::command::SimulateArgs),
     /// Load-test webhook ingest against a running service (see benches/README.md).
     BenchIngest(crate::bench::IngestBenchArgs),
     /// Measure outbound sends through the queue against an in-process fake platform, on the
@@ -199,6 +206,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // The generator is a client of the service: it needs none of its configuration.
         Command::BenchIngest(args) => return crate::bench::run(args).await,
+        Command::Simulate(args) => {
+            telemetry::init_tracing_or(LogFormat::Text, "warn");
+            return crate::simulator::command::run(args).await;
+        }
+        // The demo builds its own configuration around the simulator.
+        Command::Demo(args) => {
+            let overrides = cli.global.overrides(None, None);
+            return crate::demo::run(cli.global.config, overrides, args).await;
+        }
         _ => {}
     }
     let (listen, workers) = match &command {
@@ -248,7 +264,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
         Command::BenchSend(args) => crate::bench::send::run(config, args).await,
         Command::BenchInbox(args) => crate::bench::inbox::run(config, args).await,
-        Command::Keys(KeysCommand::Generate) | Command::BenchIngest(_) => Ok(()),
+        Command::Keys(KeysCommand::Generate)
+        | Command::BenchIngest(_)
+        | Command::Simulate(_)
+        | Command::Demo(_) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,
     }
 }

@@ -10,10 +10,15 @@ use crate::config::LogFormat;
 /// Installs the log subscriber. Level from `SNORQ_LOG` (or `RUST_LOG`), default `info`.
 /// Calling it twice is harmless (tests start many servers in one process).
 pub fn init_tracing(format: LogFormat) {
+    init_tracing_or(format, "info,sqlx=warn");
+}
+
+/// Like [`init_tracing`], with `default_filter` when neither SNORQ_LOG nor RUST_LOG is set.
+pub fn init_tracing_or(format: LogFormat, default_filter: &str) {
     let filter = std::env::var("SNORQ_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .map(EnvFilter::new)
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Logs go to stderr: stdout is for command output (`keys generate`, `admin ...`).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

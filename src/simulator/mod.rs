@@ -1,0 +1,354 @@
+//! A platform simulator: plays WhatsApp, Messenger and TikTok for the service, with no
+//! account at any of them.
+//!
+//! - **Customers** write to the service: signed webhooks (text, image, location, reaction) at
+//!   a steady rate, to `{target}/webhooks/{platform}`.
+//! - **The platforms' APIs** answer the service's sends and token calls ([`platform`]), with a
+//!   configured share of failures ([`failures`]), and keep a record of every send.
+//! - **Receipts** follow each accepted send, as webhooks: WhatsApp statuses, Messenger echoes
+//!   and delivery/read watermarks, TikTok echoes and read watermarks.
+//!
+//! `snorq simulate` runs it beside a service; `snorq demo` runs both in one process.
+
+pub mod command;
+pub mod customers;
+pub mod failures;
+pub mod payloads;
+pub mod platform;
+pub mod record;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use snorq_connectors::Platform;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use customers::Population;
+pub use failures::{FailureKind, FailureMix, FailureRule};
+pub use payloads::{Accounts, WhatsAppAccount};
+pub use record::{SendRecord, Stats};
+pub use webhooks::{Secrets, WebhookTarget};
+
+use payloads::{Customer, Receipt};
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    pub accounts: Accounts,
+    /// The service's base URL for webhooks, and the secrets to sign them; `None` plays only
+    /// the platforms' APIs.
+    pub target: Option<(String, Secrets)>,
+    /// Customer messages per second over all platforms (0: none).
+    pub rate: f64,
+    /// Customers per platform.
+    pub customers: usize,
+    /// The platforms customers write on, in turn.
+    pub platforms: Vec<Platform>,
+    pub failures: FailureMix,
+    /// `Retry-After` of injected rate limits.
+    pub retry_after: Duration,
+    /// How long an injected timeout holds the request before answering 504.
+    pub hold: Duration,
+    /// From an accepted send to its delivery receipt.
+    pub receipt_delay: Duration,
+    /// The share of delivered messages that customers read, and how long after delivery.
+    pub read_share: f64,
+    pub read_delay: Duration,
+    /// From an accepted send to its echo (Messenger, TikTok).
+    pub echo_delay: Duration,
+}
+
+impl SimulatorConfig {
+    /// Customers at `rate` on every platform, no failures, receipts within a few seconds.
+    pub fn new(accounts: Accounts, target: Option<(String, Secrets)>, rate: f64) -> Self {
+        SimulatorConfig {
+            accounts,
+            target,
+            rate,
+            customers: 12,
+            platforms: vec![Platform::WhatsApp, Platform::Facebook, Platform::TikTok],
+            failures: FailureMix::none(),
+            retry_after: Duration::from_secs(2),
+            hold: Duration::from_secs(60),
+            receipt_delay: Duration::from_millis(500),
+            read_share: 0.7,
+            read_delay: Duration::from_secs(3),
+            echo_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the simulator's tasks share.
+pub struct Shared {
+    config: SimulatorConfig,
+    record: record::Record,
+    population: Population,
+    target: Option<WebhookTarget>,
+    /// The simulator's base URL (images point at it).
+    url: String,
+    /// Keeps ids apart between runs.
+    tag: String,
+    next_id: AtomicU64,
+    stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// A platform message id in the platform's style (`wamid.`, `m_`, digits for TikTok).
+    fn new_id(&self, platform: Platform, outbound: bool) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let side = if outbound { "OUT" } else { "IN" };
+        match platform {
+            Platform::WhatsApp => format!("wamid.SIM{side}{}{n:08}", self.tag),
+            Platform::Facebook => format!("m_SIM{side}{}{n:08}", self.tag),
+            Platform::TikTok => format!("7{}{}{n:010}", u8::from(outbound), self.tag_digits()),
+        }
+    }
+
+    fn tag_digits(&self) -> String {
+        self.tag.bytes().map(|b| char::from(b'0' + b % 10)).collect()
+    }
+
+    fn media_url(&self, id: &str) -> String {
+        format!("{}/_simulator/media/{id}.png", self.url)
+    }
+
+    /// Waits `hold`, or less when the simulator stops.
+    async fn hold(&self) {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(self.config.hold) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// Sleeps `delay`; false when the simulator stopped meanwhile.
+    async fn pause(&self, delay: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => !*self.stop.borrow(),
+            _ = stop.wait_for(|s| *s) => false,
+        }
+    }
+
+    /// After an accepted send: remember it (customers react to it), then post its echo and
+    /// receipts in time order.
+    fn after_send(self: &Arc<Self>, sent: &SendRecord) {
+        let Some(message_id) = sent.message_id.clone() else {
+            return;
+        };
+        let customer = self.population.recipient(sent.platform, &sent.recipient);
+        self.population.remember_reply(&customer, &message_id);
+        if self.target.is_none() {
+            return;
+        }
+        let schedule = self.receipts_for(sent, &customer, &message_id);
+        let shared = self.clone();
+        let platform = sent.platform;
+        tokio::spawn(async move {
+            let mut waited = Duration::ZERO;
+            for (at, body) in schedule {
+                if !shared.pause(at.saturating_sub(waited)).await {
+                    return;
+                }
+                waited = at;
+                if let Some(target) = &shared.target {
+                    target.deliver(&shared.record, platform, &body).await;
+                }
+            }
+        });
+    }
+
+    /// The webhooks that follow a send, with their delay from it.
+    fn receipts_for(
+        &self,
+        sent: &SendRecord,
+        customer: &Customer,
+        message_id: &str,
+    ) -> Vec<(Duration, Value)> {
+        let config = &self.config;
+        let accounts = &config.accounts;
+        let correlation = sent.correlation.as_deref();
+        let reads = rand::random::<f64>() < config.read_share;
+        let now = Utc::now();
+        let at = |delay: Duration| now + chrono::Duration::from_std(delay).unwrap_or_default();
+        let mut steps: Vec<(Duration, Option<Value>)> = vec![
+            (
+                Duration::ZERO,
+                payloads::receipt(accounts, customer, message_id, correlation, now, Receipt::Sent),
+            ),
+            (
+                config.receipt_delay,
+                payloads::receipt(
+                    accounts,
+                    customer,
+                    message_id,
+                    correlation,
+                    at(config.receipt_delay),
+                    Receipt::Delivered,
+                ),
+            ),
+        ];
+        if let Some(text) = sent.text.as_deref().filter(|_| sent.content_type == "text") {
+            steps.push((
+                config.echo_delay,
+                payloads::echo(
+                    accounts,
+                    customer,
+                    message_id,
+                    correlation,
+                    at(config.echo_delay),
+                    text,
+                ),
+            ));
+        }
+        if reads {
+            let read_at = config.receipt_delay + config.read_delay;
+            steps.push((
+                read_at,
+                payloads::receipt(
+                    accounts,
+                    customer,
+                    message_id,
+                    correlation,
+                    at(read_at),
+                    Receipt::Read,
+                ),
+            ));
+        }
+        let mut steps: Vec<(Duration, Value)> = steps
+            .into_iter()
+            .filter_map(|(delay, body)| Some((delay, body?)))
+            .collect();
+        steps.sort_by_key(|(delay, _)| *delay);
+        steps
+    }
+
+    /// One customer message on `platform`, posted.
+    async fn customer_writes(self: &Arc<Self>, platform: Platform) {
+        let Some(target) = &self.target else {
+            return;
+        };
+        let next = {
+            let mut rng = rand::rng();
+            self.population
+                .next_message(platform, &mut rng, |id| self.media_url(id))
+        };
+        let Some((customer, said)) = next else {
+            return;
+        };
+        let message_id = self.new_id(platform, false);
+        if let Some(body) =
+            payloads::inbound(&self.config.accounts, &customer, &message_id, Utc::now(), &said)
+        {
+            target.deliver(&self.record, platform, &body).await;
+        }
+    }
+}
+
+/// Webhooks in flight at once; beyond it customers wait (the rate drops rather than piling up).
+const IN_FLIGHT: usize = 32;
+
+/// Customers write at `rate`, taking turns over the platforms, until the simulator stops.
+async fn customers(shared: Arc<Shared>) {
+    let rate = shared.config.rate;
+    if shared.target.is_none() || shared.config.platforms.is_empty() || rate <= 0.0 || !rate.is_finite() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.min(10_000.0)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut stop = shared.stop.clone();
+    for turn in 0usize.. {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let platform = shared.config.platforms[turn % shared.config.platforms.len()];
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared.customer_writes(platform).await;
+            drop(permit);
+        });
+    }
+}
+
+/// A running simulator.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    customers: JoinHandle<()>,
+}
+
+impl Simulator {
+    /// Serves the platforms' APIs on `listener` and starts the customers.
+    pub async fn start(listener: TcpListener, config: SimulatorConfig) -> anyhow::Result<Simulator> {
+        let url = format!("http://{}", listener.local_addr()?);
+        let target = match &config.target {
+            Some((base_url, secrets)) => Some(WebhookTarget::new(base_url, secrets.clone())?),
+            None => None,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+        let shared = Arc::new(Shared {
+            population: Population::new(config.customers, &tag),
+            config,
+            record: record::Record::default(),
+            target,
+            url,
+            tag,
+            next_id: AtomicU64::new(1),
+            stop: stopped.clone(),
+        });
+        let router = platform::router(shared.clone());
+        let mut shutdown = stopped;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        let customers = tokio::spawn(customers(shared.clone()));
+        Ok(Simulator {
+            shared,
+            stop,
+            server,
+            customers,
+        })
+    }
+
+    /// The base URL of the simulated platform APIs.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    pub fn sends(&self) -> Vec<SendRecord> {
+        self.shared.record.sends(None, 0)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.record.stats()
+    }
+
+    /// Stops the customers first (no new webhooks), then the APIs; held requests end at once.
+    pub async fn stop(self) -> Stats {
+        let _ = self.stop.send(true);
+        let _ = self.customers.await;
+        match self.server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "the simulator's server failed"),
+            Err(error) => tracing::warn!(%error, "the simulator's server panicked"),
+            Ok(Ok(())) => {}
+        }
+        self.shared.record.stats()
+    }
+}

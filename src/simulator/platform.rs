@@ -1,0 +1,446 @@
+//! The platforms' APIs as the service calls them (PLATFORMS.md §2.4, §3.3, §5.3, §5.6): the
+//! WhatsApp, Messenger and TikTok send APIs and the token endpoints, answering with the
+//! configured share of failures; plus the simulator's own record.
+//!
+//! Point the service's `graph_base_url` and `tiktok_base_url` at this server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use snorq_connectors::Platform;
+
+use super::Shared;
+use super::failures::{Api, FailureKind};
+use super::record::SendRecord;
+
+pub fn router(state: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/{version}/{account}/messages", post(graph_send))
+        .route("/{version}/oauth/access_token", get(meta_access_token))
+        .route("/{version}/debug_token", get(meta_debug_token))
+        .route("/open_api/{version}/business/message/send/", post(tiktok_send))
+        .route("/open_api/{version}/tt_user/oauth2/token/", post(tiktok_token))
+        .route(
+            "/open_api/{version}/tt_user/oauth2/refresh_token/",
+            post(tiktok_token),
+        )
+        .route(
+            "/open_api/{version}/tt_user/token_info/get/",
+            post(tiktok_token_info),
+        )
+        .route("/_simulator/sends", get(sends))
+        .route("/_simulator/stats", get(stats))
+        .route("/_simulator/media/{file}", get(media))
+        .fallback(unknown)
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// What a send request asked for, whichever platform's shape it came in.
+struct SendRequest {
+    platform: Platform,
+    account_id: String,
+    recipient: String,
+    content_type: String,
+    text: Option<String>,
+    correlation: Option<String>,
+}
+
+fn text_at(value: &Value, pointer: &str) -> Option<String> {
+    value.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// `POST /{version}/{phone_number_id or page_id}/messages`: WhatsApp when the body says
+/// `messaging_product: whatsapp`, Messenger otherwise.
+async fn graph_send(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, account_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if bearer(&headers).is_none() {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            None,
+            "An access token is required to request this resource.",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) The request body is not JSON",
+        );
+    };
+    let whatsapp = body["messaging_product"] == "whatsapp";
+    // Housekeeping calls that are not messages: WhatsApp "mark as read", Messenger sender actions.
+    if whatsapp && body.get("status").is_some() {
+        return axum::Json(json!({"success": true})).into_response();
+    }
+    if !whatsapp && body.get("sender_action").is_some() {
+        return axum::Json(json!({"recipient_id": body["recipient"]["id"]})).into_response();
+    }
+    let request = if whatsapp {
+        let kind = text_at(&body, "/type").unwrap_or_else(|| "text".to_owned());
+        SendRequest {
+            platform: Platform::WhatsApp,
+            account_id,
+            recipient: text_at(&body, "/to").unwrap_or_default(),
+            text: text_at(&body, "/text/body").or_else(|| text_at(&body, &format!("/{kind}/caption"))),
+            content_type: kind,
+            correlation: text_at(&body, "/biz_opaque_callback_data"),
+        }
+    } else {
+        SendRequest {
+            platform: Platform::Facebook,
+            account_id,
+            recipient: text_at(&body, "/recipient/id").unwrap_or_default(),
+            content_type: text_at(&body, "/message/attachment/type").unwrap_or_else(|| "text".to_owned()),
+            text: text_at(&body, "/message/text"),
+            correlation: text_at(&body, "/message/metadata"),
+        }
+    };
+    if request.recipient.is_empty() {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) The parameter recipient is required",
+        );
+    }
+    answer_send(&shared, request).await
+}
+
+/// `POST /open_api/{version}/business/message/send/` with the `Access-Token` header.
+async fn tiktok_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if headers.get("access-token").is_none_or(|t| t.is_empty()) {
+        return tiktok_error(40104, "Access token is empty");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return tiktok_error(40002, "The request body is not JSON");
+    };
+    let request = SendRequest {
+        platform: Platform::TikTok,
+        account_id: text_at(&body, "/business_id").unwrap_or_default(),
+        recipient: text_at(&body, "/recipient").unwrap_or_default(),
+        content_type: text_at(&body, "/message_type")
+            .unwrap_or_else(|| "TEXT".to_owned())
+            .to_lowercase(),
+        text: text_at(&body, "/text/body"),
+        correlation: None,
+    };
+    if request.recipient.is_empty() || request.account_id.is_empty() {
+        return tiktok_error(40002, "business_id and recipient are required");
+    }
+    answer_send(&shared, request).await
+}
+
+/// Answers a send: the injected failure, or success (recorded, then receipts follow).
+async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
+    let platform = request.platform;
+    let failure = shared.config.failures.draw(Api::Send(platform));
+    let message_id = failure.is_none().then(|| shared.new_id(platform, true));
+    let sent = shared.record.send(SendRecord {
+        seq: 0,
+        at: chrono::Utc::now(),
+        platform,
+        account_id: request.account_id,
+        recipient: request.recipient,
+        content_type: request.content_type,
+        text: request.text,
+        correlation: request.correlation,
+        outcome: failure.map_or("accepted", FailureKind::as_str).to_owned(),
+        message_id: message_id.clone(),
+    });
+    let Some(message_id) = message_id else {
+        let kind = failure.unwrap_or(FailureKind::ServerError);
+        return failure_response(shared, platform, kind).await;
+    };
+    shared.after_send(&sent);
+    match platform {
+        Platform::WhatsApp => axum::Json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": sent.recipient, "wa_id": sent.recipient.trim_start_matches('+')}],
+            "messages": [{"id": message_id}],
+        }))
+        .into_response(),
+        Platform::Facebook => {
+            axum::Json(json!({"recipient_id": sent.recipient, "message_id": message_id})).into_response()
+        }
+        Platform::TikTok => tiktok_ok(json!({"message": {"message_id": message_id}})),
+    }
+}
+
+/// The platform's own error for `kind` on a send.
+async fn failure_response(shared: &Shared, platform: Platform, kind: FailureKind) -> Response {
+    let retry_after = shared.config.retry_after;
+    match (kind, platform) {
+        (FailureKind::Timeout, _) => {
+            shared.hold().await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        (FailureKind::RateLimited, Platform::WhatsApp) => with_retry_after(
+            graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                130429,
+                None,
+                "(#130429) Rate limit hit",
+            ),
+            retry_after,
+        ),
+        (FailureKind::RateLimited, Platform::Facebook) => with_retry_after(
+            graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                613,
+                None,
+                "Calls to this api have exceeded the rate limit.",
+            ),
+            retry_after,
+        ),
+        (FailureKind::RateLimited, Platform::TikTok) => with_retry_after(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                tiktok_error(40100, "Requests are too frequent"),
+            )
+                .into_response(),
+            retry_after,
+        ),
+        (FailureKind::ServerError, Platform::WhatsApp) => graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            131000,
+            None,
+            "Something went wrong",
+        ),
+        (FailureKind::ServerError, Platform::Facebook) => graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            1200,
+            None,
+            "Temporary send message failure. Please try again later",
+        ),
+        (FailureKind::ServerError, Platform::TikTok) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response()
+        }
+        (FailureKind::WindowClosed, Platform::WhatsApp) => graph_error(
+            StatusCode::BAD_REQUEST,
+            131047,
+            None,
+            "Re-engagement message: more than 24 hours have passed since the recipient last replied",
+        ),
+        (FailureKind::WindowClosed, Platform::Facebook) => graph_error(
+            StatusCode::BAD_REQUEST,
+            10,
+            Some(2018278),
+            "(#10) This message is sent outside of allowed window.",
+        ),
+        (FailureKind::WindowClosed, Platform::TikTok) => tiktok_error(
+            40064,
+            "Messaging restriction: the user has not written in the last 48 hours",
+        ),
+        (FailureKind::TokenExpired, Platform::WhatsApp | Platform::Facebook) => graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            Some(463),
+            "Error validating access token: Session has expired.",
+        ),
+        (FailureKind::TokenExpired, Platform::TikTok) => tiktok_error(40102, "Access token has expired"),
+    }
+}
+
+fn graph_error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str) -> Response {
+    let mut error = json!({
+        "message": message,
+        "type": if code == 190 { "OAuthException" } else { "GraphMethodException" },
+        "code": code,
+        "fbtrace_id": format!("Sim{}", uuid::Uuid::new_v4().simple()),
+    });
+    if let Some(subcode) = subcode {
+        error["error_subcode"] = json!(subcode);
+    }
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// TikTok answers application errors with HTTP 200 and a non-zero `code` (§5.4).
+fn tiktok_error(code: i64, message: &str) -> Response {
+    axum::Json(json!({"code": code, "message": message, "request_id": request_id(), "data": {}}))
+        .into_response()
+}
+
+fn tiktok_ok(data: Value) -> Response {
+    axum::Json(json!({"code": 0, "message": "OK", "request_id": request_id(), "data": data})).into_response()
+}
+
+fn with_retry_after(mut response: Response, after: Duration) -> Response {
+    if let Ok(value) = after.as_secs().max(1).to_string().parse() {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The injected failure of a token endpoint, if any (recorded under `endpoint`).
+async fn token_failure(shared: &Shared, endpoint: &str, platform: Platform) -> Option<Response> {
+    let Some(kind) = shared.config.failures.draw(Api::Tokens) else {
+        shared.record.token_call(endpoint, "ok");
+        return None;
+    };
+    shared.record.token_call(endpoint, kind.as_str());
+    let response = match (kind, platform) {
+        (FailureKind::Timeout, _) => {
+            shared.hold().await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        (FailureKind::RateLimited, Platform::TikTok) => with_retry_after(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                tiktok_error(40100, "Requests are too frequent"),
+            )
+                .into_response(),
+            shared.config.retry_after,
+        ),
+        (FailureKind::RateLimited, _) => with_retry_after(
+            graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                4,
+                None,
+                "(#4) Application request limit reached",
+            ),
+            shared.config.retry_after,
+        ),
+        (FailureKind::ServerError | FailureKind::WindowClosed, _) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response()
+        }
+        (FailureKind::TokenExpired, Platform::TikTok) if endpoint == "tiktok.token_info" => {
+            tiktok_error(40102, "Access token has expired")
+        }
+        (FailureKind::TokenExpired, Platform::TikTok) => tiktok_error(40103, "Refresh token has expired"),
+        (FailureKind::TokenExpired, _) => graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            Some(463),
+            "Error validating access token: Session has expired.",
+        ),
+    };
+    Some(response)
+}
+
+/// TikTok's code exchange and refresh: fresh tokens for the simulated business account.
+async fn tiktok_token(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let endpoint = if uri.path().ends_with("refresh_token/") {
+        "tiktok.refresh_token"
+    } else {
+        "tiktok.token"
+    };
+    if let Some(failure) = token_failure(&shared, endpoint, Platform::TikTok).await {
+        return failure;
+    }
+    let id = shared.new_id(Platform::TikTok, false);
+    tiktok_ok(json!({
+        "access_token": format!("sim-tt-access-{id}"),
+        "expires_in": 86_400,
+        "refresh_token": format!("sim-tt-refresh-{id}"),
+        "refresh_token_expires_in": 31_536_000,
+        "open_id": shared.config.accounts.tiktok_business_id,
+        "scope": "user.info.basic,message.list.read,message.list.send,message.list.manage",
+        "token_type": "Bearer",
+    }))
+}
+
+async fn tiktok_token_info(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(failure) = token_failure(&shared, "tiktok.token_info", Platform::TikTok).await {
+        return failure;
+    }
+    tiktok_ok(json!({
+        "app_id": shared.config.accounts.tiktok_app_id,
+        "creator_id": shared.config.accounts.tiktok_business_id,
+        "scope": "user.info.basic,message.list.read,message.list.send,message.list.manage",
+    }))
+}
+
+/// `GET /oauth/access_token`: a code exchange or a long-lived token (`fb_exchange_token`).
+async fn meta_access_token(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(failure) = token_failure(&shared, "meta.access_token", Platform::Facebook).await {
+        return failure;
+    }
+    let id = shared.new_id(Platform::Facebook, false);
+    axum::Json(
+        json!({"access_token": format!("sim-meta-{id}"), "token_type": "bearer", "expires_in": 5_184_000}),
+    )
+    .into_response()
+}
+
+/// `GET /debug_token`: every token is valid and never expires, unless a failure is injected.
+async fn meta_debug_token(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(failure) = token_failure(&shared, "meta.debug_token", Platform::Facebook).await {
+        return failure;
+    }
+    axum::Json(json!({"data": {
+        "app_id": shared.config.accounts.meta_app_id,
+        "type": "PAGE",
+        "is_valid": true,
+        "expires_at": 0,
+        "scopes": ["pages_messaging", "pages_manage_metadata", "whatsapp_business_messaging"],
+    }}))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SendsQuery {
+    platform: Option<Platform>,
+    /// Only sends with a greater `seq`.
+    #[serde(default)]
+    after: u64,
+}
+
+/// `GET /_simulator/sends[?platform=..&after=seq]`: what the service sent, oldest first.
+async fn sends(State(shared): State<Arc<Shared>>, Query(query): Query<SendsQuery>) -> Response {
+    axum::Json(json!({"sends": shared.record.sends(query.platform, query.after)})).into_response()
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.record.stats()).into_response()
+}
+
+/// A 1×1 PNG, the picture behind every simulated image.
+const PIXEL: [u8; 67] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00,
+    0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00,
+    0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01,
+    0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+async fn media(Path(_file): Path<String>) -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], PIXEL.as_slice()).into_response()
+}
+
+async fn unknown(method: Method, uri: Uri) -> Response {
+    tracing::warn!(%method, path = uri.path(), "the simulator does not play this call");
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"error": {"message": format!("the simulator does not play {method} {}", uri.path())}}),
+        ),
+    )
+        .into_response()
+}
