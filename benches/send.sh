@@ -5,7 +5,7 @@
 #   bash benches/send.sh            # both backends
 #   bash benches/send.sh sqlite     # one backend
 #
-# Per backend, with `snorq bench-send` (an in-process fake WhatsApp send API, the real reply
+# Per backend, with `snorq bench-send` (the platform simulator's send API in-process, the real reply
 # use case, queue and workers on a fresh database):
 #   - 0 ms platform, 32 in flight: a 20,000-reply backlog drained (sends/s), then a steady
 #     300 replies/s for 10 s (enqueue -> sent p50/p99);

@@ -19,6 +19,7 @@ use crate::app::connections::{self, Credentials, NewConnection};
 use crate::app::orgs::{self, OrgAccess};
 use crate::app::{App, AppError};
 use crate::config::{Config, DatabaseUrl, Overrides};
+use crate::crypto::EncryptionKey;
 use crate::domain::{self, Plan};
 use crate::simulator::command::SimulationArgs;
 use crate::simulator::{Accounts, Secrets, Simulator, WhatsAppAccount};
@@ -69,10 +70,14 @@ pub async fn run(
     if let Some(dir) = &temp_dir {
         overrides.data_dir = Some(dir.path().to_owned());
     }
-    overrides.dev = true;
     overrides.listen = Some(args.listen.clone());
     overrides.workers = Some(true);
     let mut config = Config::load(config_file.as_deref(), &overrides)?;
+    if config.encryption_keys.is_empty() {
+        // A key for this run only: the demo's tokens are fake, and on a kept database its
+        // connections are disconnected on exit.
+        config.encryption_keys.push(SecretString::from(EncryptionKey::generate_base64()));
+    }
     // Quiet by default: the banner is the interface; SNORQ_LOG=info shows the service's logs.
     telemetry::init_tracing_or(config.log_format, "warn");
     let temporary_database = temp_dir.is_some()

@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
+use snorq_connectors::Platform;
 use snorq_connectors::verify::meta_signature_header;
 use tokio::sync::Mutex;
 
 use crate::config::DatabaseUrl;
+use crate::simulator::WhatsAppAccount;
+use crate::simulator::payloads::{self, Customer, Said};
 
 #[derive(Debug, Clone, Args)]
 pub struct IngestBenchArgs {
@@ -169,15 +172,23 @@ fn message_plan(count: usize, duplicates: f64) -> Vec<usize> {
 
 fn body(args: &IngestBenchArgs, run_id: &str, message: usize) -> Vec<u8> {
     let contact = format!("55{:011}", message % args.conversations.max(1));
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "BENCH", "changes": [{"field": "messages",
-        "value": {"messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550000000", "phone_number_id": args.phone_number_id},
-            "contacts": [{"profile": {"name": format!("Customer {contact}")}, "wa_id": contact}],
-            "messages": [{"from": contact, "id": format!("wamid.bench.{run_id}.{message}"),
-                          "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "text",
-                          "text": {"body": format!("benchmark message {message}")}}]}}]}]})
-    .to_string()
-    .into_bytes()
+    let account = WhatsAppAccount {
+        phone_number_id: args.phone_number_id.clone(),
+        waba_id: "BENCH".to_owned(),
+        display_phone_number: "15550000000".to_owned(),
+    };
+    let customer = Customer {
+        platform: Platform::WhatsApp,
+        name: format!("Customer {contact}"),
+        username: String::new(),
+        id: contact.clone(),
+        thread: contact,
+    };
+    let said = Said::Text(format!("benchmark message {message}"));
+    let id = format!("wamid.bench.{run_id}.{message}");
+    payloads::whatsapp_message(&account, &customer, &id, chrono::Utc::now(), &said)
+        .to_string()
+        .into_bytes()
 }
 
 async fn deliver(

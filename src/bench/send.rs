@@ -1,5 +1,5 @@
-//! `snorq bench-send`: outbound throughput through the real queue. Starts a fake WhatsApp send
-//! API in-process (answering after a configurable delay), seeds an organization with
+//! `snorq bench-send`: outbound throughput through the real queue. Starts the platform
+//! simulator's send APIs in-process (answering after a configurable delay), seeds an organization with
 //! conversations on the configured database, queues replies through the same use case as the
 //! API, runs the send workers, and reports sends per second and enqueue-to-sent percentiles.
 //!
@@ -7,14 +7,10 @@
 //! a fixed offered rate with the workers running (latency).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use axum::extract::State;
-use axum::routing::post;
 use clap::Args;
-use serde_json::{Value, json};
 use snorq_connectors::Platform;
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -26,6 +22,8 @@ use crate::app::{App, ingest};
 use crate::config::Config;
 use crate::domain::{self, Role};
 use crate::store::{Membership, NewOrganization, NewUser, SendFilter, SendStatusFilter};
+use crate::simulator::payloads::{self, Customer, Said};
+use crate::simulator::{Accounts, Simulator, SimulatorConfig, Stats, WhatsAppAccount};
 use crate::{server, worker};
 
 #[derive(Debug, Clone, Args)]
@@ -58,10 +56,10 @@ pub struct SendBenchArgs {
 
 pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
     let metrics = crate::telemetry::metrics();
-    let calls = Arc::new(AtomicU64::new(0));
-    let platform = fake_whatsapp(args.platform_latency_ms, calls.clone()).await?;
+    let platform = simulated_platform(args.platform_latency_ms).await?;
+    let calls = || Stats::count(&platform.stats().sends, "whatsapp", "accepted");
     let mut config = config;
-    config.outbound.platforms = snorq_connectors::ClientConfig::with_base_url(&platform);
+    config.outbound.platforms = snorq_connectors::ClientConfig::with_base_url(platform.url());
     config.outbound.concurrency = args.concurrency;
     config.outbound.rates = crate::queue::SendRates {
         whatsapp: 0,
@@ -104,7 +102,7 @@ pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
         args.messages,
         drained_in.as_secs_f64(),
         args.messages as f64 / drained_in.as_secs_f64(),
-        calls.load(Ordering::Relaxed)
+        calls()
     );
 
     // Phase 2: a fixed offered rate; latency from the reply's creation to its recorded send.
@@ -137,29 +135,22 @@ pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A WhatsApp send endpoint that accepts everything, after `latency_ms`.
-async fn fake_whatsapp(latency_ms: u64, calls: Arc<AtomicU64>) -> anyhow::Result<String> {
-    async fn accept(
-        State((latency, calls)): State<(Duration, Arc<AtomicU64>)>,
-        body: axum::Json<Value>,
-    ) -> axum::Json<Value> {
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        calls.fetch_add(1, Ordering::Relaxed);
-        let correlation = body["biz_opaque_callback_data"].as_str().unwrap_or("none");
-        axum::Json(
-            json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                          "messages": [{"id": format!("wamid.{correlation}")}]}),
-        )
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let router = axum::Router::new()
-        .route("/{version}/{phone}/messages", post(accept))
-        .with_state((Duration::from_millis(latency_ms), calls));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok(format!("http://{address}"))
+/// The platform simulator's send APIs, answering everything after `latency_ms`.
+async fn simulated_platform(latency_ms: u64) -> anyhow::Result<Simulator> {
+    let accounts = Accounts {
+        whatsapp: WhatsAppAccount {
+            phone_number_id: String::new(),
+            waba_id: String::new(),
+            display_phone_number: String::new(),
+        },
+        facebook_page_id: String::new(),
+        tiktok_business_id: String::new(),
+        tiktok_app_id: String::new(),
+        meta_app_id: String::new(),
+    };
+    let mut config = SimulatorConfig::new(accounts, None, 0.0);
+    config.latency = Duration::from_millis(latency_ms);
+    Simulator::start(TcpListener::bind("127.0.0.1:0").await?, config).await
 }
 
 /// An organization with a WhatsApp connection and `count` conversations whose customers just
@@ -219,13 +210,21 @@ async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uu
         },
     )
     .await?;
+    let account = WhatsAppAccount {
+        phone_number_id: phone_number_id.clone(),
+        waba_id: "WABA".to_owned(),
+        display_phone_number: "1".to_owned(),
+    };
     for i in 0..count {
-        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
-            "field": "messages", "value": {"messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "1", "phone_number_id": phone_number_id},
-            "contacts": [{"profile": {"name": "Customer"}, "wa_id": format!("1555{i:07}")}],
-            "messages": [{"from": format!("1555{i:07}"), "id": format!("wamid.bench.{tag}.{i}"),
-                          "timestamp": now.timestamp().to_string(), "type": "text", "text": {"body": "hi"}}]}}]}]});
+        let customer = Customer {
+            platform: Platform::WhatsApp,
+            id: format!("1555{i:07}"),
+            name: "Customer".to_owned(),
+            username: String::new(),
+            thread: format!("1555{i:07}"),
+        };
+        let said = Said::Text("hi".to_owned());
+        let body = payloads::whatsapp_message(&account, &customer, &format!("wamid.bench.{tag}.{i}"), now, &said);
         let webhook = ingest::prepare(Platform::WhatsApp, body.to_string().into_bytes(), now);
         app.ingestor.submit(webhook).await?;
     }

@@ -29,6 +29,9 @@ pub struct SimulationArgs {
     /// API) or tokens (the token endpoints); none: every send API. `none` alone: no failures.
     #[arg(long = "fail", value_name = "[SCOPE:]KIND=SHARE")]
     pub fail: Vec<FailArg>,
+    /// How long the send APIs take to answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
     /// Retry-After of injected rate limits, in seconds.
     #[arg(long, default_value_t = 2)]
     pub retry_after_secs: u64,
@@ -104,6 +107,7 @@ impl SimulationArgs {
         config.platforms = self.platforms.clone();
         config.platforms.dedup();
         config.failures = failures;
+        config.latency = Duration::from_millis(self.latency_ms);
         config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));
         config.hold = Duration::from_secs(self.timeout_hold_secs);
         config.receipt_delay = Duration::from_millis(self.receipt_delay_ms);
@@ -269,7 +273,7 @@ mod tests {
     fn bad_rates_and_shares_are_refused() {
         let accounts = || super::super::payloads::tests::accounts();
         assert!(
-            flags(&["--rate", "-1"])
+            flags(&["--rate=-1"])
                 .config(accounts(), None, FailureMix::none())
                 .is_err()
         );

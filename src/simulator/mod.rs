@@ -51,6 +51,8 @@ pub struct SimulatorConfig {
     /// The platforms customers write on, in turn.
     pub platforms: Vec<Platform>,
     pub failures: FailureMix,
+    /// How long the send APIs take to answer.
+    pub latency: Duration,
     /// `Retry-After` of injected rate limits.
     pub retry_after: Duration,
     /// How long an injected timeout holds the request before answering 504.
@@ -74,6 +76,7 @@ impl SimulatorConfig {
             customers: 12,
             platforms: vec![Platform::WhatsApp, Platform::Facebook, Platform::TikTok],
             failures: FailureMix::none(),
+            latency: Duration::ZERO,
             retry_after: Duration::from_secs(2),
             hold: Duration::from_secs(60),
             receipt_delay: Duration::from_millis(500),

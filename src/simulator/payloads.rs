@@ -122,14 +122,13 @@ pub fn inbound(
         return None;
     }
     Some(match customer.platform {
-        Platform::WhatsApp => whatsapp_message(accounts, customer, message_id, at, said),
+        Platform::WhatsApp => whatsapp_message(&accounts.whatsapp, customer, message_id, at, said),
         Platform::Facebook => messenger_message(accounts, customer, message_id, at, said),
         Platform::TikTok => tiktok_message(accounts, customer, message_id, at, said)?,
     })
 }
 
-fn whatsapp_value(accounts: &Accounts, value: Value) -> Value {
-    let account = &accounts.whatsapp;
+fn whatsapp_value(account: &WhatsAppAccount, value: Value) -> Value {
     let mut value = value;
     value["messaging_product"] = json!("whatsapp");
     value["metadata"] = json!({
@@ -142,8 +141,9 @@ fn whatsapp_value(accounts: &Accounts, value: Value) -> Value {
     })
 }
 
-fn whatsapp_message(
-    accounts: &Accounts,
+/// A WhatsApp customer's message (the benchmarks' webhooks too).
+pub fn whatsapp_message(
+    account: &WhatsAppAccount,
     customer: &Customer,
     message_id: &str,
     at: DateTime<Utc>,
@@ -172,7 +172,7 @@ fn whatsapp_message(
         }
     }
     whatsapp_value(
-        accounts,
+        account,
         json!({
             "contacts": [{"profile": {"name": customer.name}, "wa_id": customer.id}],
             "messages": [message],
@@ -296,7 +296,7 @@ pub fn receipt(
             if let Some(correlation) = correlation {
                 status["biz_opaque_callback_data"] = json!(correlation);
             }
-            Some(whatsapp_value(accounts, json!({"statuses": [status]})))
+            Some(whatsapp_value(&accounts.whatsapp, json!({"statuses": [status]})))
         }
         Platform::Facebook => {
             let event = json!({
@@ -404,7 +404,11 @@ pub(crate) mod tests {
             id: "15550001234".into(),
             name: "Ana Souza".into(),
             username: "ana.souza".into(),
-            thread: "sim-thread-1".into(),
+            thread: if platform == Platform::TikTok {
+                "sim-thread-1".into()
+            } else {
+                "15550001234".into()
+            },
         }
     }
 

@@ -156,6 +156,9 @@ async fn tiktok_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
 
 /// Answers a send: the injected failure, or success (recorded, then receipts follow).
 async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
+    if !shared.config.latency.is_zero() {
+        shared.pause(shared.config.latency).await;
+    }
     let platform = request.platform;
     let failure = shared.config.failures.draw(Api::Send(platform));
     let message_id = failure.is_none().then(|| shared.new_id(platform, true));
@@ -443,4 +446,134 @@ async fn unknown(method: Method, uri: Uri) -> Response {
         ),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use snorq_connectors::{Client, ClientConfig, ErrorClass, OutboundMessage, Secret, TikTokApp};
+
+    use super::super::{Simulator, SimulatorConfig, failures::FailureMix};
+    use super::*;
+
+    async fn simulator(rule: Option<&str>) -> Simulator {
+        let accounts = super::super::payloads::tests::accounts();
+        let mut config = SimulatorConfig::new(accounts, None, 0.0);
+        config.failures = FailureMix::new(rule.map(|r| r.parse().unwrap()).into_iter().collect()).unwrap();
+        config.retry_after = Duration::from_secs(7);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Simulator::start(listener, config).await.unwrap()
+    }
+
+    fn client(simulator: &Simulator) -> Client {
+        let config = ClientConfig {
+            timeout: Duration::from_millis(500),
+            ..ClientConfig::with_base_url(simulator.url())
+        };
+        Client::new(config).unwrap()
+    }
+
+    const PLATFORMS: [Platform; 3] = [Platform::WhatsApp, Platform::Facebook, Platform::TikTok];
+
+    async fn send(client: &Client, platform: Platform) -> Result<snorq_connectors::SendReceipt, snorq_connectors::SendError> {
+        let message = OutboundMessage::text("15550001234", "Your order shipped").correlation("ours-1");
+        client.send(platform, "106540352242922", &Secret::new("token"), &message).await
+    }
+
+    /// Every injected failure reaches the service as that platform's error, classified the way
+    /// the service acts on it; the record shows each outcome.
+    #[tokio::test]
+    async fn injected_failures_are_the_platforms_own_errors() {
+        let cases = [
+            ("rate-limited", ErrorClass::RateLimited),
+            ("server-error", ErrorClass::Transient),
+            ("window-closed", ErrorClass::WindowClosed),
+            ("token-expired", ErrorClass::Auth),
+        ];
+        for (kind, class) in cases {
+            for platform in PLATFORMS {
+                let simulator = simulator(Some(&format!("{platform}:{kind}=1"))).await;
+                let client = client(&simulator);
+                let error = send(&client, platform).await.unwrap_err();
+                assert_eq!(error.class, class, "{platform} {kind}: {error:?}");
+                if class == ErrorClass::RateLimited {
+                    assert_eq!(error.retry_after, Some(Duration::from_secs(7)), "{platform}");
+                }
+                let other = PLATFORMS.into_iter().find(|p| *p != platform).unwrap();
+                assert!(send(&client, other).await.is_ok(), "{kind} on {platform} only");
+                let sends = simulator.sends();
+                assert_eq!(sends.len(), 2);
+                assert_eq!((sends[0].platform, sends[0].outcome.as_str()), (platform, kind));
+                assert_eq!((sends[1].outcome.as_str(), sends[0].message_id.is_none()), ("accepted", true));
+                simulator.stop().await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_holds_the_call_until_the_caller_gives_up() {
+        let simulator = simulator(Some("timeout=1")).await;
+        let client = client(&simulator);
+        let started = std::time::Instant::now();
+        let error = send(&client, Platform::TikTok).await.unwrap_err();
+        assert_eq!(error.class, ErrorClass::Transient, "{error:?}");
+        assert_eq!(error.http_status, None, "no answer came: {error:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        // Stopping releases the held request at once.
+        let stopped = std::time::Instant::now();
+        simulator.stop().await;
+        assert!(stopped.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn accepted_sends_are_recorded_with_what_was_sent() {
+        let simulator = simulator(None).await;
+        let client = client(&simulator);
+        for platform in PLATFORMS {
+            let receipt = send(&client, platform).await.unwrap();
+            let sent = simulator.sends().pop().unwrap();
+            assert_eq!(sent.platform, platform);
+            assert_eq!(sent.message_id.as_deref(), Some(receipt.message_id.as_str()));
+            assert_eq!(sent.text.as_deref(), Some("Your order shipped"));
+            assert_eq!(sent.recipient, "15550001234");
+            assert_eq!(sent.outcome, "accepted");
+            let correlation = (platform != Platform::TikTok).then_some("ours-1");
+            assert_eq!(sent.correlation.as_deref(), correlation, "{platform}");
+        }
+        let listed: Value = reqwest::get(format!("{}/_simulator/sends?platform=tiktok", simulator.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["sends"].as_array().unwrap().len(), 1);
+        assert_eq!(listed["sends"][0]["platform"], "tiktok");
+        let ids: std::collections::HashSet<_> = simulator.sends().into_iter().filter_map(|s| s.message_id).collect();
+        assert_eq!(ids.len(), 3, "ids are unique");
+        simulator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn token_endpoints_issue_tokens_and_fail_on_demand() {
+        let simulator = simulator(None).await;
+        let client = client(&simulator);
+        let app = TikTokApp {
+            app_id: "sim-tiktok-app".into(),
+            app_secret: Secret::new("secret"),
+        };
+        let first = client.tiktok_refresh_token(&app, &Secret::new("r0")).await.unwrap();
+        let second = client.tiktok_refresh_token(&app, &Secret::new("r1")).await.unwrap();
+        assert_ne!(first.refresh_token.expose(), second.refresh_token.expose(), "refresh tokens rotate");
+        assert_eq!(first.open_id.as_deref(), Some("-000SIMbusiness"));
+        let info = client.tiktok_token_info(&app, &first.access_token).await.unwrap();
+        assert_eq!(info.open_id.as_deref(), Some("-000SIMbusiness"));
+        simulator.stop().await;
+
+        let simulator = self::simulator(Some("tokens:token-expired=1")).await;
+        let client = self::client(&simulator);
+        let error = client.tiktok_refresh_token(&app, &Secret::new("r0")).await.unwrap_err();
+        assert_eq!((error.class, error.code), (ErrorClass::Auth, Some(40103)));
+        assert!(send(&client, Platform::TikTok).await.is_ok(), "sends are not token calls");
+        let stats = simulator.stop().await;
+        assert_eq!(super::super::Stats::count(&stats.tokens, "tiktok.refresh_token", "token-expired"), 1);
+    }
 }
