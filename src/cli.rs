@@ -71,10 +71,10 @@ pub enum Command {
     /// Try everything in one command: the service on a temporary SQLite database (or
     /// DATABASE_URL) with a demo organization, an agent and one connection per platform, all
     /// pointed at the built-in platform simulator. Stops on Ctrl-C.
-    Demo(crate::demo::DemoArgs),
+    Demo(Box<crate::demo::DemoArgs>),
     /// Play WhatsApp, Messenger and TikTok for a running service: customers' signed webhooks,
     /// the send and token APIs with injected failures, receipts, and a record of every send.
-    Simulate(crate::simulator::command::SimulateArgs),
+    Simulate(Box<crate::simulator::command::SimulateArgs>),
     /// Load-test webhook ingest against a running service (see benches/README.md).
     BenchIngest(crate::bench::IngestBenchArgs),
     /// Measure outbound sends through the queue against an in-process fake platform, on the
@@ -208,12 +208,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchIngest(args) => return crate::bench::run(args).await,
         Command::Simulate(args) => {
             telemetry::init_tracing_or(LogFormat::Text, "warn");
-            return crate::simulator::command::run(args).await;
+            return crate::simulator::command::run(*args).await;
         }
         // The demo builds its own configuration around the simulator.
         Command::Demo(args) => {
             let overrides = cli.global.overrides(None, None);
-            return crate::demo::run(cli.global.config, overrides, args).await;
+            return crate::demo::run(cli.global.config, overrides, *args).await;
         }
         _ => {}
     }

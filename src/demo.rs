@@ -76,7 +76,9 @@ pub async fn run(
     if config.encryption_keys.is_empty() {
         // A key for this run only: the demo's tokens are fake, and on a kept database its
         // connections are disconnected on exit.
-        config.encryption_keys.push(SecretString::from(EncryptionKey::generate_base64()));
+        config
+            .encryption_keys
+            .push(SecretString::from(EncryptionKey::generate_base64()));
     }
     // Quiet by default: the banner is the interface; SNORQ_LOG=info shows the service's logs.
     telemetry::init_tracing_or(config.log_format, "warn");

@@ -24,19 +24,7 @@ async fn spawn(backend: Backend) -> TestApp {
 
 /// An organization owning connections for the given (platform, account) pairs; returns its id.
 async fn org_with(app: &TestApp, email: &str, accounts: &[(&str, &str)]) -> String {
-    let (token, _) = app.signup(email).await;
-    let org_id = app.create_org(&token, &format!("Org of {email}")).await;
-    for (platform, account) in accounts {
-        let (status, body) = app
-            .post(
-                &format!("/api/v1/orgs/{org_id}/connections"),
-                &token,
-                json!({"platform": platform, "platform_user_id": account, "access_token": "tok"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    org_id
+    common::org_with_connections(app, email, accounts).await.0
 }
 
 fn fixture(path: &str) -> Vec<u8> {

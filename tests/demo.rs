@@ -50,7 +50,9 @@ async fn banner(child: &mut Child) -> (HashMap<String, String>, BufReader<tokio:
         if let Some(token) = line.strip_prefix("export TOKEN=") {
             fields.insert("Token".to_owned(), token.to_owned());
         } else if let Some((label, value)) = line.split_once(char::is_whitespace) {
-            fields.entry(label.to_owned()).or_insert_with(|| value.trim().to_owned());
+            fields
+                .entry(label.to_owned())
+                .or_insert_with(|| value.trim().to_owned());
         }
     }
 }
@@ -109,7 +111,9 @@ impl Api {
 
     /// A conversation of `platform` (there is one once its customers wrote).
     async fn conversation(&self, platform: &str) -> String {
-        let page = self.get(&format!("/conversations?platform={platform}&limit=1")).await;
+        let page = self
+            .get(&format!("/conversations?platform={platform}&limit=1"))
+            .await;
         str_of(&page["items"][0]["id"])
     }
 
@@ -150,13 +154,24 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
     ]);
     let mut child = cmd.spawn().expect("spawn snorq demo");
     let (fields, mut stdout) = banner(&mut child).await;
-    for label in ["Docs", "Dashboard", "API", "Simulator", "Email", "Password", "Organization", "Token"] {
+    for label in [
+        "Docs",
+        "Dashboard",
+        "API",
+        "Simulator",
+        "Email",
+        "Password",
+        "Organization",
+        "Token",
+    ] {
         assert!(fields.contains_key(label), "the banner shows {label}: {fields:?}");
     }
     let http = reqwest::Client::new();
     let api_url = fields["API"].clone();
     let service_url = api_url.trim_end_matches("/api/v1").to_owned();
-    let simulator_url = fields["Simulator"].trim_end_matches("/_simulator/sends").to_owned();
+    let simulator_url = fields["Simulator"]
+        .trim_end_matches("/_simulator/sends")
+        .to_owned();
     assert_eq!(fields["Docs"], format!("{service_url}/docs"));
     let docs = http.get(&fields["Docs"]).send().await.unwrap();
     assert!(docs.status().is_success() || docs.status().is_redirection());
@@ -183,25 +198,34 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
     printed.get("/conversations?limit=1").await;
 
     // Customers write on all three platforms.
-    api.wait_for("/conversations?limit=100", "conversations on every platform", |page| {
-        let platforms: BTreeSet<String> = page["items"]
-            .as_array()
-            .map(|items| items.iter().map(|c| str_of(&c["platform"])).collect())
-            .unwrap_or_default();
-        platforms.len() == 3
-    })
+    api.wait_for(
+        "/conversations?limit=100",
+        "conversations on every platform",
+        |page| {
+            let platforms: BTreeSet<String> = page["items"]
+                .as_array()
+                .map(|items| items.iter().map(|c| str_of(&c["platform"])).collect())
+                .unwrap_or_default();
+            platforms.len() == 3
+        },
+    )
     .await;
     for platform in ["whatsapp", "facebook", "tiktok"] {
         let conversation = api.conversation(platform).await;
         let history = api.get(&format!("/conversations/{conversation}/messages")).await;
-        assert_eq!(history["items"][0]["direction"], "inbound", "{platform}: {history}");
+        assert_eq!(
+            history["items"][0]["direction"], "inbound",
+            "{platform}: {history}"
+        );
     }
 
     // A WhatsApp reply reaches the simulator and becomes delivered.
     let whatsapp = api.conversation("whatsapp").await;
     let reply = api.reply(&whatsapp, "Hi! Yes, we ship to Brazil.").await;
     let sent = api
-        .wait_for(&format!("/sends/{reply}"), "the reply delivered", |s| s["status"] == "delivered")
+        .wait_for(&format!("/sends/{reply}"), "the reply delivered", |s| {
+            s["status"] == "delivered"
+        })
         .await;
     let recorded: Value = http
         .get(format!("{simulator_url}/_simulator/sends?platform=whatsapp"))
@@ -220,27 +244,39 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
     assert_eq!(ours.len(), 1, "sent once: {recorded}");
     assert_eq!(ours[0]["outcome"], "accepted");
     assert_eq!(ours[0]["message_id"], sent["external_id"]);
-    assert_eq!(ours[0]["correlation"], format!("outbound:{reply}"), "our id travels as the correlation");
+    assert_eq!(
+        ours[0]["correlation"],
+        format!("outbound:{reply}"),
+        "our id travels as the correlation"
+    );
 
     // The injected Messenger failure shows in the sends API, failed for the reason given.
     let messenger = api.conversation("facebook").await;
     let doomed = api.reply(&messenger, "Sure, size M is in stock.").await;
     let failed = api
-        .wait_for(&format!("/sends/{doomed}"), "the Messenger reply failed", |s| s["status"] == "failed")
+        .wait_for(&format!("/sends/{doomed}"), "the Messenger reply failed", |s| {
+            s["status"] == "failed"
+        })
         .await;
     assert_eq!(failed["failure_reason"], "window_closed", "{failed}");
     assert_eq!(failed["error_code"], "10", "{failed}");
     let listed = api.get("/sends?status=failed&platform=facebook").await;
     assert!(
-        listed["items"].as_array().unwrap().iter().any(|s| s["id"] == Value::String(doomed.clone())),
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == Value::String(doomed.clone())),
         "{listed}"
     );
 
     // TikTok: sent, echoed back without a duplicate; its token checks out against the simulator.
     let tiktok = api.conversation("tiktok").await;
     let tiktok_reply = api.reply(&tiktok, "Thanks for writing!").await;
-    api.wait_for(&format!("/sends/{tiktok_reply}"), "the TikTok reply sent", |s| s["status"] == "sent")
-        .await;
+    api.wait_for(&format!("/sends/{tiktok_reply}"), "the TikTok reply sent", |s| {
+        s["status"] == "sent"
+    })
+    .await;
     let connections = api.get("/connections").await;
     let tiktok_connection = connections["items"]
         .as_array()
@@ -250,12 +286,18 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
         .map(|c| str_of(&c["id"]))
         .expect("a TikTok connection");
     let (status, checked) = api
-        .call(reqwest::Method::POST, &format!("/connections/{tiktok_connection}/check"), None)
+        .call(
+            reqwest::Method::POST,
+            &format!("/connections/{tiktok_connection}/check"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{checked}");
     assert_eq!(checked["status"], "active", "{checked}");
     tokio::time::sleep(Duration::from_millis(1500)).await; // past the simulator's echo delay
-    let history = api.get(&format!("/conversations/{tiktok}/messages?limit=100")).await;
+    let history = api
+        .get(&format!("/conversations/{tiktok}/messages?limit=100"))
+        .await;
     let copies = history["items"]
         .as_array()
         .unwrap()
@@ -268,9 +310,14 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
     let exit = interrupt_and_wait(&mut child, "-INT").await;
     assert!(exit.success(), "{exit:?}");
     let mut rest = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest)
+        .await
+        .unwrap();
     assert!(rest.contains("simulator: "), "{rest}");
-    assert!(http.get(&fields["Docs"]).send().await.is_err(), "the service stopped");
+    assert!(
+        http.get(&fields["Docs"]).send().await.is_err(),
+        "the service stopped"
+    );
     match &db {
         None => {
             let database = &fields["Database"];
@@ -306,18 +353,9 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         c.tiktok_base_url = Some(simulator_url.clone());
     })
     .await;
-    let (token, _) = app.signup("owner@example.com").await;
-    let org = app.create_org(&token, "Shop").await;
-    for (platform, account) in [("whatsapp", "100000000000001"), ("tiktok", "-000SIMbusiness")] {
-        let (status, body) = app
-            .post(
-                &format!("/api/v1/orgs/{org}/connections"),
-                &token,
-                json!({"platform": platform, "platform_user_id": account, "access_token": "t"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    // The simulator's default account ids.
+    let accounts = [("whatsapp", "100000000000001"), ("tiktok", "-000SIMbusiness")];
+    let (org, token) = common::org_with_connections(&app, "owner@example.com", &accounts).await;
     let mut cmd = snorq();
     cmd.args([
         "simulate",
@@ -343,25 +381,39 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         token,
     };
     let page = api
-        .wait_for("/conversations?limit=100", "conversations from the simulator", |page| {
-            let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-            ["whatsapp", "tiktok"]
-                .iter()
-                .all(|p| items.iter().any(|c| c["platform"] == *p))
-        })
+        .wait_for(
+            "/conversations?limit=100",
+            "conversations from the simulator",
+            |page| {
+                let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+                ["whatsapp", "tiktok"]
+                    .iter()
+                    .all(|p| items.iter().any(|c| c["platform"] == *p))
+            },
+        )
         .await;
-    assert!(page["items"].as_array().unwrap().iter().all(|c| c["platform"] != "facebook"));
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["platform"] != "facebook")
+    );
     let conversation = api.conversation("whatsapp").await;
     let reply = api.reply(&conversation, "On its way!").await;
-    api.wait_for(&format!("/sends/{reply}"), "delivered through the simulator", |s| {
-        matches!(s["status"].as_str(), Some("delivered" | "read"))
-    })
+    api.wait_for(
+        &format!("/sends/{reply}"),
+        "delivered through the simulator",
+        |s| matches!(s["status"].as_str(), Some("delivered" | "read")),
+    )
     .await;
     let exit = interrupt_and_wait(&mut child, "-TERM").await;
     assert!(exit.success(), "{exit:?}");
     let mut out = String::new();
     let mut stdout = child.stdout.take().expect("stdout");
-    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
+        .await
+        .unwrap();
     assert!(out.contains("1 accepted, 0 failed on purpose"), "{out}");
 }
 

@@ -21,9 +21,9 @@ use crate::app::replies::{self, ReplyRequest};
 use crate::app::{App, ingest};
 use crate::config::Config;
 use crate::domain::{self, Role};
-use crate::store::{Membership, NewOrganization, NewUser, SendFilter, SendStatusFilter};
 use crate::simulator::payloads::{self, Customer, Said};
 use crate::simulator::{Accounts, Simulator, SimulatorConfig, Stats, WhatsAppAccount};
+use crate::store::{Membership, NewOrganization, NewUser, SendFilter, SendStatusFilter};
 use crate::{server, worker};
 
 #[derive(Debug, Clone, Args)]
@@ -224,7 +224,8 @@ async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uu
             thread: format!("1555{i:07}"),
         };
         let said = Said::Text("hi".to_owned());
-        let body = payloads::whatsapp_message(&account, &customer, &format!("wamid.bench.{tag}.{i}"), now, &said);
+        let body =
+            payloads::whatsapp_message(&account, &customer, &format!("wamid.bench.{tag}.{i}"), now, &said);
         let webhook = ingest::prepare(Platform::WhatsApp, body.to_string().into_bytes(), now);
         app.ingestor.submit(webhook).await?;
     }

@@ -104,8 +104,12 @@ impl SimulationArgs {
         }
         let mut config = SimulatorConfig::new(accounts, target, self.rate);
         config.customers = self.customers.clamp(1, 10_000);
-        config.platforms = self.platforms.clone();
-        config.platforms.dedup();
+        config.platforms = Vec::new();
+        for platform in &self.platforms {
+            if !config.platforms.contains(platform) {
+                config.platforms.push(*platform);
+            }
+        }
         config.failures = failures;
         config.latency = Duration::from_millis(self.latency_ms);
         config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));

@@ -474,9 +474,14 @@ mod tests {
 
     const PLATFORMS: [Platform; 3] = [Platform::WhatsApp, Platform::Facebook, Platform::TikTok];
 
-    async fn send(client: &Client, platform: Platform) -> Result<snorq_connectors::SendReceipt, snorq_connectors::SendError> {
+    async fn send(
+        client: &Client,
+        platform: Platform,
+    ) -> Result<snorq_connectors::SendReceipt, snorq_connectors::SendError> {
         let message = OutboundMessage::text("15550001234", "Your order shipped").correlation("ours-1");
-        client.send(platform, "106540352242922", &Secret::new("token"), &message).await
+        client
+            .send(platform, "106540352242922", &Secret::new("token"), &message)
+            .await
     }
 
     /// Every injected failure reaches the service as that platform's error, classified the way
@@ -503,7 +508,10 @@ mod tests {
                 let sends = simulator.sends();
                 assert_eq!(sends.len(), 2);
                 assert_eq!((sends[0].platform, sends[0].outcome.as_str()), (platform, kind));
-                assert_eq!((sends[1].outcome.as_str(), sends[0].message_id.is_none()), ("accepted", true));
+                assert_eq!(
+                    (sends[1].outcome.as_str(), sends[0].message_id.is_none()),
+                    ("accepted", true)
+                );
                 simulator.stop().await;
             }
         }
@@ -547,7 +555,11 @@ mod tests {
             .unwrap();
         assert_eq!(listed["sends"].as_array().unwrap().len(), 1);
         assert_eq!(listed["sends"][0]["platform"], "tiktok");
-        let ids: std::collections::HashSet<_> = simulator.sends().into_iter().filter_map(|s| s.message_id).collect();
+        let ids: std::collections::HashSet<_> = simulator
+            .sends()
+            .into_iter()
+            .filter_map(|s| s.message_id)
+            .collect();
         assert_eq!(ids.len(), 3, "ids are unique");
         simulator.stop().await;
     }
@@ -560,9 +572,19 @@ mod tests {
             app_id: "sim-tiktok-app".into(),
             app_secret: Secret::new("secret"),
         };
-        let first = client.tiktok_refresh_token(&app, &Secret::new("r0")).await.unwrap();
-        let second = client.tiktok_refresh_token(&app, &Secret::new("r1")).await.unwrap();
-        assert_ne!(first.refresh_token.expose(), second.refresh_token.expose(), "refresh tokens rotate");
+        let first = client
+            .tiktok_refresh_token(&app, &Secret::new("r0"))
+            .await
+            .unwrap();
+        let second = client
+            .tiktok_refresh_token(&app, &Secret::new("r1"))
+            .await
+            .unwrap();
+        assert_ne!(
+            first.refresh_token.expose(),
+            second.refresh_token.expose(),
+            "refresh tokens rotate"
+        );
         assert_eq!(first.open_id.as_deref(), Some("-000SIMbusiness"));
         let info = client.tiktok_token_info(&app, &first.access_token).await.unwrap();
         assert_eq!(info.open_id.as_deref(), Some("-000SIMbusiness"));
@@ -570,10 +592,19 @@ mod tests {
 
         let simulator = self::simulator(Some("tokens:token-expired=1")).await;
         let client = self::client(&simulator);
-        let error = client.tiktok_refresh_token(&app, &Secret::new("r0")).await.unwrap_err();
+        let error = client
+            .tiktok_refresh_token(&app, &Secret::new("r0"))
+            .await
+            .unwrap_err();
         assert_eq!((error.class, error.code), (ErrorClass::Auth, Some(40103)));
-        assert!(send(&client, Platform::TikTok).await.is_ok(), "sends are not token calls");
+        assert!(
+            send(&client, Platform::TikTok).await.is_ok(),
+            "sends are not token calls"
+        );
         let stats = simulator.stop().await;
-        assert_eq!(super::super::Stats::count(&stats.tokens, "tiktok.refresh_token", "token-expired"), 1);
+        assert_eq!(
+            super::super::Stats::count(&stats.tokens, "tiktok.refresh_token", "token-expired"),
+            1
+        );
     }
 }

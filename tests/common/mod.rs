@@ -436,6 +436,24 @@ pub const META_SECRET: &str = "meta-app-secret-for-tests";
 pub const TIKTOK_SECRET: &str = "tiktok-app-secret-for-tests";
 pub const VERIFY_TOKEN: &str = "verify-me";
 
+/// Signs up `email` and creates an organization owning connections for the given (platform,
+/// account) pairs; returns the organization's id and the owner's token.
+pub async fn org_with_connections(app: &TestApp, email: &str, accounts: &[(&str, &str)]) -> (String, String) {
+    let (token, _) = app.signup(email).await;
+    let org_id = app.create_org(&token, &format!("Org of {email}")).await;
+    for (platform, account) in accounts {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/orgs/{org_id}/connections"),
+                &token,
+                json!({"platform": platform, "platform_user_id": account, "access_token": "tok"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    (org_id, token)
+}
+
 /// Configures every platform's webhook secret (the constants above).
 pub fn with_webhook_secrets(c: &mut RawConfig) {
     c.whatsapp_app_secret = Some(META_SECRET.into());
