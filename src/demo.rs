@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::Engine;
 use clap::Args;
+use futures::StreamExt;
 use secrecy::SecretString;
 use snorq_connectors::Platform;
 use tokio::net::TcpListener;
@@ -16,13 +17,16 @@ use uuid::Uuid;
 
 use crate::app::auth::{self, NewAccount};
 use crate::app::connections::{self, Credentials, NewConnection};
+use crate::app::live;
 use crate::app::orgs::{self, OrgAccess};
+use crate::app::replies::{self, ReplyRequest};
 use crate::app::{App, AppError};
 use crate::config::{Config, DatabaseUrl, Overrides};
 use crate::crypto::EncryptionKey;
 use crate::domain::{self, Plan};
 use crate::simulator::command::SimulationArgs;
-use crate::simulator::{Accounts, Secrets, Simulator, WhatsAppAccount};
+use crate::simulator::{Accounts, FailureKind, Secrets, Simulator, WhatsAppAccount};
+use crate::store::EventRecord;
 use crate::{server, telemetry};
 
 /// What the demo's platforms get wrong unless `--fail` says otherwise: enough to see retries
@@ -37,9 +41,16 @@ pub struct DemoArgs {
     /// Where the simulated platform APIs listen.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub simulator_listen: String,
+    /// Do not greet new conversations (the demo agent answers each one's first message, and
+    /// the first Messenger greeting fails on purpose, to show a failed send).
+    #[arg(long)]
+    pub no_auto_reply: bool,
     #[command(flatten)]
     pub simulation: SimulationArgs,
 }
+
+/// The demo agent's answer to every new conversation.
+const GREETING: &str = "Hi! Thanks for writing to Demo Shop. An agent will be with you shortly.";
 
 /// The demo organization, its agent and its connections.
 struct Seeded {
@@ -103,9 +114,9 @@ pub async fn run(
 
     let accounts = demo_accounts();
     let secrets = Secrets {
-        whatsapp: random_secret(),
-        facebook: random_secret(),
-        tiktok: random_secret(),
+        whatsapp: Some(random_secret()),
+        facebook: Some(random_secret()),
+        tiktok: Some(random_secret()),
     };
     point_at_simulator(&mut config, &simulator_url, &service_url, &secrets, &accounts);
 
@@ -116,7 +127,22 @@ pub async fn run(
         Some((service_url.clone(), secrets)),
         failures.clone(),
     )?;
+    // Following events from before the first customer writes: no conversation is missed.
+    let greeter = match args.no_auto_reply {
+        true => None,
+        false => Some(live::follow(&app, &seeded.access, None).await?),
+    };
     let simulator = Simulator::start(simulator_listener, simulator_config).await?;
+    if let Some(events) = greeter {
+        // The first Messenger greeting fails as outside the reply window: the dashboard has a
+        // failed send to retry within seconds.
+        simulator.fail_next(Platform::Facebook, FailureKind::WindowClosed);
+        tokio::spawn(greet_new_conversations(
+            app.clone(),
+            seeded.access.clone(),
+            events,
+        ));
+    }
 
     let database = if temporary_database {
         format!("SQLite in {} (deleted on exit)", config.data_dir.display())
@@ -133,10 +159,18 @@ pub async fn run(
         seeded: &seeded,
         database: &database,
         customers: &format!("{}/s on {}", args.simulation.rate, platforms.join(", ")),
+        auto_reply: !args.no_auto_reply,
         failures: &failures.to_string(),
     });
 
-    server::run(app.clone(), &config, listener, server::shutdown_signal()).await?;
+    let stop_simulator = simulator.stopper();
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        // Customers, pending receipts and held platform calls end first, so that the service
+        // drains at once.
+        stop_simulator();
+    };
+    server::run(app.clone(), &config, listener, shutdown).await?;
     let stats = simulator.stop().await;
     if !temporary_database {
         disconnect(&app, &seeded).await;
@@ -149,6 +183,33 @@ pub async fn run(
         println!("deleted {path}");
     }
     Ok(())
+}
+
+/// The demo agent answers each new conversation (the stream ends when the service stops).
+async fn greet_new_conversations(
+    app: Arc<App>,
+    access: OrgAccess,
+    events: impl futures::Stream<Item = EventRecord> + Send + 'static,
+) {
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        if event.kind != "conversation.created" {
+            continue;
+        }
+        let Some(conversation_id) = event.payload.0["conversation_id"]
+            .as_str()
+            .and_then(|id| id.parse::<Uuid>().ok())
+        else {
+            continue;
+        };
+        let greeting = ReplyRequest {
+            text: Some(GREETING.to_owned()),
+            ..ReplyRequest::default()
+        };
+        if let Err(error) = replies::reply(&app, &access, conversation_id, greeting).await {
+            tracing::warn!(%error, %conversation_id, "the demo agent could not greet a conversation");
+        }
+    }
 }
 
 /// Fresh account ids per run, so runs on a kept database do not collide.
@@ -184,9 +245,9 @@ fn point_at_simulator(
     secrets: &Secrets,
     accounts: &Accounts,
 ) {
-    config.webhooks.whatsapp_app_secret = Some(secrets.whatsapp.clone());
-    config.webhooks.facebook_app_secret = Some(secrets.facebook.clone());
-    config.webhooks.tiktok_app_secret = Some(secrets.tiktok.clone());
+    config.webhooks.whatsapp_app_secret = secrets.whatsapp.clone();
+    config.webhooks.facebook_app_secret = secrets.facebook.clone();
+    config.webhooks.tiktok_app_secret = secrets.tiktok.clone();
     let platforms = &mut config.outbound.platforms;
     platforms.graph_base_url = simulator_url.to_owned();
     platforms.tiktok_base_url = simulator_url.to_owned();
@@ -295,6 +356,7 @@ struct Banner<'a> {
     database: &'a str,
     customers: &'a str,
     failures: &'a str,
+    auto_reply: bool,
 }
 
 fn print_banner(b: &Banner<'_>) {
@@ -313,6 +375,12 @@ fn print_banner(b: &Banner<'_>) {
     println!("  Database      {}", b.database);
     println!("  Customers     {}", b.customers);
     println!("  Failures      {}", b.failures);
+    if b.auto_reply {
+        println!(
+            "  Auto-reply    the agent greets each new conversation; the first Messenger greeting fails"
+        );
+        println!("                (window closed) so that the dashboard has a failed send to retry");
+    }
     println!();
     println!("Try it (TOKEN is a fresh login of the agent):");
     println!("  export TOKEN={}", b.seeded.token);

@@ -83,8 +83,12 @@ pub async fn run(
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let closing = app.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Live event streams never end by themselves, and serving stops only when every
+        // response has.
+        closing.live.close();
         let _ = stop.send(true);
     });
     let http = serve(listener, router(app.clone(), config), signal());

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 backend_tests!(
     a_reconnecting_client_gets_what_it_missed_from_any_process,
     events_are_private_to_their_organization,
+    a_shutdown_ends_open_streams,
 );
 
 #[derive(Debug, Clone)]
@@ -243,4 +244,34 @@ async fn events_are_private_to_their_organization(backend: Backend) {
         .await
         .expect("events");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// A graceful shutdown waits for open responses; open event streams end so that it can finish
+/// (before, a client following events kept the process from stopping).
+async fn a_shutdown_ends_open_streams(backend: Backend) {
+    let app = TestApp::spawn_with(backend, with_webhook_secrets).await;
+    let org = org_with_number(&app, "ana@example.com", "106540352242922").await;
+    let process = snorq::server::bootstrap(&app.config).await.expect("bootstrap");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = app.config.clone();
+    let server = tokio::spawn(async move {
+        snorq::server::run(process, &config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let mut stream = Stream::open(&base, &org.id, &org.token, None).await;
+    stream.quiet_for(Duration::from_millis(300)).await;
+    let _ = stop.send(());
+    let finished = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the process stopped with a client following its events");
+    finished.expect("no panic").expect("a clean stop");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.body.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ended");
 }

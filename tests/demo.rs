@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// What the demo agent answers every new conversation.
+const GREETING: &str = "Hi! Thanks for writing to Demo Shop. An agent will be with you shortly.";
+
 /// The binary with a clean environment: only what the test passes applies.
 fn snorq() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_snorq"));
@@ -145,10 +148,10 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
         "127.0.0.1:0",
         "--rate",
         "15",
-        // Every Messenger send fails as outside the window; read receipts off, so a
-        // delivered message stays `delivered`.
+        // No random failures (the demo's first Messenger greeting still fails, on purpose);
+        // read receipts off, so a delivered message stays `delivered`.
         "--fail",
-        "facebook:window-closed=1",
+        "none",
         "--read-share",
         "0",
     ]);
@@ -213,8 +216,9 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
     for platform in ["whatsapp", "facebook", "tiktok"] {
         let conversation = api.conversation(platform).await;
         let history = api.get(&format!("/conversations/{conversation}/messages")).await;
-        assert_eq!(
-            history["items"][0]["direction"], "inbound",
+        let items = history["items"].as_array().unwrap();
+        assert!(
+            items.iter().any(|m| m["direction"] == "inbound"),
             "{platform}: {history}"
         );
     }
@@ -250,24 +254,38 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
         "our id travels as the correlation"
     );
 
-    // The injected Messenger failure shows in the sends API, failed for the reason given.
-    let messenger = api.conversation("facebook").await;
-    let doomed = api.reply(&messenger, "Sure, size M is in stock.").await;
+    // The demo agent greeted every new conversation; its first Messenger greeting failed on
+    // purpose and shows in the sends API. Retried, it is delivered.
     let failed = api
-        .wait_for(&format!("/sends/{doomed}"), "the Messenger reply failed", |s| {
-            s["status"] == "failed"
+        .wait_for("/sends?status=failed", "the failed Messenger greeting", |page| {
+            page["items"].as_array().is_some_and(|items| !items.is_empty())
         })
         .await;
-    assert_eq!(failed["failure_reason"], "window_closed", "{failed}");
-    assert_eq!(failed["error_code"], "10", "{failed}");
-    let listed = api.get("/sends?status=failed&platform=facebook").await;
+    let failed = failed["items"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "only the injected failure: {failed:?}");
+    assert_eq!(failed[0]["platform"], "facebook");
+    assert_eq!(failed[0]["failure_reason"], "window_closed", "{failed:?}");
+    assert_eq!(failed[0]["error_code"], "10", "{failed:?}");
+    assert_eq!(failed[0]["content"]["text"], GREETING);
+    let greeting = str_of(&failed[0]["id"]);
+    let (status, body) = api
+        .call(reqwest::Method::POST, &format!("/sends/{greeting}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    api.wait_for(
+        &format!("/sends/{greeting}"),
+        "the retried greeting delivered",
+        |s| s["status"] == "delivered",
+    )
+    .await;
+    let greeted = api.get("/sends?status=delivered&platform=whatsapp").await;
     assert!(
-        listed["items"]
+        greeted["items"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s["id"] == Value::String(doomed.clone())),
-        "{listed}"
+            .any(|s| s["content"]["text"] == GREETING),
+        "WhatsApp conversations were greeted: {greeted}"
     );
 
     // TikTok: sent, echoed back without a duplicate; its token checks out against the simulator.
@@ -294,7 +312,27 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{checked}");
     assert_eq!(checked["status"], "active", "{checked}");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // past the simulator's echo delay
+    // The simulator records which follow-ups the service took: wait for the echo.
+    let echoed = format!("{simulator_url}/_simulator/sends?platform=tiktok");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record: Value = http.get(&echoed).send().await.unwrap().json().await.unwrap();
+        let ours = record["sends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["text"] == "Thanks for writing!")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if ours["webhooks"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|l| l == "echo"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no echo taken: {ours}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let history = api
         .get(&format!("/conversations/{tiktok}/messages?limit=100"))
         .await;
@@ -367,6 +405,8 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         "whatsapp,tiktok",
         "--rate",
         "20",
+        "--fail",
+        "tiktok:window-closed=1",
         "--seconds",
         "60",
         "--whatsapp-app-secret",
@@ -407,6 +447,16 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         |s| matches!(s["status"].as_str(), Some("delivered" | "read")),
     )
     .await;
+    // The configured failure: every TikTok send is refused as outside the window.
+    let tiktok = api.conversation("tiktok").await;
+    let refused = api.reply(&tiktok, "Hello?").await;
+    let failed = api
+        .wait_for(&format!("/sends/{refused}"), "the TikTok reply failed", |s| {
+            s["status"] == "failed"
+        })
+        .await;
+    assert_eq!(failed["failure_reason"], "window_closed", "{failed}");
+    assert_eq!(failed["error_code"], "40064", "{failed}");
     let exit = interrupt_and_wait(&mut child, "-TERM").await;
     assert!(exit.success(), "{exit:?}");
     let mut out = String::new();
@@ -414,7 +464,10 @@ async fn simulate_drives_a_running_service(backend: Backend) {
     tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
         .await
         .unwrap();
-    assert!(out.contains("1 accepted, 0 failed on purpose"), "{out}");
+    assert!(
+        out.contains("2 sends answered (1 accepted, 1 failed on purpose)"),
+        "{out}"
+    );
 }
 
 backend_tests!(demo_runs_the_whole_loop, simulate_drives_a_running_service);

@@ -23,13 +23,29 @@ pub const PUMP_INTERVAL: Duration = Duration::from_millis(100);
 const RECHECK: Duration = Duration::from_secs(1);
 const BATCH: i64 = 500;
 
-/// Wakes every live client of this process when the event log grows.
-#[derive(Default)]
+/// Wakes every live client of this process when the event log grows, and ends their streams
+/// when the process shuts down.
 pub struct EventPump {
     newest: OnceLock<watch::Receiver<i64>>,
+    closing: watch::Sender<bool>,
+}
+
+impl Default for EventPump {
+    fn default() -> Self {
+        EventPump {
+            newest: OnceLock::new(),
+            closing: watch::channel(false).0,
+        }
+    }
 }
 
 impl EventPump {
+    /// Ends every stream: a graceful shutdown waits for open responses, and a live stream would
+    /// otherwise never finish.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     fn subscribe(&self, store: &Arc<dyn Store>) -> watch::Receiver<i64> {
         self.newest
             .get_or_init(|| {
@@ -77,9 +93,10 @@ pub async fn follow(
         last: start,
         buffered: std::collections::VecDeque::new(),
         wake,
+        closing: app.live.closing.subscribe(),
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
-        let event = state.next().await;
+        let event = state.next().await?;
         Some((event, state))
     }))
 }
@@ -90,14 +107,19 @@ struct Follow {
     last: i64,
     buffered: std::collections::VecDeque<EventRecord>,
     wake: watch::Receiver<i64>,
+    closing: watch::Receiver<bool>,
 }
 
 impl Follow {
-    async fn next(&mut self) -> EventRecord {
+    /// The next event; `None` once the process is shutting down.
+    async fn next(&mut self) -> Option<EventRecord> {
         loop {
+            if *self.closing.borrow() {
+                return None;
+            }
             if let Some(event) = self.buffered.pop_front() {
                 self.last = event.id;
-                return event;
+                return Some(event);
             }
             match self.store.events_after(self.org_id, self.last, BATCH).await {
                 Ok(events) if !events.is_empty() => {
@@ -108,11 +130,20 @@ impl Follow {
                 Err(err) => tracing::warn!(error = %err, "live events: read failed; retrying"),
             }
             // Nothing new: wait for a wake-up, or recheck anyway.
-            match tokio::time::timeout(RECHECK, self.wake.changed()).await {
-                Ok(Ok(())) | Err(_) => {}
-                // The pump is gone: poll on the recheck interval alone.
-                Ok(Err(_)) => tokio::time::sleep(RECHECK).await,
+            tokio::select! {
+                woken = tokio::time::timeout(RECHECK, self.wake.changed()) => match woken {
+                    Ok(Ok(())) | Err(_) => {}
+                    // The pump is gone: poll on the recheck interval alone.
+                    Ok(Err(_)) => tokio::time::sleep(RECHECK).await,
+                },
+                () = closed(&mut self.closing) => return None,
             }
         }
     }
+}
+
+/// Resolves once the process is shutting down (the guard `wait_for` returns is not `Send`, so
+/// it must not outlive this function).
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
 }

@@ -47,7 +47,13 @@ pub struct SimulationArgs {
     /// From delivery to the read receipt, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub read_delay_ms: u64,
+    /// From an accepted send to its echo (Messenger, TikTok), in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub echo_delay_ms: u64,
 }
+
+/// The longest delay a flag may ask for.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
 
 /// One `--fail` value.
 #[derive(Debug, Clone, Copy)]
@@ -96,12 +102,22 @@ impl SimulationArgs {
         target: Option<(String, Secrets)>,
         failures: FailureMix,
     ) -> anyhow::Result<SimulatorConfig> {
-        if !self.rate.is_finite() || self.rate < 0.0 {
-            bail!("--rate must be 0 or more messages per second");
+        if !(self.rate == 0.0 || (super::MIN_RATE..=super::MAX_RATE).contains(&self.rate)) {
+            bail!(
+                "--rate must be 0 or between {} and {} messages per second",
+                super::MIN_RATE,
+                super::MAX_RATE
+            );
         }
         if !(0.0..=1.0).contains(&self.read_share) {
             bail!("--read-share must be between 0 and 1");
         }
+        let delay = |flag: &str, value: Duration| {
+            if value > MAX_DELAY {
+                bail!("--{flag} may be an hour at most");
+            }
+            Ok(value)
+        };
         let mut config = SimulatorConfig::new(accounts, target, self.rate);
         config.customers = self.customers.clamp(1, 10_000);
         config.platforms = Vec::new();
@@ -111,12 +127,16 @@ impl SimulationArgs {
             }
         }
         config.failures = failures;
-        config.latency = Duration::from_millis(self.latency_ms);
-        config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));
-        config.hold = Duration::from_secs(self.timeout_hold_secs);
-        config.receipt_delay = Duration::from_millis(self.receipt_delay_ms);
+        config.latency = delay("latency-ms", Duration::from_millis(self.latency_ms))?;
+        config.retry_after = delay(
+            "retry-after-secs",
+            Duration::from_secs(self.retry_after_secs.max(1)),
+        )?;
+        config.hold = delay("timeout-hold-secs", Duration::from_secs(self.timeout_hold_secs))?;
+        config.receipt_delay = delay("receipt-delay-ms", Duration::from_millis(self.receipt_delay_ms))?;
         config.read_share = self.read_share;
-        config.read_delay = Duration::from_millis(self.read_delay_ms);
+        config.read_delay = delay("read-delay-ms", Duration::from_millis(self.read_delay_ms))?;
+        config.echo_delay = delay("echo-delay-ms", Duration::from_millis(self.echo_delay_ms))?;
         Ok(config)
     }
 }
@@ -162,17 +182,18 @@ pub struct SimulateArgs {
 }
 
 impl SimulateArgs {
+    /// The secrets given; customers' platforms must have one. Without one, a platform's
+    /// receipts are not posted (the simulator warns once).
     fn secrets(&self) -> anyhow::Result<Secrets> {
-        let secret = |platform: Platform, value: &Option<String>| -> anyhow::Result<SecretString> {
+        let secret = |platform: Platform, value: &Option<String>| -> anyhow::Result<Option<SecretString>> {
             match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                Some(value) => Ok(SecretString::from(value.to_owned())),
-                None if self.simulation.platforms.contains(&platform) => bail!(
+                Some(value) => Ok(Some(SecretString::from(value.to_owned()))),
+                None if self.simulation.platforms.contains(&platform) && self.simulation.rate > 0.0 => bail!(
                     "customers write on {platform}: give --{platform}-app-secret (or SNORQ_{}_APP_SECRET), \
                      the secret the service verifies its webhooks with",
                     platform.as_str().to_uppercase()
                 ),
-                // Nothing is signed for this platform but receipts of sends made on it.
-                None => Ok(SecretString::from(String::new())),
+                None => Ok(None),
             }
         };
         Ok(Secrets {
@@ -276,6 +297,24 @@ mod tests {
     #[test]
     fn bad_rates_and_shares_are_refused() {
         let accounts = || super::super::payloads::tests::accounts();
+        for bad in [
+            "--rate=1e-20",
+            "--rate=NaN",
+            "--rate=inf",
+            "--receipt-delay-ms=3600001",
+        ] {
+            assert!(
+                flags(&[bad])
+                    .config(accounts(), None, FailureMix::none())
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            flags(&["--rate=0"])
+                .config(accounts(), None, FailureMix::none())
+                .is_ok()
+        );
         assert!(
             flags(&["--rate=-1"])
                 .config(accounts(), None, FailureMix::none())

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use snorq_connectors::Platform;
 
 /// How a simulated platform call fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// HTTP 429 (TikTok: its QPS code) with `Retry-After`.

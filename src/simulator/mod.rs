@@ -15,15 +15,16 @@ pub mod customers;
 pub mod failures;
 pub mod payloads;
 pub mod platform;
+pub mod receipts;
 pub mod record;
 pub mod webhooks;
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::Value;
 use snorq_connectors::Platform;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,8 +35,6 @@ pub use failures::{FailureKind, FailureMix, FailureRule};
 pub use payloads::{Accounts, WhatsAppAccount};
 pub use record::{SendRecord, Stats};
 pub use webhooks::{Secrets, WebhookTarget};
-
-use payloads::{Customer, Receipt};
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
@@ -62,7 +61,8 @@ pub struct SimulatorConfig {
     /// The share of delivered messages that customers read, and how long after delivery.
     pub read_share: f64,
     pub read_delay: Duration,
-    /// From an accepted send to its echo (Messenger, TikTok).
+    /// From an accepted send to its echo (Messenger, TikTok). TikTok echoes carry no
+    /// correlation value: one that overtook the send's recorded outcome would be stored twice.
     pub echo_delay: Duration,
 }
 
@@ -98,10 +98,35 @@ pub struct Shared {
     /// Keeps ids apart between runs.
     tag: String,
     next_id: AtomicU64,
+    /// Failures asked for one send at a time (`fail_next`), before the configured shares.
+    scripted: Mutex<HashMap<Platform, VecDeque<FailureKind>>>,
+    /// Platforms whose receipts could not be signed (no secret), warned about once.
+    unsigned_warned: Mutex<Vec<Platform>>,
     stop: watch::Receiver<bool>,
 }
 
 impl Shared {
+    fn new(
+        config: SimulatorConfig,
+        target: Option<WebhookTarget>,
+        url: String,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+        Shared {
+            population: Population::new(config.customers, &tag),
+            config,
+            record: record::Record::default(),
+            target,
+            url,
+            tag,
+            next_id: AtomicU64::new(1),
+            scripted: Mutex::new(HashMap::new()),
+            unsigned_warned: Mutex::new(Vec::new()),
+            stop,
+        }
+    }
+
     /// A platform message id in the platform's style (`wamid.`, `m_`, digits for TikTok).
     fn new_id(&self, platform: Platform, outbound: bool) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -121,13 +146,29 @@ impl Shared {
         format!("{}/_simulator/media/{id}.png", self.url)
     }
 
+    fn fail_next(&self, platform: Platform, kind: FailureKind) {
+        lock(&self.scripted).entry(platform).or_default().push_back(kind);
+    }
+
+    /// The failure for a send on `platform`: a scripted one first, else a draw from the shares.
+    fn failure_for_send(&self, platform: Platform) -> Option<FailureKind> {
+        let scripted = lock(&self.scripted)
+            .get_mut(&platform)
+            .and_then(VecDeque::pop_front);
+        scripted.or_else(|| self.config.failures.draw(failures::Api::Send(platform)))
+    }
+
+    fn warn_once_unsigned(&self, platform: Platform) {
+        let mut warned = lock(&self.unsigned_warned);
+        if !warned.contains(&platform) {
+            warned.push(platform);
+            tracing::warn!(%platform, "no {platform} app secret: the receipts of its sends are not posted");
+        }
+    }
+
     /// Waits `hold`, or less when the simulator stops.
     async fn hold(&self) {
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            () = tokio::time::sleep(self.config.hold) => {}
-            _ = stop.wait_for(|s| *s) => {}
-        }
+        self.pause(self.config.hold).await;
     }
 
     /// Sleeps `delay`; false when the simulator stopped meanwhile.
@@ -139,101 +180,8 @@ impl Shared {
         }
     }
 
-    /// After an accepted send: remember it (customers react to it), then post its echo and
-    /// receipts in time order.
-    fn after_send(self: &Arc<Self>, sent: &SendRecord) {
-        let Some(message_id) = sent.message_id.clone() else {
-            return;
-        };
-        let customer = self.population.recipient(sent.platform, &sent.recipient);
-        self.population.remember_reply(&customer, &message_id);
-        if self.target.is_none() {
-            return;
-        }
-        let schedule = self.receipts_for(sent, &customer, &message_id);
-        let shared = self.clone();
-        let platform = sent.platform;
-        tokio::spawn(async move {
-            let mut waited = Duration::ZERO;
-            for (at, body) in schedule {
-                if !shared.pause(at.saturating_sub(waited)).await {
-                    return;
-                }
-                waited = at;
-                if let Some(target) = &shared.target {
-                    target.deliver(&shared.record, platform, &body).await;
-                }
-            }
-        });
-    }
-
-    /// The webhooks that follow a send, with their delay from it.
-    fn receipts_for(
-        &self,
-        sent: &SendRecord,
-        customer: &Customer,
-        message_id: &str,
-    ) -> Vec<(Duration, Value)> {
-        let config = &self.config;
-        let accounts = &config.accounts;
-        let correlation = sent.correlation.as_deref();
-        let reads = rand::random::<f64>() < config.read_share;
-        let now = Utc::now();
-        let at = |delay: Duration| now + chrono::Duration::from_std(delay).unwrap_or_default();
-        let mut steps: Vec<(Duration, Option<Value>)> = vec![
-            (
-                Duration::ZERO,
-                payloads::receipt(accounts, customer, message_id, correlation, now, Receipt::Sent),
-            ),
-            (
-                config.receipt_delay,
-                payloads::receipt(
-                    accounts,
-                    customer,
-                    message_id,
-                    correlation,
-                    at(config.receipt_delay),
-                    Receipt::Delivered,
-                ),
-            ),
-        ];
-        if let Some(text) = sent.text.as_deref().filter(|_| sent.content_type == "text") {
-            steps.push((
-                config.echo_delay,
-                payloads::echo(
-                    accounts,
-                    customer,
-                    message_id,
-                    correlation,
-                    at(config.echo_delay),
-                    text,
-                ),
-            ));
-        }
-        if reads {
-            let read_at = config.receipt_delay + config.read_delay;
-            steps.push((
-                read_at,
-                payloads::receipt(
-                    accounts,
-                    customer,
-                    message_id,
-                    correlation,
-                    at(read_at),
-                    Receipt::Read,
-                ),
-            ));
-        }
-        let mut steps: Vec<(Duration, Value)> = steps
-            .into_iter()
-            .filter_map(|(delay, body)| Some((delay, body?)))
-            .collect();
-        steps.sort_by_key(|(delay, _)| *delay);
-        steps
-    }
-
     /// One customer message on `platform`, posted.
-    async fn customer_writes(self: &Arc<Self>, platform: Platform) {
+    async fn customer_writes(&self, platform: Platform) {
         let Some(target) = &self.target else {
             return;
         };
@@ -254,25 +202,35 @@ impl Shared {
     }
 }
 
+/// A mutex whose holder cannot leave anything half-done: keep going after a panic elsewhere.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Webhooks in flight at once; beyond it customers wait (the rate drops rather than piling up).
 const IN_FLIGHT: usize = 32;
 
 /// Customers write at `rate`, taking turns over the platforms, until the simulator stops.
-async fn customers(shared: Arc<Shared>) {
+async fn customer_traffic(shared: Arc<Shared>) {
     let rate = shared.config.rate;
-    if shared.target.is_none() || shared.config.platforms.is_empty() || rate <= 0.0 || !rate.is_finite() {
+    if shared.target.is_none() || shared.config.platforms.is_empty() || rate <= 0.0 {
         return;
     }
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.min(10_000.0)));
+    // SimulationArgs keeps the rate within MIN_RATE..=MAX_RATE; clamp again for other callers.
+    let period = Duration::from_secs_f64(1.0 / rate.clamp(MIN_RATE, MAX_RATE));
+    let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut stop = shared.stop.clone();
     for turn in 0usize.. {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let permit = tokio::select! {
+            permit = async {
+                ticker.tick().await;
+                in_flight.clone().acquire_owned().await
+            } => permit,
             _ = stop.wait_for(|s| *s) => return,
-        }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        };
+        let Ok(permit) = permit else {
             return;
         };
         let platform = shared.config.platforms[turn % shared.config.platforms.len()];
@@ -283,6 +241,10 @@ async fn customers(shared: Arc<Shared>) {
         });
     }
 }
+
+/// Customer messages per second the simulator keeps to (when not 0).
+pub const MIN_RATE: f64 = 0.001;
+pub const MAX_RATE: f64 = 10_000.0;
 
 /// A running simulator.
 pub struct Simulator {
@@ -301,17 +263,7 @@ impl Simulator {
             None => None,
         };
         let (stop, stopped) = watch::channel(false);
-        let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
-        let shared = Arc::new(Shared {
-            population: Population::new(config.customers, &tag),
-            config,
-            record: record::Record::default(),
-            target,
-            url,
-            tag,
-            next_id: AtomicU64::new(1),
-            stop: stopped.clone(),
-        });
+        let shared = Arc::new(Shared::new(config, target, url, stopped.clone()));
         let router = platform::router(shared.clone());
         let mut shutdown = stopped;
         let server = tokio::spawn(async move {
@@ -321,7 +273,7 @@ impl Simulator {
                 })
                 .await
         });
-        let customers = tokio::spawn(customers(shared.clone()));
+        let customers = tokio::spawn(customer_traffic(shared.clone()));
         Ok(Simulator {
             shared,
             stop,
@@ -343,9 +295,23 @@ impl Simulator {
         self.shared.record.stats()
     }
 
+    /// The next send on `platform` fails with `kind`, whatever the shares say.
+    pub fn fail_next(&self, platform: Platform, kind: FailureKind) {
+        self.shared.fail_next(platform, kind);
+    }
+
+    /// A handle that stops the customers, the pending receipts and held requests at once (e.g.
+    /// on Ctrl-C, before the service drains); [`Simulator::stop`] then finishes the rest.
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || {
+            stop.send_replace(true);
+        }
+    }
+
     /// Stops the customers first (no new webhooks), then the APIs; held requests end at once.
     pub async fn stop(self) -> Stats {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         let _ = self.customers.await;
         match self.server.await {
             Ok(Err(error)) => tracing::warn!(%error, "the simulator's server failed"),

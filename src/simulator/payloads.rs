@@ -27,6 +27,19 @@ pub struct WhatsAppAccount {
 }
 
 impl Accounts {
+    /// These accounts, with `account_id` as the one of `platform` (receipts of a send come
+    /// from the account that sent it).
+    pub fn with_account(&self, platform: Platform, account_id: &str) -> Accounts {
+        let mut accounts = self.clone();
+        let slot = match platform {
+            Platform::WhatsApp => &mut accounts.whatsapp.phone_number_id,
+            Platform::Facebook => &mut accounts.facebook_page_id,
+            Platform::TikTok => &mut accounts.tiktok_business_id,
+        };
+        account_id.clone_into(slot);
+        accounts
+    }
+
     /// The account id the service routes by (`phone_number_id`, Page id, `open_id`).
     pub fn account_id(&self, platform: Platform) -> &str {
         match platform {

@@ -37,6 +37,9 @@ pub fn router(state: Arc<Shared>) -> Router {
             post(tiktok_token_info),
         )
         .route("/_simulator/sends", get(sends))
+        .route("/_simulator/fail-next", post(fail_next))
+        .route("/{version}/dialog/oauth", get(consent_dialog))
+        .route("/v2/auth/authorize/", get(consent_dialog))
         .route("/_simulator/stats", get(stats))
         .route("/_simulator/media/{file}", get(media))
         .fallback(unknown)
@@ -160,7 +163,7 @@ async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
         shared.pause(shared.config.latency).await;
     }
     let platform = request.platform;
-    let failure = shared.config.failures.draw(Api::Send(platform));
+    let failure = shared.failure_for_send(platform);
     let message_id = failure.is_none().then(|| shared.new_id(platform, true));
     let sent = shared.record.send(SendRecord {
         seq: 0,
@@ -173,12 +176,13 @@ async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
         correlation: request.correlation,
         outcome: failure.map_or("accepted", FailureKind::as_str).to_owned(),
         message_id: message_id.clone(),
+        webhooks: Vec::new(),
     });
     let Some(message_id) = message_id else {
         let kind = failure.unwrap_or(FailureKind::ServerError);
         return failure_response(shared, platform, kind).await;
     };
-    shared.after_send(&sent);
+    super::receipts::after_send(shared, &sent);
     match platform {
         Platform::WhatsApp => axum::Json(json!({
             "messaging_product": "whatsapp",
@@ -406,6 +410,32 @@ async fn meta_debug_token(State(shared): State<Arc<Shared>>) -> Response {
         "scopes": ["pages_messaging", "pages_manage_metadata", "whatsapp_business_messaging"],
     }}))
     .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct FailNextQuery {
+    platform: Platform,
+    kind: FailureKind,
+}
+
+/// `POST /_simulator/fail-next?platform=facebook&kind=window-closed`: the next send on that
+/// platform fails so, whatever the shares say (repeat to queue several).
+async fn fail_next(State(shared): State<Arc<Shared>>, Query(query): Query<FailNextQuery>) -> Response {
+    shared.fail_next(query.platform, query.kind);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The platforms' consent dialogs are not simulated: the page says so instead of a 404.
+async fn consent_dialog() -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        axum::response::Html(
+            "<!doctype html><title>Snorq simulator</title><p>The platform simulator does not play the \
+             Meta or TikTok consent dialog. The demo's connections already exist; to connect real \
+             accounts, run the service against the real platforms.</p>",
+        ),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,13 +32,15 @@ pub struct SendRecord {
     pub outcome: String,
     /// The id the platform answered with (accepted sends).
     pub message_id: Option<String>,
+    /// The follow-up webhooks the service took, in order: `sent`, `delivered`, `echo`, `read`.
+    pub webhooks: Vec<String>,
 }
 
 /// Counters by group (`webhooks`, `sends`, `tokens`), then by what was counted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
     /// Per platform: webhooks `accepted` by the service, `rejected` (4xx) or `failed` (no
-    /// answer or 5xx after retries), by kind of message.
+    /// answer, 429 or 5xx after retries).
     pub webhooks: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per platform: sends by outcome.
     pub sends: BTreeMap<String, BTreeMap<String, u64>>,
@@ -98,18 +100,30 @@ impl Record {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Stores a send (its `seq` and time are assigned here) and counts it.
+    /// Stores a send (its `seq` is assigned here) and counts it.
     pub fn send(&self, mut send: SendRecord) -> SendRecord {
         let mut inner = self.lock();
         inner.next_seq += 1;
         send.seq = inner.next_seq;
-        send.at = Utc::now();
         Stats::bump(&mut inner.stats.sends, send.platform.as_str(), &send.outcome);
         if inner.sends.len() == KEPT_SENDS {
             inner.sends.pop_front();
         }
         inner.sends.push_back(send.clone());
         send
+    }
+
+    /// Notes that the service took the follow-up `label` of send `seq` (if still kept).
+    pub fn note(&self, seq: u64, label: &str) {
+        let mut inner = self.lock();
+        let Some(first) = inner.sends.front().map(|s| s.seq) else {
+            return;
+        };
+        // Kept sends have consecutive numbers.
+        let index = seq.checked_sub(first).and_then(|i| usize::try_from(i).ok());
+        if let Some(send) = index.and_then(|i| inner.sends.get_mut(i)) {
+            send.webhooks.push(label.to_owned());
+        }
     }
 
     pub fn webhook(&self, platform: Platform, outcome: &str) {
@@ -151,6 +165,7 @@ mod tests {
             correlation: None,
             outcome: outcome.into(),
             message_id: None,
+            webhooks: Vec::new(),
         }
     }
 
@@ -165,6 +180,10 @@ mod tests {
         assert_eq!(seqs(record.sends(None, 0)), [1, 2, 3]);
         assert_eq!(seqs(record.sends(Some(Platform::WhatsApp), 0)), [1, 3]);
         assert_eq!(seqs(record.sends(None, 2)), [3]);
+        record.note(3, "delivered");
+        record.note(9, "delivered");
+        assert_eq!(record.sends(None, 2)[0].webhooks, ["delivered"]);
+        assert!(record.sends(None, 0)[0].webhooks.is_empty());
         let stats = record.stats();
         assert_eq!(Stats::count(&stats.sends, "whatsapp", "window-closed"), 1);
         assert_eq!(
@@ -182,6 +201,9 @@ mod tests {
         let kept = record.sends(None, 0);
         assert_eq!(kept.len(), KEPT_SENDS);
         assert_eq!(kept[0].seq, 6);
+        record.note(5, "dropped");
+        record.note(7, "read");
+        assert_eq!(record.sends(None, 6)[0].webhooks, ["read"]);
         assert_eq!(
             Stats::count(&record.stats().sends, "tiktok", "accepted"),
             (KEPT_SENDS + 5) as u64

@@ -10,20 +10,21 @@ use snorq_connectors::verify::{meta_signature_header, signature_header, tiktok_s
 
 use super::record::Record;
 
-/// The app secrets the service verifies webhooks with.
-#[derive(Clone)]
+/// The app secrets the service verifies webhooks with; nothing is posted for a platform
+/// without one.
+#[derive(Clone, Default)]
 pub struct Secrets {
-    pub whatsapp: SecretString,
-    pub facebook: SecretString,
-    pub tiktok: SecretString,
+    pub whatsapp: Option<SecretString>,
+    pub facebook: Option<SecretString>,
+    pub tiktok: Option<SecretString>,
 }
 
 impl Secrets {
-    fn of(&self, platform: Platform) -> &SecretString {
+    fn of(&self, platform: Platform) -> Option<&SecretString> {
         match platform {
-            Platform::WhatsApp => &self.whatsapp,
-            Platform::Facebook => &self.facebook,
-            Platform::TikTok => &self.tiktok,
+            Platform::WhatsApp => self.whatsapp.as_ref(),
+            Platform::Facebook => self.facebook.as_ref(),
+            Platform::TikTok => self.tiktok.as_ref(),
         }
     }
 }
@@ -53,6 +54,8 @@ pub enum Delivery {
     Rejected(u16),
     /// No answer, 429 or 5xx on every attempt.
     Failed,
+    /// Not posted: no secret to sign it with.
+    Unsigned,
 }
 
 impl Delivery {
@@ -61,6 +64,7 @@ impl Delivery {
             Delivery::Accepted => "accepted",
             Delivery::Rejected(_) => "rejected",
             Delivery::Failed => "failed",
+            Delivery::Unsigned => "unsigned",
         }
     }
 }
@@ -81,21 +85,29 @@ impl WebhookTarget {
         format!("{}/webhooks/{platform}", self.base_url)
     }
 
-    /// The headers a platform sends with `body`, signed now.
-    pub fn signed_headers(&self, platform: Platform, body: &[u8]) -> [(&'static str, String); 2] {
-        let secret = self.secrets.of(platform).expose_secret().as_bytes();
+    pub fn can_sign(&self, platform: Platform) -> bool {
+        self.secrets.of(platform).is_some()
+    }
+
+    /// The headers a platform sends with `body`, signed now; `None` without the secret.
+    pub fn signed_headers(&self, platform: Platform, body: &[u8]) -> Option<[(&'static str, String); 2]> {
+        let secret = self.secrets.of(platform)?.expose_secret().as_bytes();
         let signature = match platform {
             Platform::WhatsApp | Platform::Facebook => meta_signature_header(secret, body),
             Platform::TikTok => tiktok_signature_header(secret, chrono::Utc::now().timestamp(), body),
         };
-        [
+        Some([
             ("content-type", "application/json".to_owned()),
             (signature_header(platform), signature),
-        ]
+        ])
     }
 
     /// Posts `body`, retrying on no answer, 429 and 5xx; counts the outcome under `record`.
     pub async fn deliver(&self, record: &Record, platform: Platform, body: &Value) -> Delivery {
+        if !self.can_sign(platform) {
+            record.webhook(platform, Delivery::Unsigned.as_str());
+            return Delivery::Unsigned;
+        }
         let body = body.to_string().into_bytes();
         let mut outcome = Delivery::Failed;
         for attempt in 0..ATTEMPTS {
@@ -104,7 +116,7 @@ impl WebhookTarget {
             }
             // Signed per attempt: TikTok's signature carries the time.
             let mut request = self.http.post(self.url(platform)).body(body.clone());
-            for (name, value) in self.signed_headers(platform, &body) {
+            for (name, value) in self.signed_headers(platform, &body).into_iter().flatten() {
                 request = request.header(name, value);
             }
             match request.send().await {
@@ -141,19 +153,22 @@ mod tests {
     #[test]
     fn headers_pass_the_services_verification() {
         let secrets = Secrets {
-            whatsapp: "wa-secret".into(),
-            facebook: "fb-secret".into(),
-            tiktok: "tt-secret".into(),
+            whatsapp: Some("wa-secret".into()),
+            facebook: Some("fb-secret".into()),
+            tiktok: Some("tt-secret".into()),
         };
         let target = WebhookTarget::new("http://127.0.0.1:1/", secrets).unwrap();
         assert_eq!(target.url(Platform::TikTok), "http://127.0.0.1:1/webhooks/tiktok");
         let body = br#"{"object":"page"}"#;
+        let unsigned = WebhookTarget::new("http://127.0.0.1:1", Secrets::default()).unwrap();
+        assert!(!unsigned.can_sign(Platform::WhatsApp));
+        assert!(unsigned.signed_headers(Platform::WhatsApp, body).is_none());
         for (platform, secret) in [
             (Platform::WhatsApp, "wa-secret"),
             (Platform::Facebook, "fb-secret"),
             (Platform::TikTok, "tt-secret"),
         ] {
-            let [_, (name, value)] = target.signed_headers(platform, body);
+            let [_, (name, value)] = target.signed_headers(platform, body).unwrap();
             assert_eq!(name, signature_header(platform));
             let (now, tolerance) = (chrono::Utc::now(), Duration::from_secs(300));
             let check =
