@@ -25,8 +25,10 @@ pub struct SimulationArgs {
     #[arg(long, value_delimiter = ',', default_value = "whatsapp,facebook,tiktok")]
     pub platforms: Vec<Platform>,
     /// A failure to inject: [SCOPE:]KIND=SHARE, repeatable. KIND: rate-limited, server-error,
-    /// timeout, window-closed, token-expired. SCOPE: whatsapp, facebook, tiktok (that send
-    /// API) or tokens (the token endpoints); none: every send API. `none` alone: no failures.
+    /// timeout, window-closed, token-expired. SCOPE: whatsapp, facebook or tiktok (that send
+    /// API), tokens (the token endpoints), or left out (every send API). `--fail none`: no
+    /// failures. Default: none for `simulate`; rate-limited=0.1, server-error=0.05 and
+    /// window-closed=0.05 for `demo`.
     #[arg(long = "fail", value_name = "[SCOPE:]KIND=SHARE")]
     pub fail: Vec<FailArg>,
     /// How long the send APIs take to answer, in milliseconds.
