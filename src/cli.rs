@@ -62,7 +62,8 @@ pub enum Command {
     /// missing connection was added). Idempotent.
     Replay(ReplayArgs),
     /// Delete what is past its retention now (FREE organizations' messages older than 30 days,
-    /// live events older than event_retention_hours); the workers also do it every 10 minutes.
+    /// live events older than event_retention_hours) and index for search the conversations
+    /// written before the search index existed; the workers also do it every 10 minutes.
     Retention,
     /// Platform tokens: `snorq tokens refresh` refreshes the TikTok tokens that are due now
     /// (the workers do it every token_refresh_interval_secs).
@@ -247,8 +248,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::app::retention::run(&app.store, crate::domain::now(), config.outbound.event_retention)
                     .await?;
             println!(
-                "deleted {} messages and {} live events",
-                done.messages, done.events
+                "deleted {} messages and {} live events; indexed {} conversations for search",
+                done.messages, done.events, done.indexed
             );
             Ok(())
         }

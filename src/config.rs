@@ -55,6 +55,9 @@ pub struct RawConfig {
     pub tiktok_timestamp_tolerance_secs: u64,
     /// Most webhooks committed together in one transaction (group commit).
     pub ingest_max_batch: usize,
+    /// A search whose rarest word is in more conversations than this walks the inbox in
+    /// activity order (probing each conversation) instead of sorting all the matches.
+    pub search_walk_threshold: u32,
     /// Ingest transactions in flight at once; default 1 on SQLite, 8 on PostgreSQL.
     pub ingest_writers: Option<usize>,
     /// Whether `snorq serve` also runs the send workers (`--no-workers` turns them off).
@@ -140,6 +143,7 @@ impl Default for RawConfig {
             meta_verify_token: None,
             tiktok_timestamp_tolerance_secs: 300,
             ingest_max_batch: 256,
+            search_walk_threshold: 1_000,
             ingest_writers: None,
             workers: true,
             send_concurrency: 32,
@@ -307,6 +311,7 @@ pub struct Config {
     pub database_max_connections: u32,
     pub webhooks: WebhookConfig,
     pub ingest_max_batch: usize,
+    pub search_walk_threshold: u32,
     pub ingest_writers: usize,
     pub workers: bool,
     pub outbound: OutboundConfig,
@@ -720,6 +725,7 @@ impl RawConfig {
                 tiktok_tolerance: std::time::Duration::from_secs(self.tiktok_timestamp_tolerance_secs),
             },
             ingest_max_batch: self.ingest_max_batch,
+            search_walk_threshold: self.search_walk_threshold,
             ingest_writers,
             workers: self.workers,
             outbound,

@@ -194,9 +194,10 @@ async fn clean_up(
             Err(err) => tracing::warn!(error = %err, "cleanup failed; will try again"),
         }
         match crate::app::retention::run(&store, now, event_retention).await {
-            Ok(done) if done.messages + done.events > 0 => tracing::info!(
+            Ok(done) if done.messages + done.events + done.indexed > 0 => tracing::info!(
                 messages = done.messages,
                 events = done.events,
+                indexed_for_search = done.indexed,
                 "retention: deleted what is past its time"
             ),
             Ok(_) => {}

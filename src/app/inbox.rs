@@ -66,17 +66,13 @@ pub fn page_limit(limit: Option<i64>) -> AppResult<i64> {
     Ok(limit)
 }
 
-/// The words of a search: letters and digits, lower-cased; anything else separates words (so
-/// nothing of the query reaches the search syntax of either database).
+/// The words of a search, split as the index splits them (`domain::search`): letters and digits,
+/// lower-cased; nothing of the query reaches any search syntax.
 pub fn search_words(q: &str) -> AppResult<Vec<String>> {
     if q.chars().count() > MAX_QUERY_CHARS {
         return Err(Invalid::new("q", format!("must be at most {MAX_QUERY_CHARS} characters")).into());
     }
-    let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let words: Vec<String> = crate::domain::search::words(q).collect();
     if words.is_empty() {
         return Err(Invalid::new("q", "must contain a letter or a digit").into());
     }
@@ -122,6 +118,7 @@ pub async fn list(app: &App, access: &OrgAccess, query: &ListQuery) -> AppResult
             .map(search_words)
             .transpose()?
             .unwrap_or_default(),
+        search_walk_above: i64::from(app.settings.search_walk_threshold),
     };
     let cursor = query.cursor.as_deref().map(SnapshotCursor::decode).transpose()?;
     let (page, counts) = tokio::try_join!(

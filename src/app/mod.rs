@@ -58,6 +58,7 @@ pub struct Settings {
     pub oauth: OAuthConfig,
     pub token_refresh: TokenRefreshConfig,
     pub platforms: snorq_connectors::ClientConfig,
+    pub search_walk_threshold: u32,
 }
 
 impl App {
@@ -82,6 +83,7 @@ impl App {
                 oauth: config.oauth.clone(),
                 token_refresh: config.token_refresh.clone(),
                 platforms: config.outbound.platforms.clone(),
+                search_walk_threshold: config.search_walk_threshold,
             },
             login_limiter: LoginLimiter::per_minute(config.login_attempts_per_minute),
             live: live::EventPump::default(),

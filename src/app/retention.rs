@@ -1,6 +1,7 @@
 //! Retention: FREE organizations keep 30 days of message history (PRO and BUSINESS keep
 //! everything); the live event log keeps `event_retention_hours` (at least 24). Runs in the
-//! workers' janitor, and once with `snorq retention`.
+//! workers' janitor, and once with `snorq retention`. The same pass indexes for search the
+//! conversations written before the search index existed (after upgrading).
 
 use std::sync::Arc;
 
@@ -11,6 +12,9 @@ use crate::store::{Retention, Store, StoreResult};
 
 /// Messages deleted per statement (short transactions; ingest keeps going meanwhile).
 const CHUNK: i64 = 5_000;
+
+/// Conversations indexed for search per transaction (those written before the index existed).
+const INDEX_CHUNK: i64 = 500;
 
 /// How long each plan keeps messages (`None`: forever).
 pub fn history_days(plan: Plan) -> Option<i64> {
@@ -41,6 +45,13 @@ pub async fn run(
         }
     }
     done.events = store.delete_events_before(now - event_retention).await?;
+    loop {
+        let indexed = store.index_for_search(INDEX_CHUNK).await?;
+        done.indexed += indexed;
+        if indexed < INDEX_CHUNK as u64 {
+            break;
+        }
+    }
     // Connect flows last 10 minutes; a day later their states are only clutter.
     store
         .delete_oauth_states_before(now - chrono::Duration::days(1))

@@ -471,7 +471,8 @@ async fn analyze(queue: &QueuePool) -> anyhow::Result<()> {
     match queue {
         QueuePool::Postgres(pool) => {
             sqlx::query(
-                "VACUUM (ANALYZE) conversations, messages, conversation_labels, labels, conversation_counts",
+                "VACUUM (ANALYZE) conversations, messages, conversation_labels, labels, conversation_counts, \
+                 conversation_terms",
             )
             .execute(pool)
             .await?;
@@ -512,6 +513,19 @@ async fn seed_all(app: &Arc<App>, api: &Api, queue: &QueuePool, args: &InboxBenc
         );
     }
     let folded = app.store.compact_conversation_counts().await?;
+    let indexing = Instant::now();
+    let mut indexed = 0;
+    loop {
+        let n = app.store.index_for_search(500).await?;
+        indexed += n;
+        if n == 0 {
+            break;
+        }
+    }
+    eprintln!(
+        "indexed {indexed} conversations for search in {:.1} s",
+        indexing.elapsed().as_secs_f64()
+    );
     let analyzing = Instant::now();
     analyze(queue).await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -848,7 +862,7 @@ async fn insert_batch(queue: &QueuePool, org: &OrgSeed, batch: &Batch) -> anyhow
             let mut insert = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO conversations (id, organization_id, platform_connection_id, platform, external_id, \
                  contact_external_id, contact_name, status, assignee_id, preview, last_message_at, \
-                 last_inbound_at, unread_count, created_at, updated_at) ",
+                 last_inbound_at, unread_count, created_at, updated_at, search_indexed) ",
             );
             insert.push_values(chunk, |mut row, c| {
                 row.push_bind(c.id)
@@ -865,7 +879,9 @@ async fn insert_batch(queue: &QueuePool, org: &OrgSeed, batch: &Batch) -> anyhow
                     .push_bind(c.last_inbound_at)
                     .push_bind(c.unread_count)
                     .push_bind(c.created_at)
-                    .push_bind(c.last_message_at);
+                    .push_bind(c.last_message_at)
+                    // Indexed for search below, as an upgraded database is.
+                    .push_bind(false);
             });
             insert.build().execute(&mut *tx).await?;
         }

@@ -7,6 +7,7 @@ mod cursor;
 mod email;
 mod enums;
 mod names;
+pub mod search;
 
 pub use cursor::{IdCursor, SnapshotCursor, TimeCursor};
 pub use email::Email;

@@ -67,8 +67,12 @@ pub struct ConversationFilter {
     pub label_id: Option<Uuid>,
     pub assignee: Option<AssigneeFilter>,
     pub unread: bool,
-    /// Words that must all appear (as word prefixes) in the contact's name or in one message.
+    /// Words (`domain::search::words`) that must each start a word of the conversation: of
+    /// its contact's name or username, or of any of its messages.
     pub search: Vec<String>,
+    /// A search whose rarest word is in more conversations than this walks the listing in
+    /// activity order instead of sorting the matches (`search_walk_threshold`).
+    pub search_walk_above: i64,
 }
 
 /// One page of conversations and the event-log position it was read at.
@@ -179,4 +183,6 @@ pub struct ApiKey {
 pub struct Retention {
     pub messages: u64,
     pub events: u64,
+    /// Conversations whose words were indexed for search (written before the index existed).
+    pub indexed: u64,
 }

@@ -1,6 +1,6 @@
-// The team inbox, shared by both backends (included after `shared_sql.rs`, whose `live` and
-// `insert_live_events` it uses). Each includer also defines `push_search` (full-text search)
-// and `compact_conversation_counts`.
+// The team inbox, shared by both backends (included after `shared_sql.rs` and `search_sql.rs`,
+// whose `live`, `insert_live_events` and search conditions it uses). Each includer also defines
+// `compact_conversation_counts`.
 
 macro_rules! conversation_columns {
     () => {
@@ -25,22 +25,23 @@ macro_rules! note_columns {
     };
 }
 
-/// Where a listing's rows come from. A search starts from the matches, a label filter from the
-/// label's rows (which carry their conversation's activity, migration 9), anything else from
-/// the conversations in activity order.
+/// Where a listing's rows come from. A search for a rare word starts from its matches, a label
+/// filter from the label's rows (which carry their conversation's activity, migration 9),
+/// anything else from the conversations in activity order.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ListingSource {
     Conversations,
     Label(Uuid),
-    SearchHits,
+    /// The conversations that have search word `n`.
+    SearchMatches(usize),
 }
 
 impl ListingSource {
-    fn of(filter: &ConversationFilter) -> Self {
-        match filter.label_id {
-            _ if !filter.search.is_empty() => ListingSource::SearchHits,
-            Some(label) => ListingSource::Label(label),
-            None => ListingSource::Conversations,
+    fn of(filter: &ConversationFilter, plan: SearchPlan) -> Self {
+        match (plan, filter.label_id) {
+            (SearchPlan::FromMatches(n), _) => ListingSource::SearchMatches(n),
+            (_, Some(label)) => ListingSource::Label(label),
+            (_, None) => ListingSource::Conversations,
         }
     }
 
@@ -69,7 +70,9 @@ impl ListingSource {
                     )
                     .push_bind(label);
             }
-            ListingSource::SearchHits => push_search_hits(query, filter.organization_id, &filter.search),
+            ListingSource::SearchMatches(n) => {
+                push_search_matches(query, filter.organization_id, &filter.search[n]);
+            }
         }
     }
 
@@ -121,9 +124,20 @@ fn push_conversation_filters(
     if filter.unread {
         query.push(" AND c.unread_count > 0");
     }
-    if !filter.search.is_empty() && source != ListingSource::SearchHits {
-        push_search(query, filter.organization_id, &filter.search);
-    }
+    // Each search word the rows do not come from already.
+    let from_matches = match source {
+        ListingSource::SearchMatches(n) => Some(n),
+        _ => None,
+    };
+    push_search_probes(
+        query,
+        filter
+            .search
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| Some(*n) != from_matches)
+            .map(|(_, word)| word),
+    );
 }
 
 /// Rows of a listing with the position each had in its walk.
@@ -197,7 +211,7 @@ impl InboxStore for Backend {
         limit: i64,
     ) -> StoreResult<ConversationPage> {
         let org = filter.organization_id;
-        let source = ListingSource::of(filter);
+        let source = ListingSource::of(filter, plan_search(&self.pool, filter).await?);
         let mut query = sqlx::QueryBuilder::<Db>::new("");
         match after {
             None => {
@@ -663,19 +677,61 @@ impl InboxStore for Backend {
         before: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<u64> {
-        let deleted = sqlx::query(
-            "DELETE FROM messages WHERE id IN (SELECT m.id FROM organizations o \
+        let mut tx = begin_write(&self.pool).await?;
+        let doomed: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT m.id, m.conversation_id FROM organizations o \
              JOIN conversations c ON c.organization_id = o.id \
              JOIN messages m ON m.conversation_id = c.id \
-             WHERE o.plan = $1 AND m.created_at < $2 AND m.status <> 'PENDING' LIMIT $3)",
+             WHERE o.plan = $1 AND m.created_at < $2 AND m.status <> 'PENDING' LIMIT $3",
         )
         .bind(plan.as_db())
         .bind(before)
         .bind(limit)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(deleted.rows_affected())
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let conversations: Vec<Uuid> = doomed
+            .iter()
+            .map(|(_, conversation)| *conversation)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Their words are rebuilt from what is left, so search stops finding what was deleted.
+        // The rebuild locks the conversations before the messages are deleted: the order in
+        // which ingest takes them.
+        lock_conversations(&mut tx, &conversations).await?;
+        let mut deleted = 0;
+        for chunk in doomed.chunks(BULK_ROWS) {
+            let mut delete = sqlx::QueryBuilder::<Db>::new(
+                "DELETE FROM messages WHERE status <> 'PENDING' AND id IN (",
+            );
+            let mut list = delete.separated(", ");
+            for (id, _) in chunk {
+                list.push_bind(*id);
+            }
+            delete.push(")");
+            deleted += delete
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        }
+        reindex_conversations(&mut tx, &conversations).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted)
+    }
+
+    async fn index_for_search(&self, limit: i64) -> StoreResult<u64> {
+        let mut tx = begin_write(&self.pool).await?;
+        let ids = unindexed_conversations(&mut tx, limit).await?;
+        reindex_conversations(&mut tx, &ids).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(ids.len() as u64)
     }
 
     async fn delete_events_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -338,13 +338,16 @@ pub trait InboxStore: Send + Sync + 'static {
     async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Deletes up to `limit` messages created before `before` in organizations on `plan`
-    /// (pending sends are kept); how many.
+    /// (pending sends are kept), and rebuilds their conversations' search words; how many.
     async fn delete_messages_before(
         &self,
         plan: crate::domain::Plan,
         before: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<u64>;
+    /// Indexes the words of up to `limit` conversations written before the search index
+    /// existed (migration 11); how many (0: all are indexed).
+    async fn index_for_search(&self, limit: i64) -> StoreResult<u64>;
     /// Deletes live events created before `before`; how many.
     async fn delete_events_before(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Folds the inbox count deltas; how many rows remain.

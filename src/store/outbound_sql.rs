@@ -431,6 +431,11 @@ impl OutboundStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        let mut terms = TermsGained::default();
+        terms
+            .of(m.conversation_id, m.organization_id)
+            .add_message(&m.content);
+        terms.insert(&mut tx).await?;
         push_send_jobs(
             &mut tx,
             &[QueuedJob {

@@ -148,48 +148,6 @@ fn event_log_lock_key(org: Uuid) -> i32 {
     ((folded >> 32) as u32 ^ folded as u32) as i32
 }
 
-/// `q`: every word a prefix of a word of the contact's name or of one message's text. One
-/// `IN (... UNION ...)` rather than an OR of two conditions, so that both GIN indexes are used.
-fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
-    query.push(" AND c.id IN (");
-    push_search_union(query, org_id, words);
-    query.push(")");
-}
-
-/// A searched listing's rows: the matching conversations, each looked up by its key (a LATERAL
-/// join; PostgreSQL overestimates prefix matches and would otherwise scan every conversation:
-/// 34 ms -> 1.5 ms for a rare word, README).
-fn push_search_hits(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
-    query.push(" FROM (");
-    push_search_union(query, org_id, words);
-    query.push(
-        ") AS hits CROSS JOIN LATERAL (SELECT * FROM conversations c0 WHERE c0.id = hits.id OFFSET 0) AS c \
-         JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE 1 = 1",
-    );
-}
-
-/// The ids of the conversations whose contact or one of whose messages has every word.
-fn push_search_union(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
-    let tsquery = words
-        .iter()
-        .map(|w| format!("{w}:*"))
-        .collect::<Vec<_>>()
-        .join(" & ");
-    query
-        .push("SELECT n.id FROM conversations n WHERE n.organization_id = ")
-        .push_bind(org_id)
-        .push(
-            " AND to_tsvector('simple', COALESCE(n.contact_name, '') || ' ' || COALESCE(n.contact_username, '')) \
-             @@ to_tsquery('simple', ",
-        )
-        .push_bind(tsquery.clone())
-        .push(") UNION SELECT m.conversation_id FROM messages m WHERE m.organization_id = ")
-        .push_bind(org_id)
-        .push(" AND m.search_vector @@ to_tsquery('simple', ")
-        .push_bind(tsquery)
-        .push(")");
-}
-
 /// Folds the count deltas into one row per (organization, assignee), in one statement (rows
 /// appended meanwhile are not in its snapshot and stay).
 async fn compact_conversation_counts(pool: &PgPool) -> StoreResult<u64> {
@@ -207,6 +165,7 @@ async fn compact_conversation_counts(pool: &PgPool) -> StoreResult<u64> {
 }
 
 include!("shared_sql.rs");
+include!("search_sql.rs");
 include!("outbound_sql.rs");
 include!("inbox_sql.rs");
 include!("connections_sql.rs");

@@ -1100,6 +1100,7 @@ async fn store_new_messages(
         username: Option<&'m str>,
     }
     let mut gains: HashMap<Uuid, Gain> = HashMap::new();
+    let mut terms = TermsGained::default();
     let mut stored = HashMap::with_capacity(inserted.len());
     for (route, m) in items {
         let conversation_id = conversation_of(route, m)?;
@@ -1126,7 +1127,12 @@ async fn store_new_messages(
         if m.timestamp >= gain.newest.timestamp {
             gain.newest = m;
         }
+        let words = terms.of(conversation_id, route.organization_id);
+        words.add_message(&m.content);
         if m.author == Author::Customer {
+            for text in [&m.contact_name, &m.contact_username].into_iter().flatten() {
+                words.add_text(text);
+            }
             gain.unread += 1;
             gain.last_inbound = gain.last_inbound.max(Some(m.timestamp));
             gain.name = m.contact_name.as_deref().or(gain.name);
@@ -1169,6 +1175,8 @@ async fn store_new_messages(
             .await
             .map_err(db_error)?;
     }
+    // After the conversations' locks: a rebuild of the same entries holds those first too.
+    terms.insert(conn).await?;
     for (conversation_id, gain) in &gains {
         let kind = if created.contains(conversation_id) {
             "conversation.created"

@@ -153,38 +153,6 @@ async fn lock_event_log(_conn: &mut DbConn, _organizations: &[Uuid]) -> StoreRes
     Ok(())
 }
 
-/// `q`: every word a prefix of a word of the contact's name or of one message's text (FTS5).
-/// One `IN (... UNION ...)` rather than an OR, so each full-text index drives its half.
-fn push_search(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
-    let fts = words
-        .iter()
-        .map(|w| format!("\"{w}\"*"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    query
-        .push(
-            " AND c.id IN (SELECT n.id FROM conversations n WHERE n.rowid IN \
-             (SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ",
-        )
-        .push_bind(fts.clone())
-        .push(
-            ") UNION SELECT m.conversation_id FROM messages m WHERE m.rowid IN \
-             (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ",
-        )
-        .push_bind(fts)
-        .push(") AND m.organization_id = ")
-        .push_bind(org_id)
-        .push(")");
-}
-
-/// A searched listing's rows: SQLite already drives the `IN (...)` from the matches.
-fn push_search_hits(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, words: &[String]) {
-    query.push(
-        " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id WHERE 1 = 1",
-    );
-    push_search(query, org_id, words);
-}
-
 /// Folds the count deltas into one row per (organization, assignee); the write transaction
 /// keeps every other writer out meanwhile.
 async fn compact_conversation_counts(pool: &SqlitePool) -> StoreResult<u64> {
@@ -216,6 +184,7 @@ async fn compact_conversation_counts(pool: &SqlitePool) -> StoreResult<u64> {
 }
 
 include!("shared_sql.rs");
+include!("search_sql.rs");
 include!("outbound_sql.rs");
 include!("inbox_sql.rs");
 include!("connections_sql.rs");
