@@ -16,6 +16,7 @@ use snorq::domain::Plan;
 backend_tests!(
     filters_and_counts_follow_every_change,
     search_finds_words_in_names_and_messages,
+    conversations_written_before_the_search_index_are_indexed_by_the_janitor,
     message_history_pages_newest_first,
     notes_stay_internal_and_are_deleted_by_author_or_admin,
     labels_are_unique_per_organization_and_replace_as_a_set,
@@ -222,8 +223,20 @@ async fn filters_and_counts_follow_every_change(backend: Backend) {
     );
 }
 
+/// Both plans of a search give the same answers: a threshold of 0 walks the inbox for every
+/// word that has a match, a huge one always starts from the matches.
 async fn search_finds_words_in_names_and_messages(backend: Backend) {
-    let app = spawn(backend).await;
+    for threshold in [0, 1_000_000] {
+        search_with_walk_threshold(backend, threshold).await;
+    }
+}
+
+async fn search_with_walk_threshold(backend: Backend, threshold: u32) {
+    let app = TestApp::spawn_with(backend, |c| {
+        with_webhook_secrets(c);
+        c.search_walk_threshold = threshold;
+    })
+    .await;
     let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
     org.customer_says(
         &app,
@@ -266,8 +279,10 @@ async fn search_finds_words_in_names_and_messages(backend: Backend) {
     );
     assert!(
         org.conversation_ids(&app, "?q=parcel%20invoice").await.is_empty(),
-        "all words in one message"
+        "all words in one conversation"
     );
+    assert!(org.conversation_ids(&app, "?q=invoices").await.is_empty());
+    assert!(org.conversation_ids(&app, "?q=nothing").await.is_empty());
     assert_eq!(
         org.conversation_ids(&app, "?q=jo").await,
         [jo.as_str(), john.as_str()],
@@ -295,6 +310,26 @@ async fn search_finds_words_in_names_and_messages(backend: Backend) {
     // Searched listings page like the others, and combine with a label.
     org.customer_says(&app, "2003", "Jo Ann", "wamid.d", "my parcel is late", 5)
         .await;
+    assert_eq!(
+        org.conversation_ids(&app, "?q=thanks%20parcel").await,
+        [jo.as_str()],
+        "words of two messages of one conversation"
+    );
+    assert_eq!(
+        org.conversation_ids(&app, "?q=ann%20late").await,
+        [jo.as_str()],
+        "a name and a message"
+    );
+    // An agent's reply is searchable as soon as it is written.
+    let (status, body) = app
+        .post(
+            &org.path(&format!("/conversations/{maria}/messages")),
+            &org.token,
+            json!({"text": "Your invoice was resent to your mailbox"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(org.conversation_ids(&app, "?q=mailbox").await, [maria.as_str()]);
     let first = org.get_ok(&app, "/conversations?q=parcel&limit=1").await;
     assert_eq!(first["items"][0]["id"], jo.as_str());
     let cursor = str_of(&first["next_cursor"]);
@@ -324,6 +359,56 @@ async fn search_finds_words_in_names_and_messages(backend: Backend) {
         .await;
     assert_eq!(org.conversation_ids(&app, "?q=invoice").await, [maria.as_str()]);
     assert_eq!(other.conversation_ids(&app, "?q=invoice").await.len(), 1);
+    // Filters narrow a walk as they narrow the matches.
+    assert_eq!(
+        org.conversation_ids(&app, "?q=parcel&platform=whatsapp").await,
+        [jo.as_str(), john.as_str()]
+    );
+    assert!(
+        org.conversation_ids(&app, "?q=parcel&status=closed")
+            .await
+            .is_empty()
+    );
+}
+
+/// After an upgrade, conversations written before the search index existed are not found until
+/// the janitor (or `snorq retention`) has indexed them, then they are.
+async fn conversations_written_before_the_search_index_are_indexed_by_the_janitor(backend: Backend) {
+    let app = spawn(backend).await;
+    let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
+    org.customer_says(&app, "2001", "Maria Lopez", "wamid.a", "Where is my invoice?", 30)
+        .await;
+    org.customer_says(&app, "2002", "John Smith", "wamid.b", "Parcel damaged", 20)
+        .await;
+    let maria = org.conversation_of(&app, "2001").await;
+    // As migration 11 leaves an older database: nothing indexed, every conversation marked.
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    app.db
+        .execute_at("DELETE FROM conversation_terms WHERE $1 IS NOT NULL", later)
+        .await;
+    app.db
+        .execute_at(
+            "UPDATE conversations SET search_indexed = FALSE WHERE created_at < $1",
+            later,
+        )
+        .await;
+    assert!(org.conversation_ids(&app, "?q=invoice").await.is_empty());
+    let done = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
+        .await
+        .expect("janitor pass");
+    assert_eq!(done.indexed, 2);
+    assert_eq!(org.conversation_ids(&app, "?q=invoice").await, [maria.as_str()]);
+    assert_eq!(org.conversation_ids(&app, "?q=lopez").await, [maria.as_str()]);
+    assert_eq!(
+        app.db
+            .count("SELECT COUNT(*) FROM conversations WHERE NOT search_indexed")
+            .await,
+        0
+    );
+    let again = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
+        .await
+        .expect("janitor pass");
+    assert_eq!(again.indexed, 0);
 }
 
 async fn message_history_pages_newest_first(backend: Backend) {
@@ -832,6 +917,12 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
     assert_eq!(history["items"].as_array().unwrap().len(), 1);
     assert!(free.conversation_ids(&app, "?q=forty").await.is_empty());
     assert_eq!(business.conversation_ids(&app, "?q=forty").await.len(), 1);
+    // What is left is still found: the words were rebuilt, not dropped.
+    assert_eq!(
+        free.conversation_ids(&app, "?q=twenty%20nine").await,
+        [old.as_str()]
+    );
+    assert_eq!(free.conversation_ids(&app, "?q=old").await, [old.as_str()]);
     // A second pass has nothing left to do.
     let again = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await
