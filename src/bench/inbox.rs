@@ -129,6 +129,7 @@ pub async fn run(config: Config, args: InboxBenchArgs) -> anyhow::Result<()> {
     } else {
         eprintln!("{backend}: reusing the seeded organizations (--reseed to start over)");
     }
+    index_for_search(&app, &pool).await?;
     let org = org_by_slug(&pool, SLUG)
         .await?
         .context("the benchmark organization is missing")?;
@@ -485,6 +486,27 @@ async fn analyze(queue: &QueuePool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Indexes for search what is not indexed yet (all of it after seeding, as after an upgrade).
+async fn index_for_search(app: &Arc<App>, queue: &QueuePool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut indexed = 0;
+    loop {
+        let n = app.store.index_for_search(500).await?;
+        indexed += n;
+        if n == 0 {
+            break;
+        }
+    }
+    if indexed > 0 {
+        eprintln!(
+            "indexed {indexed} conversations for search in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        analyze(queue).await?;
+    }
+    Ok(())
+}
+
 // --- seeding ---
 
 struct OrgSeed {
@@ -513,19 +535,6 @@ async fn seed_all(app: &Arc<App>, api: &Api, queue: &QueuePool, args: &InboxBenc
         );
     }
     let folded = app.store.compact_conversation_counts().await?;
-    let indexing = Instant::now();
-    let mut indexed = 0;
-    loop {
-        let n = app.store.index_for_search(500).await?;
-        indexed += n;
-        if n == 0 {
-            break;
-        }
-    }
-    eprintln!(
-        "indexed {indexed} conversations for search in {:.1} s",
-        indexing.elapsed().as_secs_f64()
-    );
     let analyzing = Instant::now();
     analyze(queue).await?;
     let seconds = started.elapsed().as_secs_f64();
