@@ -705,9 +705,8 @@ impl InboxStore for Backend {
         lock_conversations(&mut tx, &conversations).await?;
         let mut deleted = 0;
         for chunk in doomed.chunks(BULK_ROWS) {
-            let mut delete = sqlx::QueryBuilder::<Db>::new(
-                "DELETE FROM messages WHERE status <> 'PENDING' AND id IN (",
-            );
+            let mut delete =
+                sqlx::QueryBuilder::<Db>::new("DELETE FROM messages WHERE status <> 'PENDING' AND id IN (");
             let mut list = delete.separated(", ");
             for (id, _) in chunk {
                 list.push_bind(*id);
