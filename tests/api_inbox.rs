@@ -12,6 +12,7 @@ use common::{Backend, TestApp, assert_problem, str_of, with_webhook_secrets};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use snorq::domain::Plan;
+use snorq::domain::search::{WORD_BITS_COLUMNS, WordBits};
 
 backend_tests!(
     filters_and_counts_follow_every_change,
@@ -369,6 +370,43 @@ async fn search_with_walk_threshold(backend: Backend, threshold: u32) {
             .await
             .is_empty()
     );
+    assert_word_bits_are_exact(&app).await;
+}
+
+/// Every conversation's word bits are exactly those of its indexed words: none missing (a
+/// walk would skip the conversation), none left over from words that are gone.
+async fn assert_word_bits_are_exact(app: &TestApp) {
+    let mut words: HashMap<String, Vec<String>> = HashMap::new();
+    for row in app
+        .db
+        .rows(
+            "SELECT o.slug || '/' || c.external_id, t.term FROM conversation_terms t \
+             JOIN conversations c ON c.id = t.conversation_id JOIN organizations o ON o.id = c.organization_id",
+        )
+        .await
+    {
+        let (conversation, word) = row.split_once('|').expect("two columns");
+        words.entry(conversation.to_owned()).or_default().push(word.to_owned());
+    }
+    let columns: Vec<String> = (0..WORD_BITS_COLUMNS)
+        .map(|n| format!("CAST(c.word_bits_{n} AS TEXT)"))
+        .collect();
+    let rows = app
+        .db
+        .rows(&format!(
+            "SELECT o.slug || '/' || c.external_id, {} FROM conversations c \
+             JOIN organizations o ON o.id = c.organization_id",
+            columns.join(", ")
+        ))
+        .await;
+    assert!(!rows.is_empty());
+    for row in rows {
+        let mut fields = row.split('|');
+        let conversation = fields.next().expect("organization and external id");
+        let stored: Vec<i64> = fields.map(|f| f.parse().expect("bits")).collect();
+        let expected = WordBits::of(words.get(conversation).into_iter().flatten().map(String::as_str));
+        assert_eq!(stored, expected.0, "word bits of conversation {conversation}");
+    }
 }
 
 /// After an upgrade, conversations written before the search index existed are not found until
@@ -381,14 +419,21 @@ async fn conversations_written_before_the_search_index_are_indexed_by_the_janito
     org.customer_says(&app, "2002", "John Smith", "wamid.b", "Parcel damaged", 20)
         .await;
     let maria = org.conversation_of(&app, "2001").await;
-    // As migration 11 leaves an older database: nothing indexed, every conversation marked.
+    // As migrations 11 and 12 leave an older database: nothing indexed, every conversation
+    // marked, all its word bits set.
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     app.db
         .execute_at("DELETE FROM conversation_terms WHERE $1 IS NOT NULL", later)
         .await;
+    let all_bits: Vec<String> = (0..WORD_BITS_COLUMNS)
+        .map(|n| format!("word_bits_{n} = -1"))
+        .collect();
     app.db
         .execute_at(
-            "UPDATE conversations SET search_indexed = FALSE WHERE created_at < $1",
+            &format!(
+                "UPDATE conversations SET search_indexed = FALSE, {} WHERE created_at < $1",
+                all_bits.join(", ")
+            ),
             later,
         )
         .await;
@@ -399,6 +444,7 @@ async fn conversations_written_before_the_search_index_are_indexed_by_the_janito
     assert_eq!(done.indexed, 2);
     assert_eq!(org.conversation_ids(&app, "?q=invoice").await, [maria.as_str()]);
     assert_eq!(org.conversation_ids(&app, "?q=lopez").await, [maria.as_str()]);
+    assert_word_bits_are_exact(&app).await;
     assert_eq!(
         app.db
             .count("SELECT COUNT(*) FROM conversations WHERE NOT search_indexed")
@@ -923,6 +969,7 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
         [old.as_str()]
     );
     assert_eq!(free.conversation_ids(&app, "?q=old").await, [old.as_str()]);
+    assert_word_bits_are_exact(&app).await;
     // A second pass has nothing left to do.
     let again = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await

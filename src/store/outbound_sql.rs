@@ -435,7 +435,7 @@ impl OutboundStore for Backend {
         terms
             .of(m.conversation_id, m.organization_id)
             .add_message(&m.content);
-        terms.insert(&mut tx).await?;
+        terms.insert(&mut tx, BitsWrite::Add).await?;
         push_send_jobs(
             &mut tx,
             &[QueuedJob {

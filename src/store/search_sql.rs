@@ -3,7 +3,7 @@
 // asks of it. Every word of a search must start a word of the conversation: of its contact's
 // name or username, or of any of its messages.
 
-use crate::domain::search::{Terms, prefix_end};
+use crate::domain::search::{Terms, WORD_BITS_COLUMNS, WordBits, prefix_end};
 use futures::TryStreamExt;
 
 /// How many conversations one backfill or rebuild statement covers.
@@ -43,14 +43,65 @@ impl TermsGained {
             .1
     }
 
-    async fn insert(&self, conn: &mut DbConn) -> StoreResult<()> {
+    /// Adds the words to the index, and their bits to the conversations' bits (or replaces
+    /// those, for a rebuild).
+    async fn insert(&self, conn: &mut DbConn, how: BitsWrite) -> StoreResult<()> {
         let rows: Vec<(Uuid, Uuid, &str)> = self
             .0
             .iter()
             .flat_map(|(conversation, (org, terms))| terms.iter().map(|t| (*conversation, *org, t)))
             .collect();
-        insert_terms(conn, &rows).await
+        insert_terms(conn, &rows).await?;
+        let bits: Vec<(Uuid, WordBits)> = self
+            .bits()
+            .filter(|(_, bits)| how == BitsWrite::Replace || *bits != WordBits::default())
+            .collect();
+        write_word_bits(conn, &bits, how).await
     }
+
+    fn bits(&self) -> impl Iterator<Item = (Uuid, WordBits)> + '_ {
+        self.0
+            .iter()
+            .map(|(conversation, (_, terms))| (*conversation, WordBits::of(terms.iter())))
+    }
+}
+
+/// Whether [`write_word_bits`] adds to the conversations' bits or replaces them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BitsWrite {
+    Add,
+    Replace,
+}
+
+/// Writes conversations' word bits (`rows` sorted by conversation, as they are locked).
+async fn write_word_bits(conn: &mut DbConn, rows: &[(Uuid, WordBits)], how: BitsWrite) -> StoreResult<()> {
+    for chunk in rows.chunks(BULK_ROWS) {
+        let mut update = sqlx::QueryBuilder::<Db>::new("UPDATE conversations SET ");
+        for column in 0..WORD_BITS_COLUMNS {
+            // VALUES columns are column1 (the id), column2.. (the bits).
+            let value = format!("v.column{}", column + 2);
+            let set = match how {
+                BitsWrite::Add => format!("word_bits_{column} = word_bits_{column} | {value}"),
+                BitsWrite::Replace => format!("word_bits_{column} = {value}"),
+            };
+            update.push(if column == 0 { "" } else { ", " }).push(set);
+        }
+        update.push(" FROM (");
+        update.push_values(chunk, |mut row, (conversation, bits)| {
+            row.push_bind(*conversation);
+            for word in bits.0 {
+                row.push_bind(word);
+            }
+        });
+        update.push(") AS v WHERE conversations.id = v.column1");
+        update
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 /// Rebuilds the index entries of `ids` from what the conversations hold now (their contact,
@@ -108,7 +159,8 @@ async fn reindex_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<(
             gained.of(conversation, org).add_message(&content);
         }
         drop(rows);
-        gained.insert(conn).await?;
+        // Exact bits: a word that is gone no longer sets one.
+        gained.insert(conn, BitsWrite::Replace).await?;
 
         let mut mark = sqlx::QueryBuilder::<Db>::new(
             "UPDATE conversations SET search_indexed = TRUE WHERE NOT search_indexed AND id IN (",
@@ -200,9 +252,16 @@ fn push_search_matches(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, word: &
         );
 }
 
-/// ` AND` conversation `c` has a word starting with each of `words` (one index probe each).
+/// ` AND` conversation `c` has a word starting with each of `words`: its word bits first (on the
+/// row already read), then one index probe each for the rows that pass.
 fn push_search_probes<'w>(query: &mut sqlx::QueryBuilder<Db>, words: impl Iterator<Item = &'w String>) {
     for word in words {
+        for (column, mask) in WordBits::required(word) {
+            query
+                .push(format!(" AND (c.word_bits_{column} & "))
+                .push_bind(mask)
+                .push(") <> 0");
+        }
         query
             .push(
                 " AND EXISTS (SELECT 1 FROM conversation_terms t WHERE t.conversation_id = c.id \

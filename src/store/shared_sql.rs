@@ -1176,7 +1176,7 @@ async fn store_new_messages(
             .map_err(db_error)?;
     }
     // After the conversations' locks: a rebuild of the same entries holds those first too.
-    terms.insert(conn).await?;
+    terms.insert(conn, BitsWrite::Add).await?;
     for (conversation_id, gain) in &gains {
         let kind = if created.contains(conversation_id) {
             "conversation.created"
