@@ -287,7 +287,7 @@ impl InboxStore for Backend {
         }
         let rows: Vec<PositionedConversation> = query
             .build_query_as()
-            .persistent(false)
+            .persistent(true)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
@@ -320,15 +320,12 @@ impl InboxStore for Backend {
             "SELECT cl.conversation_id, l.id, l.organization_id, l.name, l.color, l.created_at \
              FROM conversation_labels cl JOIN labels l ON l.id = cl.label_id WHERE cl.organization_id = ",
         );
-        query.push_bind(org_id).push(" AND cl.conversation_id IN (");
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        query.push(") ORDER BY l.name");
+        query.push_bind(org_id).push(" AND");
+        push_any_of(&mut query, "cl.conversation_id", ids);
+        query.push(" ORDER BY l.name");
         query
             .build_query_as()
-            .persistent(false)
+            .persistent(true)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)

@@ -23,6 +23,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// Locks the rows a SELECT reads until commit (SQLite: the write transaction already does).
 const FOR_UPDATE: &str = " FOR UPDATE";
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1 FOR UPDATE";
+
+/// ` column = ANY(ids)`: one statement text for any number of ids, so it is prepared once.
+fn push_any_of(query: &mut sqlx::QueryBuilder<Db>, column: &str, ids: &[Uuid]) {
+    query
+        .push(format!(" {column} = ANY("))
+        .push_bind(ids.to_vec())
+        .push(")");
+}
 /// Finished apalis jobs: done, killed, or failed with no attempts left.
 const DELETE_FINISHED_JOBS: &str = "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at < $2 \
      AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
@@ -40,11 +48,12 @@ type Backend = PgStore;
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
-        // No JIT: our statements are short, and a search over many rows crossed the JIT cost
-        // threshold and spent 15 ms compiling (README, inbox benchmark).
+        // No JIT and no parallel workers: our statements are short index walks. A search over
+        // many rows crossed the JIT cost threshold and spent 15 ms compiling, and a walk the
+        // planner thought long started two workers: 15 ms against 1 ms (README, inbox benchmark).
         let options = PgConnectOptions::from_str(url)
             .map_err(db_error)?
-            .options([("jit", "off")]);
+            .options([("jit", "off"), ("max_parallel_workers_per_gather", "0")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

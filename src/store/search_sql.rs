@@ -54,7 +54,7 @@ impl TermsGained {
         insert_terms(conn, &rows).await?;
         let bits: Vec<(Uuid, WordBits)> = self
             .bits()
-            .filter(|(_, bits)| how == BitsWrite::Replace || *bits != WordBits::default())
+            .filter(|(_, bits)| how == BitsWrite::Rebuild || *bits != WordBits::default())
             .collect();
         write_word_bits(conn, &bits, how).await
     }
@@ -70,7 +70,8 @@ impl TermsGained {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BitsWrite {
     Add,
-    Replace,
+    /// Replaces them with the bits of what the conversation holds now, and marks it indexed.
+    Rebuild,
 }
 
 /// Writes conversations' word bits (`rows` sorted by conversation, as they are locked).
@@ -82,9 +83,12 @@ async fn write_word_bits(conn: &mut DbConn, rows: &[(Uuid, WordBits)], how: Bits
             let value = format!("v.column{}", column + 2);
             let set = match how {
                 BitsWrite::Add => format!("word_bits_{column} = word_bits_{column} | {value}"),
-                BitsWrite::Replace => format!("word_bits_{column} = {value}"),
+                BitsWrite::Rebuild => format!("word_bits_{column} = {value}"),
             };
             update.push(if column == 0 { "" } else { ", " }).push(set);
+        }
+        if how == BitsWrite::Rebuild {
+            update.push(", search_indexed = TRUE");
         }
         update.push(" FROM (");
         update.push_values(chunk, |mut row, (conversation, bits)| {
@@ -159,18 +163,8 @@ async fn reindex_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<(
             gained.of(conversation, org).add_message(&content);
         }
         drop(rows);
-        // Exact bits: a word that is gone no longer sets one.
-        gained.insert(conn, BitsWrite::Replace).await?;
-
-        let mut mark = sqlx::QueryBuilder::<Db>::new(
-            "UPDATE conversations SET search_indexed = TRUE WHERE NOT search_indexed AND id IN (",
-        );
-        in_list(&mut mark);
-        mark.build()
-            .persistent(false)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
+        // Exact bits (a word that is gone no longer sets one), and indexed.
+        gained.insert(conn, BitsWrite::Rebuild).await?;
     }
     Ok(())
 }

@@ -32,6 +32,16 @@ const HOUR_BUCKET: &str = "substr(started_at, 1, 13)";
 const FOR_UPDATE: &str = "";
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1";
 
+/// ` column IN (ids)` (SQLite has no arrays).
+fn push_any_of(query: &mut sqlx::QueryBuilder<Db>, column: &str, ids: &[Uuid]) {
+    query.push(format!(" {column} IN ("));
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")");
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
