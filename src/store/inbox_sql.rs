@@ -34,6 +34,10 @@ enum ListingSource {
     Label(Uuid),
     /// The conversations that have search word `n`.
     SearchMatches(usize),
+    /// A search walking the conversations in activity order: the page's ids are found first
+    /// from the activity index, which carries the word bits (migration 13), then their rows are
+    /// read, so the conversations the bits turn away are never read from the table.
+    WordWalk,
 }
 
 impl ListingSource {
@@ -41,6 +45,7 @@ impl ListingSource {
         match (plan, filter.label_id) {
             (SearchPlan::FromMatches(n), _) => ListingSource::SearchMatches(n),
             (_, Some(label)) => ListingSource::Label(label),
+            (SearchPlan::Walk, None) => ListingSource::WordWalk,
             (_, None) => ListingSource::Conversations,
         }
     }
@@ -73,12 +78,25 @@ impl ListingSource {
             ListingSource::SearchMatches(n) => {
                 push_search_matches(query, filter.organization_id, &filter.search[n]);
             }
+            ListingSource::WordWalk => {
+                query.push(
+                    " FROM conversations c JOIN platform_connections pc ON pc.id = c.platform_connection_id \
+                     WHERE c.id IN (SELECT c.id FROM conversations c WHERE 1 = 1",
+                );
+            }
         }
     }
 
     fn push_order(self, query: &mut sqlx::QueryBuilder<Db>) {
         let (at, id) = self.order();
         query.push(format!(" ORDER BY {at} DESC, {id} DESC LIMIT "));
+    }
+
+    /// After the order and limit: closes what `push_from` opened.
+    fn push_close(self, query: &mut sqlx::QueryBuilder<Db>) {
+        if self == ListingSource::WordWalk {
+            query.push(") ORDER BY c.last_message_at DESC, c.id DESC");
+        }
     }
 }
 
@@ -229,6 +247,7 @@ impl InboxStore for Backend {
                 push_conversation_filters(&mut query, filter, source);
                 source.push_order(&mut query);
                 query.push_bind(limit);
+                source.push_close(&mut query);
             }
             Some(cursor) => {
                 // Conversations whose activity changed after the walk started are placed by
@@ -260,7 +279,9 @@ impl InboxStore for Backend {
                 query.push(")");
                 push_conversation_filters(&mut query, filter, source);
                 source.push_order(&mut query);
-                query.push_bind(limit).push(concat!(
+                query.push_bind(limit);
+                source.push_close(&mut query);
+                query.push(concat!(
                     ") AS unchanged UNION ALL SELECT ",
                     conversation_columns!(),
                     ", (SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id \
