@@ -207,14 +207,16 @@ async fn plan_search(pool: &sqlx::Pool<Db>, filter: &ConversationFilter) -> Stor
     }
     let mut rarest: Option<(usize, i64)> = None;
     for (n, word) in filter.search.iter().enumerate() {
-        let count: i64 = sqlx::query_scalar(
+        // The cap is written into the statement so that it gets one generic plan (a range read
+        // of the index, whatever the word), see `push_plain_limit`.
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM conversation_terms WHERE organization_id = $1 \
-             AND term >= $2 AND term < $3 LIMIT $4) AS capped",
-        )
+             AND term >= $2 AND term < $3 LIMIT {}) AS capped",
+            filter.search_walk_above + 1
+        )))
         .bind(filter.organization_id)
         .bind(word)
         .bind(prefix_end(word))
-        .bind(filter.search_walk_above + 1)
         .fetch_one(pool)
         .await
         .map_err(db_error)?;
