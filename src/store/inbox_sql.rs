@@ -226,10 +226,9 @@ fn push_history_page(
             .push_bind(before.id)
             .push(")");
     }
-    query
-        .push(format!(
-            " ORDER BY {alias}.created_at DESC, {alias}.id DESC LIMIT "
-        ));
+    query.push(format!(
+        " ORDER BY {alias}.created_at DESC, {alias}.id DESC LIMIT "
+    ));
     push_plain_limit(query, limit);
 }
 
