@@ -164,6 +164,89 @@ async fn sessions_expire_and_revoke(backend: Backend) {
     );
 }
 
+/// The one-statement lookup an organization route makes: the session and the membership, the
+/// membership absent for a non-member, nothing for a dead token.
+async fn sessions_are_read_with_their_membership(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let ana = user(&store, "ana@example.com").await;
+    let bea = user(&store, "bea@example.com").await;
+    let team = org(&store, &ana, "team", Plan::Business).await;
+    let other = org(&store, &bea, "other", Plan::Free).await;
+    store
+        .add_member(team.id, bea.id, Role::Admin, domain::now())
+        .await
+        .unwrap();
+    let now = domain::now();
+    let token = |user: &User, hash: char, expires_in: Duration| NewApiToken {
+        id: domain::new_id(),
+        token_hash: hash.to_string().repeat(64),
+        user_id: user.id,
+        organization_id: None,
+        kind: TokenKind::Session,
+        name: None,
+        created_at: now,
+        expires_at: Some(now + expires_in),
+    };
+    store
+        .insert_api_token(&token(&bea, 'a', Duration::hours(1)))
+        .await
+        .unwrap();
+    store
+        .insert_api_token(&token(&ana, 'b', -Duration::seconds(1)))
+        .await
+        .unwrap();
+
+    let (session, membership) = store
+        .session_in_org(&"a".repeat(64), now, team.id)
+        .await
+        .unwrap()
+        .expect("live session");
+    assert_eq!(session.user, bea);
+    let membership = membership.expect("bea is a member of team");
+    let expected = store.membership(team.id, bea.id).await.unwrap().unwrap();
+    assert_eq!(membership.organization, expected.organization);
+    assert_eq!(membership.organization, team);
+    assert_eq!(membership.role, Role::Admin);
+
+    let (session, membership) = store
+        .session_in_org(&"a".repeat(64), now, other.id)
+        .await
+        .unwrap()
+        .expect("live session");
+    assert_eq!(session.user, bea);
+    assert_eq!(membership.expect("bea owns other").role, Role::Owner);
+
+    // An unknown organization, a non-member (ana in bea's organization), dead tokens.
+    let (_, none) = store
+        .session_in_org(&"a".repeat(64), now, domain::new_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(none.is_none());
+    store
+        .insert_api_token(&token(&ana, 'c', Duration::hours(1)))
+        .await
+        .unwrap();
+    let (session, none) = store
+        .session_in_org(&"c".repeat(64), now, other.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.user, ana);
+    assert!(none.is_none(), "ana is not a member of other");
+    for dead in ['b', 'd'] {
+        assert!(
+            store
+                .session_in_org(&dead.to_string().repeat(64), now, team.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired or unknown token {dead}"
+        );
+    }
+}
+
 async fn organizations_start_with_their_owner(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
@@ -493,6 +576,7 @@ backend_tests!(
     users_are_unique_by_case_insensitive_email,
     timestamps_round_trip_exactly,
     sessions_expire_and_revoke,
+    sessions_are_read_with_their_membership,
     organizations_start_with_their_owner,
     seat_limits_follow_the_plan,
     concurrent_adds_never_exceed_the_seat_limit,

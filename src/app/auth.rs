@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use crate::crypto::password;
 use crate::crypto::tokens::{IssuedToken, hash_token};
 use crate::domain::{self, DisplayName, Email, Password};
-use crate::store::{NewApiToken, NewUser, Session, TokenKind, User};
+use crate::store::{Membership, NewApiToken, NewUser, Session, TokenKind, User};
+use uuid::Uuid;
 
 use super::{App, AppError, AppResult};
 
@@ -101,6 +102,19 @@ async fn start_session(app: &App, user: User) -> AppResult<LoggedIn> {
 pub async fn authenticate(app: &App, bearer: &str) -> AppResult<Session> {
     app.store
         .session(&hash_token(bearer), domain::now())
+        .await?
+        .ok_or(AppError::Unauthorized)
+}
+
+/// Resolves a bearer token to its session and its user's membership of `org_id` (`None` when
+/// not a member); `Unauthorized` as [`authenticate`].
+pub async fn authenticate_in_org(
+    app: &App,
+    bearer: &str,
+    org_id: Uuid,
+) -> AppResult<(Session, Option<Membership>)> {
+    app.store
+        .session_in_org(&hash_token(bearer), domain::now(), org_id)
         .await?
         .ok_or(AppError::Unauthorized)
 }

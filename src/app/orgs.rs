@@ -43,18 +43,15 @@ impl OrgAccess {
 
 /// Looks up the caller's membership. Tokens scoped to another organization, and non-members,
 /// get `NotFound`.
-pub async fn access(app: &App, session: &Session, org_id: Uuid) -> AppResult<OrgAccess> {
+pub async fn access(app: &App, bearer: &str, org_id: Uuid) -> AppResult<OrgAccess> {
+    let (session, membership) = super::auth::authenticate_in_org(app, bearer, org_id).await?;
     if session
         .token_organization_id
         .is_some_and(|scoped| scoped != org_id)
     {
         return Err(AppError::NotFound);
     }
-    let membership = app
-        .store
-        .membership(org_id, session.user.id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let membership = membership.ok_or(AppError::NotFound)?;
     // An API key stops working when the organization leaves the BUSINESS plan.
     if session.token_organization_id.is_some() && membership.organization.plan != Plan::Business {
         return Err(AppError::PlanRequired(super::api_keys::PLAN_MESSAGE));

@@ -118,17 +118,21 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AppError::Unauthorized)?;
-        let session = auth::authenticate(&state.app, token).await?;
+        let session = auth::authenticate(&state.app, bearer_token(parts)?).await?;
         Ok(Authenticated(session))
     }
+}
+
+/// The `Authorization: Bearer` token; `Unauthorized` when there is none.
+fn bearer_token(parts: &Parts) -> Result<&str, AppError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AppError::Unauthorized)
 }
 
 /// The caller's access to the organization in the `{org_id}` path segment. Not a member (or a
@@ -139,15 +143,19 @@ impl FromRequestParts<AppState> for OrgScope {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Authenticated(session) = Authenticated::from_request_parts(parts, state).await?;
-        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        let org_id = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map_err(|_| AppError::NotFound)?;
-        let org_id = params
-            .get("org_id")
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or(AppError::NotFound)?;
-        Ok(OrgScope(orgs::access(&state.app, &session, org_id).await?))
+            .ok()
+            .and_then(|Path(params)| params.get("org_id").and_then(|id| Uuid::parse_str(id).ok()));
+        let Some(org_id) = org_id else {
+            // Authentication still comes first: a bad token answers 401 whatever the path.
+            Authenticated::from_request_parts(parts, state).await?;
+            return Err(AppError::NotFound.into());
+        };
+        // The session and the membership in one statement.
+        Ok(OrgScope(
+            orgs::access(&state.app, bearer_token(parts)?, org_id).await?,
+        ))
     }
 }
 

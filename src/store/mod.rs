@@ -69,6 +69,14 @@ pub trait Store: IngestStore + OutboundStore + InboxStore + ConnectionStore + Se
     async fn insert_api_token(&self, token: &NewApiToken) -> StoreResult<()>;
     /// The live (unrevoked, unexpired) token with this hash, and its user.
     async fn session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>>;
+    /// [`session`](Self::session) and its user's membership of `org_id` (`None` when not a
+    /// member), in one statement: every organization route asks for both.
+    async fn session_in_org(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        org_id: Uuid,
+    ) -> StoreResult<Option<(Session, Option<Membership>)>>;
     async fn revoke_api_token(&self, token_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
 
     // --- organizations and members ---

@@ -106,6 +106,61 @@ pub struct Membership {
     pub role: Role,
 }
 
+/// A session read together with its user's membership of one organization (the `org_`
+/// columns are NULL when the user is not a member).
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionInOrgRow {
+    #[sqlx(flatten)]
+    session: Session,
+    org_id: Option<Uuid>,
+    org_name: Option<String>,
+    org_slug: Option<String>,
+    org_plan: Option<String>,
+    org_owner_id: Option<Uuid>,
+    org_created_at: Option<DateTime<Utc>>,
+    org_updated_at: Option<DateTime<Utc>>,
+    org_role: Option<String>,
+}
+
+impl SessionInOrgRow {
+    pub(super) fn split(self) -> Result<(Session, Option<Membership>), String> {
+        let membership = match (
+            self.org_id,
+            self.org_name,
+            self.org_slug,
+            self.org_plan,
+            self.org_owner_id,
+            self.org_created_at,
+            self.org_updated_at,
+            self.org_role,
+        ) {
+            (
+                Some(id),
+                Some(name),
+                Some(slug),
+                Some(plan),
+                Some(owner_id),
+                Some(created_at),
+                Some(updated_at),
+                Some(role),
+            ) => Some(Membership {
+                organization: Organization {
+                    id,
+                    name,
+                    slug,
+                    plan: Plan::try_from(plan)?,
+                    owner_id,
+                    created_at,
+                    updated_at,
+                },
+                role: Role::try_from(role)?,
+            }),
+            _ => None,
+        };
+        Ok((self.session, membership))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Member {
     pub user_id: Uuid,

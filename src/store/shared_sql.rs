@@ -146,6 +146,34 @@ impl Store for Backend {
         .map_err(db_error)
     }
 
+    async fn session_in_org(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        org_id: Uuid,
+    ) -> StoreResult<Option<(Session, Option<Membership>)>> {
+        let row: Option<SessionInOrgRow> = sqlx::query_as(concat!(
+            "SELECT t.id AS token_id, t.organization_id AS token_organization_id, ",
+            user_columns!("u."),
+            ", o.id AS org_id, o.name AS org_name, o.slug AS org_slug, o.plan AS org_plan, \
+             o.owner_id AS org_owner_id, o.created_at AS org_created_at, \
+             o.updated_at AS org_updated_at, m.role AS org_role \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             LEFT JOIN organization_members m ON m.organization_id = $3 AND m.user_id = t.user_id \
+             LEFT JOIN organizations o ON o.id = m.organization_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(SessionInOrgRow::split)
+            .transpose()
+            .map_err(|err| StoreError::Database(sqlx::Error::Decode(err.into())))
+    }
+
     async fn revoke_api_token(&self, token_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(token_id)
