@@ -35,8 +35,25 @@ pub struct RawConfig {
     pub log_format: LogFormat,
     /// Largest JSON request body accepted by the API, in bytes.
     pub max_body_bytes: usize,
-    /// Failed-or-not login attempts allowed per minute, per email and per client address.
-    pub login_attempts_per_minute: u32,
+    /// Failed sign-ins allowed per (email, client address) within 15 minutes before that pair
+    /// waits (30 s, doubling with each further failure).
+    pub login_failures_per_pair: u32,
+    /// Failed sign-ins allowed per client address (any emails) within 15 minutes.
+    pub login_failures_per_address: u32,
+    /// Signups allowed per client address per hour.
+    pub signups_per_hour: u32,
+    /// Addresses (or CIDR ranges) of reverse proxies whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Password hashes computed at once (default: the number of cores).
+    pub password_hash_threads: Option<usize>,
+    /// Password checks that may wait for a hashing thread; beyond, 503 with Retry-After.
+    pub password_hash_queue: usize,
+    /// Open live-event streams allowed per user, and per organization.
+    pub live_streams_per_user: usize,
+    pub live_streams_per_org: usize,
+    /// Whether the dashboard's cookies are `Secure`; default: when `public_url` is https.
+    pub cookie_secure: Option<bool>,
     /// Upper bound of the database connection pool.
     pub database_max_connections: u32,
     /// Meta app secret that signs WhatsApp webhooks. Unset: the route refuses every POST.
@@ -135,7 +152,15 @@ impl Default for RawConfig {
             session_ttl_hours: 24 * 30,
             log_format: LogFormat::Text,
             max_body_bytes: 1024 * 1024,
-            login_attempts_per_minute: 10,
+            login_failures_per_pair: 5,
+            login_failures_per_address: 50,
+            signups_per_hour: 20,
+            trusted_proxies: Vec::new(),
+            password_hash_threads: None,
+            password_hash_queue: 32,
+            live_streams_per_user: 10,
+            live_streams_per_org: 200,
+            cookie_secure: None,
             database_max_connections: 20,
             whatsapp_app_secret: None,
             facebook_app_secret: None,
@@ -307,7 +332,7 @@ pub struct Config {
     pub session_ttl: chrono::Duration,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
-    pub login_attempts_per_minute: u32,
+    pub security: SecurityConfig,
     pub database_max_connections: u32,
     pub webhooks: WebhookConfig,
     pub ingest_max_batch: usize,
@@ -340,6 +365,91 @@ impl OAuthConfig {
             Platform::Facebook => self.facebook_app_id.as_deref(),
             Platform::TikTok => self.tiktok_app_id.as_deref(),
         }
+    }
+}
+
+/// What limits callers and what they are trusted with: sign-in and signup limits, the password
+/// hashing pool, live-stream limits, proxies and cookies.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    pub login_limits: crate::app::LoginLimits,
+    pub signups_per_hour: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub password_hash_threads: usize,
+    pub password_hash_queue: usize,
+    pub live_streams_per_user: usize,
+    pub live_streams_per_org: usize,
+    pub cookie_secure: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig::from_raw(&RawConfig::default()).unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+}
+
+impl SecurityConfig {
+    fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
+        let at_least_one = |name: &str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::new(name, "must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("login_failures_per_pair", raw.login_failures_per_pair.into())?;
+        at_least_one(
+            "login_failures_per_address",
+            raw.login_failures_per_address.into(),
+        )?;
+        at_least_one("signups_per_hour", raw.signups_per_hour.into())?;
+        at_least_one("live_streams_per_user", raw.live_streams_per_user as u64)?;
+        at_least_one("live_streams_per_org", raw.live_streams_per_org as u64)?;
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "trusted_proxies",
+                            format!("{p:?} is not an address or CIDR range"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let password_hash_threads = match raw.password_hash_threads {
+            Some(0) => return Err(ConfigError::new("password_hash_threads", "must be at least 1")),
+            Some(n) if n > 256 => {
+                return Err(ConfigError::new("password_hash_threads", "must be at most 256"));
+            }
+            Some(n) => n,
+            None => cores,
+        };
+        let https = raw
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
+        Ok(SecurityConfig {
+            login_limits: crate::app::LoginLimits {
+                pair_failures: raw.login_failures_per_pair,
+                address_failures: raw.login_failures_per_address,
+            },
+            signups_per_hour: raw.signups_per_hour,
+            trusted_proxies,
+            password_hash_threads,
+            password_hash_queue: raw.password_hash_queue,
+            live_streams_per_user: raw.live_streams_per_user,
+            live_streams_per_org: raw.live_streams_per_org,
+            cookie_secure: raw.cookie_secure.unwrap_or(https),
+        })
+    }
+
+    /// Whether a socket peer is one of our reverse proxies.
+    pub fn is_trusted_proxy(&self, addr: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&addr))
     }
 }
 
@@ -534,12 +644,7 @@ impl RawConfig {
                 "must be between 1 and 87600 (ten years)",
             ));
         }
-        if self.login_attempts_per_minute == 0 {
-            return Err(ConfigError::new(
-                "login_attempts_per_minute",
-                "must be at least 1",
-            ));
-        }
+        let security = SecurityConfig::from_raw(&self)?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new("max_body_bytes", "must be at least 1024"));
         }
@@ -715,7 +820,7 @@ impl RawConfig {
             session_ttl: chrono::Duration::hours(i64::from(self.session_ttl_hours)),
             log_format: self.log_format,
             max_body_bytes: self.max_body_bytes,
-            login_attempts_per_minute: self.login_attempts_per_minute,
+            security,
             database_max_connections: self.database_max_connections,
             webhooks: WebhookConfig {
                 whatsapp_app_secret: secret(self.whatsapp_app_secret),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::app::auth::{self, NewAccount};
 use crate::app::connections::{self, Credentials, NewConnection};
-use crate::app::live;
+use crate::app::live::{self, LiveItem};
 use crate::app::orgs::{self, OrgAccess};
 use crate::app::replies::{self, ReplyRequest};
 use crate::app::{App, AppError};
@@ -26,7 +26,6 @@ use crate::crypto::EncryptionKey;
 use crate::domain::{self, Plan};
 use crate::simulator::command::SimulationArgs;
 use crate::simulator::{Accounts, FailureKind, Secrets, Simulator, WhatsAppAccount};
-use crate::store::EventRecord;
 use crate::{server, telemetry};
 
 /// What the demo's platforms get wrong unless `--fail` says otherwise: enough to see retries
@@ -130,7 +129,7 @@ pub async fn run(
     // Following events from before the first customer writes: no conversation is missed.
     let greeter = match args.no_auto_reply {
         true => None,
-        false => Some(live::follow(&app, &seeded.access, None).await?),
+        false => Some(live::follow(app.clone(), &seeded.access, None).await?),
     };
     let simulator = Simulator::start(simulator_listener, simulator_config).await?;
     if let Some(events) = greeter {
@@ -189,10 +188,13 @@ pub async fn run(
 async fn greet_new_conversations(
     app: Arc<App>,
     access: OrgAccess,
-    events: impl futures::Stream<Item = EventRecord> + Send + 'static,
+    events: impl futures::Stream<Item = LiveItem> + Send + 'static,
 ) {
     let mut events = std::pin::pin!(events);
-    while let Some(event) = events.next().await {
+    while let Some(item) = events.next().await {
+        let LiveItem::Event(event) = item else {
+            continue;
+        };
         if event.kind != "conversation.created" {
             continue;
         }
@@ -284,6 +286,7 @@ async fn seed(app: &Arc<App>, accounts: &Accounts) -> anyhow::Result<Seeded> {
     let access = OrgAccess {
         user_id: user.id,
         membership,
+        token_hash: None,
     };
     let now = domain::now();
     let connections = [

@@ -74,33 +74,143 @@ async fn login_failures_look_the_same(backend: Backend) {
     );
 }
 
-async fn logins_are_rate_limited(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.login_attempts_per_minute = 3).await;
+/// Sends a login as if from `client` (the test server trusts 127.0.0.1 as its proxy).
+async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Finding 4: failures from one address used to lock the account for everyone. Only failures
+/// count, per (email, address) and per address: the attacker waits, the owner signs in.
+async fn login_limits_slow_guessers_without_locking_out_owners(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.login_failures_per_pair = 3;
+        c.login_failures_per_address = 20;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
     app.signup("ana@example.com").await;
-    let body = json!({"email": "ana@example.com", "password": "wrong password"});
+    let attacker = "198.51.100.7";
     for _ in 0..3 {
-        let (status, _) = app
-            .call(Method::POST, "/api/v1/auth/login", None, Some(body.clone()))
-            .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let response = login_from(&app, attacker, "ana@example.com", "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    let response = app
-        .send(Method::POST, "/api/v1/auth/login", None, Some(body))
-        .await;
+    let response = login_from(&app, attacker, "ana@example.com", "wrong password").await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(response.headers().contains_key("retry-after"));
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "rate_limited");
-    // Even the right password waits now.
-    let (status, _) = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"email": "ana@example.com", "password": "correct horse battery"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The attacker's address waits even with the right password ...
+    let response = login_from(&app, attacker, "ana@example.com", "correct horse battery").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ... but the owner, from her own address, is not locked out, again and again.
+    for _ in 0..3 {
+        let response = login_from(&app, "192.0.2.10", "ana@example.com", "correct horse battery").await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // One address spreading guesses over many emails waits too.
+    for n in 0..20 {
+        let email = format!("user{n}@example.com");
+        assert_eq!(
+            login_from(&app, "203.0.113.9", &email, "guess").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let response = login_from(&app, "203.0.113.9", "fresh@example.com", "guess").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Without trusted proxies, X-Forwarded-For is not believed: changing it does not give an
+    // attacker fresh tries.
+    let direct = TestApp::spawn_with(backend, |c| c.login_failures_per_pair = 2).await;
+    direct.signup("bo@example.com").await;
+    for n in 0..2 {
+        let response = login_from(&direct, &format!("198.51.100.{n}"), "bo@example.com", "wrong").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = login_from(&direct, "198.51.100.99", "bo@example.com", "wrong").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Finding 5: signups are limited per address, and password hashing runs on a bounded pool:
+/// beyond its queue, 503 with Retry-After rather than unbounded memory.
+async fn signups_are_limited_and_hashing_is_bounded(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.signups_per_hour = 2;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let signup_from = |client: &'static str, n: u32| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/api/v1/auth/signup"))
+                .header("x-forwarded-for", client)
+                .json(&json!({"email": format!("u{n}@example.com"), "name": "U", "password": "long enough"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        signup_from("198.51.100.1", 1).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        signup_from("198.51.100.1", 2).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let response = signup_from("198.51.100.1", 3).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        signup_from("198.51.100.2", 4).await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    // One hashing thread, no queue: of many signups at once, some are turned away with 503.
+    let tight = TestApp::spawn_with(backend, |c| {
+        c.password_hash_threads = Some(1);
+        c.password_hash_queue = 0;
+    })
+    .await;
+    let attempts = (0..12).map(|n| {
+        let tight = &tight;
+        async move {
+            tight
+                .send(
+                    Method::POST,
+                    "/api/v1/auth/signup",
+                    None,
+                    Some(json!({"email": format!("burst{n}@example.com"), "name": "B", "password": "long enough"})),
+                )
+                .await
+        }
+    });
+    let responses = futures::future::join_all(attempts).await;
+    let busy: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "twelve hashes at once through one thread and no queue"
+    );
+    assert!(busy.iter().all(|r| r.headers().contains_key("retry-after")));
+    assert!(
+        responses
+            .iter()
+            .all(|r| [StatusCode::ACCEPTED, StatusCode::SERVICE_UNAVAILABLE].contains(&r.status()))
+    );
 }
 
 async fn signup_validates_and_can_be_switched_off(backend: Backend) {
@@ -108,10 +218,49 @@ async fn signup_validates_and_can_be_switched_off(backend: Backend) {
     app.signup("ana@example.com").await;
     let signup = |body: serde_json::Value| app.call(Method::POST, "/api/v1/auth/signup", None, Some(body));
 
-    let (status, body) =
+    // Finding 6: a registered email answers exactly as a new one, and changes nothing.
+    let (taken_status, taken) =
         signup(json!({"email": "ANA@example.com", "name": "A", "password": "long enough"})).await;
-    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
-    assert_eq!(body["field"], "email");
+    let (new_status, new) =
+        signup(json!({"email": "new@example.com", "name": "N", "password": "long enough"})).await;
+    assert_eq!((taken_status, &taken), (new_status, &new));
+    assert_eq!(new_status, StatusCode::ACCEPTED);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "ana@example.com", "password": "long enough"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the existing account keeps its password"
+    );
+
+    // Finding 8: a JSON array is not an object, and errors do not name Rust types.
+    let (status, body) = signup(json!(["x@y.com", "N", "correct horse battery"])).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(!body["detail"].as_str().unwrap().contains("Body"), "{body}");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "x@y.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "no account was created from the array"
+    );
 
     let (status, body) =
         signup(json!({"email": "not-an-email", "name": "A", "password": "long enough"})).await;
@@ -267,7 +416,8 @@ async fn health_readiness_and_metrics(backend: Backend) {
 backend_tests!(
     signup_login_me_logout,
     login_failures_look_the_same,
-    logins_are_rate_limited,
+    login_limits_slow_guessers_without_locking_out_owners,
+    signups_are_limited_and_hashing_is_bounded,
     signup_validates_and_can_be_switched_off,
     http_conventions,
     health_readiness_and_metrics,

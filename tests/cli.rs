@@ -183,10 +183,13 @@ async fn operators_bootstrap_users_orgs_and_members(backend: Backend) {
     );
     // The password given on stdin works for logging in.
     let credentials = store.user_credentials("ops@example.com").await.unwrap().unwrap();
-    assert!(snorq::crypto::password::verify(
-        "a long password",
-        credentials.password_hash.as_deref()
-    ));
+    let hasher = snorq::crypto::password::PasswordHasher::new(1, 1);
+    assert!(
+        hasher
+            .verify("a long password", credentials.password_hash)
+            .await
+            .unwrap()
+    );
 }
 
 async fn keys_rotate_reencrypts_everything_and_can_rerun(backend: Backend) {

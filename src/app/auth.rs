@@ -2,11 +2,9 @@
 
 use std::net::IpAddr;
 
-use crate::crypto::password;
 use crate::crypto::tokens::{IssuedToken, hash_token};
 use crate::domain::{self, DisplayName, Email, Password};
-use crate::store::{Membership, NewApiToken, NewUser, Session, TokenKind, User};
-use uuid::Uuid;
+use crate::store::{NewApiToken, NewUser, Session, TokenKind, User};
 
 use super::{App, AppError, AppResult};
 
@@ -23,15 +21,29 @@ pub struct NewAccount<'a> {
     pub password: &'a str,
 }
 
-/// Creates a user with an argon2id password hash. Used by signup and by `snorq admin create-user`.
+/// Hashes a password on the hashing pool; `Busy` (503) when the pool's queue is full.
+pub async fn hash_password(app: &App, password: Password) -> AppResult<String> {
+    app.hasher
+        .hash(password)
+        .await
+        .map_err(|_| busy())?
+        .map_err(AppError::internal)
+}
+
+fn busy() -> AppError {
+    AppError::Busy {
+        message: "too many password checks at once; try again in a moment",
+        retry_after_secs: 1,
+    }
+}
+
+/// Creates a user with an argon2id password hash. Used by `snorq admin create-user` (which
+/// may say that the email is taken: an operator runs it).
 pub async fn register_user(app: &App, account: NewAccount<'_>) -> AppResult<User> {
     let email = Email::parse(account.email)?;
     let name = DisplayName::parse(account.name)?;
     let password = Password::parse(account.password)?;
-    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    let hash = hash_password(app, password).await?;
     let user = app
         .store
         .insert_user(&NewUser {
@@ -47,17 +59,41 @@ pub async fn register_user(app: &App, account: NewAccount<'_>) -> AppResult<User
     Ok(user)
 }
 
-/// Self-service signup (when enabled): registers the user and logs them in.
-pub async fn signup(app: &App, account: NewAccount<'_>) -> AppResult<LoggedIn> {
+/// Self-service signup (when enabled), limited per client address. The answer is the same
+/// whether the email was free (an account is created: sign in with the password) or already
+/// registered (nothing changes), so signup cannot be used to learn who has an account. Both
+/// paths hash the password, so they take the same time too.
+pub async fn signup(app: &App, account: NewAccount<'_>, client: Option<IpAddr>) -> AppResult<()> {
     if !app.settings.signup_enabled {
         return Err(AppError::SignupDisabled);
     }
-    let user = register_user(app, account).await?;
-    start_session(app, user).await
+    if let Some(client) = client {
+        app.signup_limiter
+            .check_key(&client)
+            .map_err(|not_until| AppError::RateLimited {
+                retry_after_secs: not_until
+                    .wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ))
+                    .as_secs()
+                    .max(1),
+            })?;
+    }
+    match register_user(app, account).await {
+        Ok(_) => Ok(()),
+        Err(AppError::Conflict {
+            field: Some("email"), ..
+        }) => {
+            tracing::info!("signup with a registered email: answered as a new signup");
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Checks the password and starts a session. Unknown email and wrong password take the same
-/// path (an argon2 verification either way) and give the same error.
+/// path (an argon2 verification either way) and give the same error. Only failures count
+/// towards the sign-in limits (see `login_limiter`).
 pub async fn login(app: &App, email: &str, password: &str, client: Option<IpAddr>) -> AppResult<LoggedIn> {
     // Not an address at all: no account can match, and the text must not become a limiter key.
     let Ok(email) = Email::parse(email) else {
@@ -67,20 +103,25 @@ pub async fn login(app: &App, email: &str, password: &str, client: Option<IpAddr
     app.login_limiter.check(&normalized, client)?;
     let credentials = app.store.user_credentials(&normalized).await?;
     let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.clone());
-    let password = password.to_owned();
-    let matched = tokio::task::spawn_blocking(move || password::verify(&password, stored_hash.as_deref()))
+    let matched = app
+        .hasher
+        .verify(password, stored_hash)
         .await
-        .map_err(AppError::internal)?;
+        .map_err(|_| busy())?;
     match credentials {
-        Some(credentials) if matched => start_session(app, credentials.user).await,
+        Some(credentials) if matched => {
+            app.login_limiter.succeeded(&normalized, client);
+            start_session(app, credentials.user).await
+        }
         _ => {
+            app.login_limiter.failed(&normalized, client);
             tracing::info!("login failed");
             Err(AppError::InvalidCredentials)
         }
     }
 }
 
-async fn start_session(app: &App, user: User) -> AppResult<LoggedIn> {
+pub(crate) async fn start_session(app: &App, user: User) -> AppResult<LoggedIn> {
     let token = IssuedToken::generate();
     let now = domain::now();
     app.store
@@ -102,19 +143,6 @@ async fn start_session(app: &App, user: User) -> AppResult<LoggedIn> {
 pub async fn authenticate(app: &App, bearer: &str) -> AppResult<Session> {
     app.store
         .session(&hash_token(bearer), domain::now())
-        .await?
-        .ok_or(AppError::Unauthorized)
-}
-
-/// Resolves a bearer token to its session and its user's membership of `org_id` (`None` when
-/// not a member); `Unauthorized` as [`authenticate`].
-pub async fn authenticate_in_org(
-    app: &App,
-    bearer: &str,
-    org_id: Uuid,
-) -> AppResult<(Session, Option<Membership>)> {
-    app.store
-        .session_in_org(&hash_token(bearer), domain::now(), org_id)
         .await?
         .ok_or(AppError::Unauthorized)
 }

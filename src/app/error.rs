@@ -27,6 +27,9 @@ pub enum AppError {
     PlanRequired(&'static str),
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Over the open live-event stream limit (per user or per organization).
+    #[error("{0}")]
+    TooManyStreams(&'static str),
     #[error("signup is disabled on this server; ask an operator for an account")]
     SignupDisabled,
     /// The platform's reply window is closed (or was never opened by the customer).
@@ -39,6 +42,12 @@ pub enum AppError {
     ConnectionUnavailable { status: &'static str },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// The service is at a capacity limit (e.g. password hashing); try again shortly.
+    #[error("{message}")]
+    Busy {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
     /// An OAuth callback's state is not one we issued, or was used or expired.
     #[error("{0}")]
     InvalidState(&'static str),

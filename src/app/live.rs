@@ -1,10 +1,15 @@
 //! Live events (`GET .../events`): each client follows its organization's event log from an id
 //! on. Ids of one organization become visible in order (the store makes sure), so "everything
 //! after the last id I saw" has no gaps, also after a reconnect (`Last-Event-ID`) and across
-//! processes sharing the database. One poll per process (the newest id, every
-//! [`PUMP_INTERVAL`]) wakes the clients; they read only their own organization.
+//! processes sharing the database.
+//!
+//! One poll per process (every [`PUMP_INTERVAL`]) asks which organizations have new events and
+//! wakes only their streams. A stream checks every [`ACCESS_RECHECK`] that its caller may still
+//! read the organization (session or key live, still a member), and ends with a final
+//! `stream.closed` item when not. Streams are counted per user and per organization.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::Stream;
@@ -14,27 +19,75 @@ use uuid::Uuid;
 use crate::store::{EventRecord, Store};
 
 use super::orgs::OrgAccess;
-use super::{App, AppResult};
+use super::{App, AppError, AppResult};
 
 /// How often a process looks for new events written by anyone.
 pub const PUMP_INTERVAL: Duration = Duration::from_millis(100);
 /// A client rereads its organization's log at least this often (a wake-up can be missed when
 /// another organization's commit overtook this one's).
 const RECHECK: Duration = Duration::from_secs(1);
+/// How often a stream checks that its caller still has access.
+pub const ACCESS_RECHECK: Duration = Duration::from_secs(2);
 const BATCH: i64 = 500;
 
-/// Wakes every live client of this process when the event log grows, and ends their streams
-/// when the process shuts down.
+/// What a stream yields: events, then possibly why it ended.
+#[derive(Debug)]
+pub enum LiveItem {
+    Event(EventRecord),
+    /// The caller lost access (`access_revoked`): the last item of the stream.
+    Closed {
+        reason: &'static str,
+    },
+}
+
+/// Wakes the live clients of this process when their organization's log grows, counts them,
+/// and ends their streams when the process shuts down.
 pub struct EventPump {
-    newest: OnceLock<watch::Receiver<i64>>,
+    started: OnceLock<()>,
+    /// One channel per organization with streams open here.
+    orgs: Arc<Mutex<HashMap<Uuid, watch::Sender<i64>>>>,
+    counts: Arc<Mutex<Counts>>,
     closing: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Counts {
+    per_user: HashMap<Uuid, usize>,
+    per_org: HashMap<Uuid, usize>,
 }
 
 impl Default for EventPump {
     fn default() -> Self {
         EventPump {
-            newest: OnceLock::new(),
+            started: OnceLock::new(),
+            orgs: Arc::default(),
+            counts: Arc::default(),
             closing: watch::channel(false).0,
+        }
+    }
+}
+
+/// Holds a stream's place in the per-user and per-organization counts until it is dropped.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    user: Uuid,
+    org: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let Counts { per_user, per_org } = &mut *counts;
+        release(per_user, self.user);
+        release(per_org, self.org);
+    }
+}
+
+fn release(counts: &mut HashMap<Uuid, usize>, key: Uuid) {
+    if let Some(n) = counts.get_mut(&key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&key);
         }
     }
 }
@@ -46,82 +99,148 @@ impl EventPump {
         self.closing.send_replace(true);
     }
 
-    fn subscribe(&self, store: &Arc<dyn Store>) -> watch::Receiver<i64> {
-        self.newest
-            .get_or_init(|| {
-                let (tx, rx) = watch::channel(0);
-                tokio::spawn(pump(store.clone(), tx));
-                rx
-            })
-            .clone()
+    /// Open streams of this process (for tests and metrics).
+    pub fn open_streams(&self) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.per_org.values().sum()
+    }
+
+    fn take_slot(&self, user: Uuid, org: Uuid, per_user: usize, per_org: usize) -> AppResult<Slot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.per_user.get(&user).copied().unwrap_or(0) >= per_user {
+            return Err(AppError::TooManyStreams(
+                "too many live-event streams open for this user; close one first",
+            ));
+        }
+        if counts.per_org.get(&org).copied().unwrap_or(0) >= per_org {
+            return Err(AppError::TooManyStreams(
+                "too many live-event streams open for this organization; close one first",
+            ));
+        }
+        *counts.per_user.entry(user).or_default() += 1;
+        *counts.per_org.entry(org).or_default() += 1;
+        Ok(Slot {
+            counts: self.counts.clone(),
+            user,
+            org,
+        })
+    }
+
+    fn subscribe(&self, store: &Arc<dyn Store>, org: Uuid) -> watch::Receiver<i64> {
+        self.started.get_or_init(|| {
+            tokio::spawn(pump(store.clone(), self.orgs.clone()));
+        });
+        let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        orgs.entry(org).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 }
 
-async fn pump(store: Arc<dyn Store>, tx: watch::Sender<i64>) {
+async fn pump(store: Arc<dyn Store>, orgs: Arc<Mutex<HashMap<Uuid, watch::Sender<i64>>>>) {
     let mut interval = tokio::time::interval(PUMP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = store.latest_event_id().await.unwrap_or(0);
     loop {
         interval.tick().await;
-        match store.latest_event_id().await {
+        // Only when someone listens; the pump stays when all streams are gone (it is cheap).
+        let listening = {
+            let mut orgs = orgs.lock().unwrap_or_else(|p| p.into_inner());
+            orgs.retain(|_, tx| tx.receiver_count() > 0);
+            !orgs.is_empty()
+        };
+        if !listening {
+            if let Ok(id) = store.latest_event_id().await {
+                seen = id;
+            }
+            continue;
+        }
+        match store.newest_event_ids_after(seen).await {
             Ok(newest) => {
-                tx.send_if_modified(|seen| {
-                    let changed = *seen != newest;
-                    *seen = newest;
-                    changed
-                });
+                let orgs = orgs.lock().unwrap_or_else(|p| p.into_inner());
+                for (org, id) in newest {
+                    seen = seen.max(id);
+                    if let Some(tx) = orgs.get(&org) {
+                        tx.send_replace(id);
+                    }
+                }
             }
             Err(err) => tracing::warn!(error = %err, "live events: cannot read the event log"),
         }
     }
 }
 
-/// The organization's events after `last_event_id` (or from now on), as they are written.
+/// The organization's events after `last_event_id` (or from now on), as they are written, for
+/// as long as the caller keeps access. `RateLimited` (429) beyond the stream limits.
 pub async fn follow(
-    app: &App,
+    app: Arc<App>,
     access: &OrgAccess,
     last_event_id: Option<i64>,
-) -> AppResult<impl Stream<Item = EventRecord> + Send + use<>> {
+) -> AppResult<impl Stream<Item = LiveItem> + Send + use<>> {
     let org_id = access.org_id();
+    let security = &app.settings.security;
+    let slot = app.live.take_slot(
+        access.user_id,
+        org_id,
+        security.live_streams_per_user,
+        security.live_streams_per_org,
+    )?;
     let start = match last_event_id {
         Some(id) => id,
         None => app.store.latest_org_event_id(org_id).await?,
     };
-    let wake = app.live.subscribe(&app.store);
+    let wake = app.live.subscribe(&app.store, org_id);
+    let closing = app.live.closing.subscribe();
     let state = Follow {
-        store: app.store.clone(),
+        app,
+        token_hash: access.token_hash.clone(),
         org_id,
         last: start,
         buffered: std::collections::VecDeque::new(),
         wake,
-        closing: app.live.closing.subscribe(),
+        closing,
+        next_access_check: tokio::time::Instant::now() + ACCESS_RECHECK,
+        ended: false,
+        _slot: slot,
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
-        let event = state.next().await?;
-        Some((event, state))
+        let item = state.next().await?;
+        Some((item, state))
     }))
 }
 
 struct Follow {
-    store: Arc<dyn Store>,
+    app: Arc<App>,
+    token_hash: Option<String>,
     org_id: Uuid,
     last: i64,
     buffered: std::collections::VecDeque<EventRecord>,
     wake: watch::Receiver<i64>,
     closing: watch::Receiver<bool>,
+    next_access_check: tokio::time::Instant,
+    ended: bool,
+    _slot: Slot,
 }
 
 impl Follow {
-    /// The next event; `None` once the process is shutting down.
-    async fn next(&mut self) -> Option<EventRecord> {
+    /// The next item; `None` once the stream is over.
+    async fn next(&mut self) -> Option<LiveItem> {
         loop {
-            if *self.closing.borrow() {
+            if self.ended || *self.closing.borrow() {
                 return None;
+            }
+            if tokio::time::Instant::now() >= self.next_access_check {
+                self.next_access_check = tokio::time::Instant::now() + ACCESS_RECHECK;
+                if !self.still_allowed().await {
+                    self.ended = true;
+                    return Some(LiveItem::Closed {
+                        reason: "access_revoked",
+                    });
+                }
             }
             if let Some(event) = self.buffered.pop_front() {
                 self.last = event.id;
-                return Some(event);
+                return Some(LiveItem::Event(event));
             }
-            match self.store.events_after(self.org_id, self.last, BATCH).await {
+            match self.app.store.events_after(self.org_id, self.last, BATCH).await {
                 Ok(events) if !events.is_empty() => {
                     self.buffered.extend(events);
                     continue;
@@ -129,15 +248,30 @@ impl Follow {
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "live events: read failed; retrying"),
             }
-            // Nothing new: wait for a wake-up, or recheck anyway.
+            // Nothing new: wait for a wake-up, the next access check, or recheck anyway.
+            let until = (tokio::time::Instant::now() + RECHECK).min(self.next_access_check);
             tokio::select! {
-                woken = tokio::time::timeout(RECHECK, self.wake.changed()) => match woken {
-                    Ok(Ok(())) | Err(_) => {}
-                    // The pump is gone: poll on the recheck interval alone.
-                    Ok(Err(_)) => tokio::time::sleep(RECHECK).await,
+                woken = tokio::time::timeout_at(until, self.wake.changed()) => {
+                    if let Ok(Err(_)) = woken {
+                        // The pump is gone: poll on the recheck interval alone.
+                        tokio::time::sleep_until(until).await;
+                    }
                 },
                 () = closed(&mut self.closing) => return None,
             }
+        }
+    }
+
+    /// Whether the credential that opened the stream still reads this organization. A database
+    /// hiccup is not a verdict: the stream goes on and asks again.
+    async fn still_allowed(&self) -> bool {
+        let Some(token_hash) = self.token_hash.clone() else {
+            return true;
+        };
+        match super::orgs::access_by_hash(&self.app, token_hash, self.org_id).await {
+            Ok(_) => true,
+            Err(AppError::Unavailable | AppError::Internal(_)) => true,
+            Err(_) => false,
         }
     }
 }

@@ -27,7 +27,7 @@ pub mod token_refresh;
 use std::sync::{Arc, OnceLock};
 
 pub use error::AppError;
-pub use login_limiter::LoginLimiter;
+pub use login_limiter::{LoginLimiter, LoginLimits};
 
 use crate::config::{Config, OAuthConfig, TokenRefreshConfig, WebhookConfig};
 use crate::crypto::Vault;
@@ -41,6 +41,10 @@ pub struct App {
     pub vault: Vault,
     pub settings: Settings,
     pub login_limiter: LoginLimiter,
+    /// Signups per client address.
+    pub signup_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Password hashing, bounded in threads and queue.
+    pub hasher: crate::crypto::password::PasswordHasher,
     pub ingestor: ingest::Ingestor,
     pub live: live::EventPump,
     /// Built on first use (the connect flows, checks, refreshes).
@@ -59,6 +63,7 @@ pub struct Settings {
     pub token_refresh: TokenRefreshConfig,
     pub platforms: snorq_connectors::ClientConfig,
     pub search_walk_threshold: u32,
+    pub security: crate::config::SecurityConfig,
 }
 
 impl App {
@@ -84,8 +89,17 @@ impl App {
                 token_refresh: config.token_refresh.clone(),
                 platforms: config.outbound.platforms.clone(),
                 search_walk_threshold: config.search_walk_threshold,
+                security: config.security.clone(),
             },
-            login_limiter: LoginLimiter::per_minute(config.login_attempts_per_minute),
+            login_limiter: LoginLimiter::new(config.security.login_limits),
+            signup_limiter: governor::RateLimiter::keyed(governor::Quota::per_hour(
+                std::num::NonZeroU32::new(config.security.signups_per_hour)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            )),
+            hasher: crate::crypto::password::PasswordHasher::new(
+                config.security.password_hash_threads,
+                config.security.password_hash_queue,
+            ),
             live: live::EventPump::default(),
             platform_client: OnceLock::new(),
         }

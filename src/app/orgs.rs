@@ -16,6 +16,10 @@ use super::{App, AppError, AppResult};
 pub struct OrgAccess {
     pub user_id: Uuid,
     pub membership: Membership,
+    /// The hash of the credential that established it, so that a long request (a live-event
+    /// stream) can check that it still holds. `None` for the service's own in-process use (the
+    /// demo's agent), which nothing revokes.
+    pub token_hash: Option<String>,
 }
 
 impl OrgAccess {
@@ -44,7 +48,17 @@ impl OrgAccess {
 /// Looks up the caller's membership. Tokens scoped to another organization, and non-members,
 /// get `NotFound`.
 pub async fn access(app: &App, bearer: &str, org_id: Uuid) -> AppResult<OrgAccess> {
-    let (session, membership) = super::auth::authenticate_in_org(app, bearer, org_id).await?;
+    access_by_hash(app, crate::crypto::tokens::hash_token(bearer), org_id).await
+}
+
+/// [`access`] for a credential known by its hash: a stream asks again whether the caller may
+/// still read the organization (membership, role, session and key all still live).
+pub async fn access_by_hash(app: &App, token_hash: String, org_id: Uuid) -> AppResult<OrgAccess> {
+    let (session, membership) = app
+        .store
+        .session_in_org(&token_hash, domain::now(), org_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
     if session
         .token_organization_id
         .is_some_and(|scoped| scoped != org_id)
@@ -59,6 +73,7 @@ pub async fn access(app: &App, bearer: &str, org_id: Uuid) -> AppResult<OrgAcces
     Ok(OrgAccess {
         user_id: session.user.id,
         membership,
+        token_hash: Some(token_hash),
     })
 }
 

@@ -242,26 +242,19 @@ impl Api {
             .json(&json!({"email": email, "password": PASSWORD}))
             .send()
             .await?;
-        let body: Value = if login.status().is_success() {
-            login.json().await?
-        } else {
-            self.client
-                .post(format!("{}/auth/signup", self.base))
-                .json(&json!({"email": email, "name": "Bench inbox", "password": PASSWORD}))
-                .send()
-                .await?
-                .error_for_status()
-                .context("signup (is signup enabled?)")?
-                .json()
-                .await?
-        };
-        Ok(Session {
-            token: body["token"].as_str().context("no token")?.to_owned(),
-            user_id: body["user"]["id"]
-                .as_str()
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .context("no user id")?,
-        })
+        if login.status().is_success() {
+            let body: Value = login.json().await?;
+            return Ok(Session {
+                token: body["token"].as_str().context("no token")?.to_owned(),
+                user_id: body["user"]["id"]
+                    .as_str()
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                    .context("no user id")?,
+            });
+        }
+        let (token, user_id) =
+            super::signup_and_login(&self.client, &self.base, email, "Bench inbox", PASSWORD).await?;
+        Ok(Session { token, user_id })
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<Value> {

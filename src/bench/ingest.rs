@@ -234,16 +234,15 @@ async fn deliver(
 async fn setup(client: &reqwest::Client, args: &IngestBenchArgs) -> anyhow::Result<()> {
     let base = args.target.trim_end_matches('/');
     let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-    let signup: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&json!({"email": email, "name": "Bench", "password": "benchmark password"}))
-        .send()
-        .await?
-        .error_for_status()
-        .context("signup (is signup enabled?)")?
-        .json()
-        .await?;
-    let token = signup["token"].as_str().context("no token")?;
+    let (token, _) = super::signup_and_login(
+        client,
+        &format!("{base}/api/v1"),
+        &email,
+        "Bench",
+        "benchmark password",
+    )
+    .await?;
+    let token = token.as_str();
     let org: serde_json::Value = client
         .post(format!("{base}/api/v1/orgs"))
         .bearer_auth(token)

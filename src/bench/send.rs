@@ -193,6 +193,7 @@ async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uu
             organization: org.clone(),
             role: Role::Owner,
         },
+        token_hash: None,
     };
     crate::app::connections::create(
         app,

@@ -71,21 +71,43 @@ impl From<LoggedIn> for SessionBody {
     }
 }
 
-/// Creates an account (when signup is open) and logs it in.
+/// The answer to every accepted signup, whether the email was new or already registered.
+#[derive(Serialize, ToSchema)]
+struct SignupAcceptedBody {
+    /// Always `accepted`.
+    status: &'static str,
+    detail: &'static str,
+}
+
+/// Creates an account when signup is open. The answer is the same whether the email was free
+/// or already registered (so it cannot be used to learn who has an account): sign in with
+/// `POST /auth/login` next. Limited per client address.
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupBody,
-    responses((status = 201, body = SessionBody), (status = 403, body = ProblemSchema),
-              (status = 409, body = ProblemSchema), (status = 422, body = ProblemSchema)))]
+    responses((status = 202, body = SignupAcceptedBody),
+              (status = 400, body = ProblemSchema, content_type = "application/problem+json"),
+              (status = 403, body = ProblemSchema, content_type = "application/problem+json"),
+              (status = 415, body = ProblemSchema, content_type = "application/problem+json"),
+              (status = 422, body = ProblemSchema, content_type = "application/problem+json"),
+              (status = 429, body = ProblemSchema, content_type = "application/problem+json"),
+              (status = 503, body = ProblemSchema, content_type = "application/problem+json")))]
 async fn signup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ValidJson(body): ValidJson<SignupBody>,
-) -> ApiResult<(StatusCode, axum::Json<SessionBody>)> {
+) -> ApiResult<(StatusCode, axum::Json<SignupAcceptedBody>)> {
     let account = NewAccount {
         email: &body.email,
         name: &body.name,
         password: &body.password,
     };
-    let logged_in = auth::signup(&state.app, account).await?;
-    Ok((StatusCode::CREATED, axum::Json(logged_in.into())))
+    auth::signup(&state.app, account, client).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(SignupAcceptedBody {
+            status: "accepted",
+            detail: "if this email was not registered yet, the account is ready: sign in with its password",
+        }),
+    ))
 }
 
 /// Exchanges email and password for a login token (rate limited per email and address).

@@ -136,6 +136,10 @@ impl From<AppError> for Problem {
                 retry_after: Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX)),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
             },
+            AppError::TooManyStreams(_) => Problem {
+                retry_after: Some(5),
+                ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", detail)
+            },
             AppError::SignupDisabled => Problem::new(StatusCode::FORBIDDEN, "signup_disabled", detail),
             AppError::WindowClosed { expires_at, .. } => {
                 Problem::new(StatusCode::CONFLICT, "window_closed", detail)
@@ -145,6 +149,10 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "connection_unavailable", detail)
             }
             AppError::Unavailable => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail),
+            AppError::Busy { retry_after_secs, .. } => Problem {
+                retry_after: Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX)),
+                ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail)
+            },
             AppError::InvalidState(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_state", detail),
             AppError::InvalidSignature => Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail),
             AppError::NotConfigured(_) => {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::Problem;
+use super::strict_json::{Strict, plain_message};
 use crate::app::orgs::{self, OrgAccess};
 use crate::app::{AppError, auth};
 use crate::store::Session;
@@ -64,25 +65,27 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// Reads a request body: the JSON text is parsed first (400 `malformed_json`), then read into
+/// `T` strictly ([`Strict`]: structs only from objects), with errors naming the field in JSON
+/// terms (422 `validation_failed`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {err}"),
+        )
+    })?;
+    serde_path_to_error::deserialize(Strict(&value)).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("malformed JSON: {inner}"),
-            );
-        }
-        let message = strip_position(&inner.to_string());
+        let message = plain_message(&strip_position(&err.into_inner().to_string()));
         // Unknown and missing fields are reported by serde at the parent's path; name the field.
         let field = match field_from_message(&message) {
             Some(f) if path == "." => f,
             Some(f) if path != f && !path.ends_with(&format!(".{f}")) => format!("{path}.{f}"),
             _ => path,
         };
+        let field = if field == "." { "body".to_owned() } else { field };
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message).with_field(field)
     })
 }
@@ -222,19 +225,55 @@ impl<S: Send + Sync> FromRequestParts<S> for PathPlatform {
     }
 }
 
-/// The peer address, when the server was started with connection info.
+/// The client's address: the socket peer, or, when the peer is one of `trusted_proxies`, the
+/// address that proxy reported in `X-Forwarded-For` (the right-most entry that is not itself a
+/// trusted proxy: entries further left were written by the client and prove nothing).
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let security = &state.app.settings.security;
         Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
+            peer.map(|peer| client_address(peer, &parts.headers, security)),
         ))
+    }
+}
+
+fn client_address(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    security: &crate::config::SecurityConfig,
+) -> IpAddr {
+    if !security.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|a| !security.is_trusted_proxy(**a))
+        .or(forwarded.first())
+        .copied()
+        .map_or(peer, canonical)
+}
+
+/// `::ffff:192.0.2.1` and `192.0.2.1` are one client.
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -256,6 +295,40 @@ mod tests {
     #[allow(dead_code)]
     struct Nested {
         count: u32,
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let mut security = crate::config::SecurityConfig::default();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.5, 10.0.0.2".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        // Not configured: the socket address, whatever the header says.
+        assert_eq!(client_address(proxy, &headers, &security), proxy);
+        security.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        // The right-most untrusted entry; the client-written 6.6.6.6 is ignored.
+        assert_eq!(
+            client_address(proxy, &headers, &security),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        // An untrusted peer's header is ignored.
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_address(stranger, &headers, &security), stranger);
+    }
+
+    #[test]
+    fn arrays_are_not_objects() {
+        let p = parse_json::<Body>(br#"["a", null]"#).unwrap_err();
+        assert_eq!(
+            (p.status, p.code, p.field.as_deref()),
+            (422, "validation_failed", Some("body"))
+        );
+        assert!(!p.detail.contains("Body"), "{}", p.detail);
+        let p = parse_json::<Body>(br#"{"email": "a", "nested": [1]}"#).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("nested"));
     }
 
     #[test]

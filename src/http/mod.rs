@@ -15,6 +15,7 @@ pub mod openapi;
 mod ops;
 mod orgs;
 mod sends;
+mod strict_json;
 mod webhooks;
 
 use std::sync::Arc;

@@ -677,6 +677,14 @@ impl InboxStore for Backend {
             .map_err(db_error)
     }
 
+    async fn newest_event_ids_after(&self, after: i64) -> StoreResult<Vec<(Uuid, i64)>> {
+        sqlx::query_as("SELECT organization_id, MAX(id) FROM events WHERE id > $1 GROUP BY organization_id")
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
     async fn latest_org_event_id(&self, org_id: Uuid) -> StoreResult<i64> {
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE organization_id = $1")
             .bind(org_id)

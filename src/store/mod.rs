@@ -338,6 +338,8 @@ pub trait InboxStore: Send + Sync + 'static {
     async fn events_after(&self, org_id: Uuid, after: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     /// The newest event id of any organization (0 when there is none): a cheap change signal.
     async fn latest_event_id(&self) -> StoreResult<i64>;
+    /// Per organization with events after `after`, its newest event id: whom to wake.
+    async fn newest_event_ids_after(&self, after: i64) -> StoreResult<Vec<(Uuid, i64)>>;
     /// The newest event id of the organization (0 when there is none).
     async fn latest_org_event_id(&self, org_id: Uuid) -> StoreResult<i64>;
 

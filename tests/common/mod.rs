@@ -269,7 +269,9 @@ pub fn config_for(db: &TestDb) -> RawConfig {
         database_url: Some(db.url_string()),
         data_dir: db.dir.path().to_owned(),
         encryption_keys: vec![test_key()],
-        login_attempts_per_minute: 1000,
+        login_failures_per_pair: 1000,
+        login_failures_per_address: 1000,
+        signups_per_hour: 100_000,
         // Idle workers look for due jobs often, so retries in tests run on time.
         queue_poll_interval_ms: 50,
         ..RawConfig::default()
@@ -392,7 +394,16 @@ impl TestApp {
                 Some(json!({"email": email, "name": "Test User", "password": "correct horse battery"})),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "signup {email}: {body}");
+        assert_eq!(status, StatusCode::ACCEPTED, "signup {email}: {body}");
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {email}: {body}");
         (str_of(&body["token"]), str_of(&body["user"]["id"]))
     }
 
