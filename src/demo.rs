@@ -120,18 +120,20 @@ pub async fn run(
     point_at_simulator(&mut config, &simulator_url, &service_url, &secrets, &accounts);
 
     let app = server::bootstrap(&config).await?;
-    let seeded = seed(&app, &accounts).await?;
     let simulator_config = args.simulation.config(
         accounts.clone(),
         Some((service_url.clone(), secrets)),
         failures.clone(),
     )?;
+    // The simulated platforms answer first: connecting the accounts asks them for proof.
+    let mut simulator = Simulator::serve(simulator_listener, simulator_config).await?;
+    let seeded = seed(&app, &accounts).await?;
     // Following events from before the first customer writes: no conversation is missed.
     let greeter = match args.no_auto_reply {
         true => None,
         false => Some(live::follow(app.clone(), &seeded.access, None).await?),
     };
-    let simulator = Simulator::start(simulator_listener, simulator_config).await?;
+    simulator.start_customers();
     if let Some(events) = greeter {
         // The first Messenger greeting fails as outside the reply window: the dashboard has a
         // failed send to retry within seconds.
@@ -315,6 +317,7 @@ async fn seed(app: &Arc<App>, accounts: &Accounts) -> anyhow::Result<Seeded> {
                 platform,
                 platform_user_id: account_id,
                 name: Some(name.to_owned()),
+                waba_id: (platform == Platform::WhatsApp).then(|| accounts.whatsapp.waba_id.clone()),
                 credentials: Credentials {
                     access_token: format!("sim-{platform}-access-token"),
                     refresh_token: tiktok.then(|| "sim-tiktok-refresh-token".to_owned()),

@@ -16,6 +16,7 @@ fn whatsapp(account: &str) -> Value {
     json!({
         "platform": "whatsapp",
         "platform_user_id": account,
+        "waba_id": common::accounts::waba_of(account),
         "name": "Support line",
         "access_token": ACCESS,
         "refresh_token": REFRESH,
@@ -268,7 +269,138 @@ async fn members_read_admins_write_strangers_see_nothing(backend: Backend) {
     assert_eq!(app.get(&item, &owner).await.1["status"], "active");
 }
 
+/// Finding 1: an admin could claim anyone's Page, number or TikTok account with any token, and
+/// receive its customers' messages. Now the platform must confirm the token reaches the
+/// account, at creation, at re-credit and at a check; nothing is stored otherwise.
+async fn claims_are_proven_with_the_platform(backend: Backend) {
+    use common::accounts::{REJECTED_TOKEN, page_token, tiktok_token, waba_of};
+    let app = TestApp::spawn_with(backend, |c| {
+        common::with_webhook_secrets(c);
+        c.facebook_app_id = Some("1234567890".into());
+    })
+    .await;
+    let (mallory, _) = app.signup("mallory@example.com").await;
+    let (owner, _) = app.signup("owner@example.com").await;
+    let mallory_org = app.create_org(&mallory, "Mallory").await;
+    let owner_org = app.create_org(&owner, "Real Owner").await;
+    let mallory_base = format!("/api/v1/orgs/{mallory_org}/connections");
+    let owner_base = format!("/api/v1/orgs/{owner_org}/connections");
+    let victim_page = "104000000000042";
+
+    let refused = [
+        // Someone's Page with a token that is not that Page's.
+        (
+            json!({"platform": "facebook", "platform_user_id": victim_page, "access_token": "x"}),
+            "account_not_reached",
+            "access_token",
+        ),
+        (
+            json!({"platform": "facebook", "platform_user_id": victim_page,
+                   "access_token": page_token("104000000000099")}),
+            "account_not_reached",
+            "access_token",
+        ),
+        // A number outside the token's WhatsApp Business Account.
+        (
+            json!({"platform": "whatsapp", "platform_user_id": "15550001",
+                   "waba_id": waba_of("15550002"), "access_token": "wa"}),
+            "account_not_reached",
+            "access_token",
+        ),
+        (
+            json!({"platform": "whatsapp", "platform_user_id": "15550001",
+                   "waba_id": waba_of("15550001"), "access_token": REJECTED_TOKEN}),
+            "token_rejected",
+            "access_token",
+        ),
+        // No WABA given and no WhatsApp app to look it up with.
+        (
+            json!({"platform": "whatsapp", "platform_user_id": "15550001", "access_token": "wa"}),
+            "waba_id_required",
+            "waba_id",
+        ),
+        // Another business account's TikTok token.
+        (
+            json!({"platform": "tiktok", "platform_user_id": "open-victim",
+                   "access_token": tiktok_token("open-mallory")}),
+            "account_not_reached",
+            "access_token",
+        ),
+        (
+            json!({"platform": "tiktok", "platform_user_id": "open-victim", "access_token": "garbage"}),
+            "token_rejected",
+            "access_token",
+        ),
+    ];
+    for (body, code, field) in refused {
+        let (status, problem) = app.post(&mallory_base, &mallory, body.clone()).await;
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, code);
+        assert_eq!(problem["field"], field, "{body} -> {problem}");
+    }
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM platform_connections").await, 0);
+
+    // The real owner connects the Page with its own token; the attempts changed nothing.
+    let (status, created) = app
+        .post(
+            &owner_base,
+            &owner,
+            json!({"platform": "facebook", "platform_user_id": victim_page,
+                   "access_token": page_token(victim_page)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let item = format!("{owner_base}/{}", str_of(&created["id"]));
+
+    // New credentials are proven too: the stored token is untouched when they do not reach.
+    let (status, problem) = app
+        .patch(
+            &item,
+            &owner,
+            json!({"access_token": page_token("104000000000099")}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &problem,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "account_not_reached",
+    );
+    assert_eq!(
+        app.get(&item, &owner).await.1["token_fingerprint"],
+        created["token_fingerprint"]
+    );
+
+    // A check asks the same question: once the token no longer reaches the Page, it says so.
+    let (status, checked) = app.post(&format!("{item}/check"), &owner, json!({})).await;
+    assert_eq!(
+        (status, checked["status"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{checked}"
+    );
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/v24.0/me"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "104000000000099", "name": "Other"})),
+        )
+        .with_priority(1)
+        .mount(&app.accounts)
+        .await;
+    let (status, checked) = app.post(&format!("{item}/check"), &owner, json!({})).await;
+    assert_eq!(
+        (status, checked["status"].as_str()),
+        (StatusCode::OK, Some("expired")),
+        "{checked}"
+    );
+    assert!(
+        str_of(&checked["last_error"]).contains("does not reach")
+            || str_of(&checked["last_error"]).contains("not the Page token"),
+        "{checked}"
+    );
+}
+
 backend_tests!(
+    claims_are_proven_with_the_platform,
     tokens_never_leave_in_clear,
     create_update_disconnect_reconnect,
     one_live_connection_per_account_across_organizations,

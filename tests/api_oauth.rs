@@ -950,13 +950,14 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
             .and(path("/v24.0/debug_token"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": body})))
     };
-    // A WhatsApp number connected with a token given by hand.
+    // A WhatsApp number connected with a token given by hand (its number proven by the fake).
+    common::accounts::mount_phone_numbers(&s.platform).await;
     let (status, created) = s
         .app
         .post(
             &format!("/api/v1/orgs/{}/connections", s.org),
             &s.owner,
-            json!({"platform": "whatsapp", "platform_user_id": "204512345678901", "access_token": "wa-token"}),
+            common::connection_body("whatsapp", "204512345678901"),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -985,10 +986,12 @@ async fn checks_update_the_status_and_reconnecting_restores_it(backend: Backend)
             .respond_with(graph_error(500, 2, "Service temporarily unavailable"))
             .mount_as_scoped(&s.platform)
             .await;
-        let (_, c) = check(id.clone()).await;
+        let (status, c) = check(id.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{c}");
         assert_eq!(
             (c["status"].as_str(), c["failure_count"].as_i64()),
-            (Some("expired"), Some(1))
+            (Some("expired"), Some(1)),
+            "{c}"
         );
     }
     {

@@ -709,10 +709,16 @@ async fn tiktok_allows_ten_replies_per_customer_message(backend: Backend) {
         .post(
             &format!("/api/v1/orgs/{org}/connections"),
             &token,
-            json!({"platform": "tiktok", "platform_user_id": BUSINESS, "access_token": "tt-token"}),
+            common::connection_body("tiktok", BUSINESS),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // TikTok is down: every reply waits for a retry and counts against the window.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/open_api/v1.3/business/message/send/"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&app.accounts)
+        .await;
     let customer_writes = |id: &str| {
         let now = chrono::Utc::now();
         let content = json!({"message_id": id, "conversation_id": "MS4wLjABAAAAconversation", "type": "text",

@@ -193,7 +193,7 @@ async fn operators_bootstrap_users_orgs_and_members(backend: Backend) {
 }
 
 async fn keys_rotate_reencrypts_everything_and_can_rerun(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, common::with_webhook_secrets).await;
     let (token, _) = app.signup("owner@example.com").await;
     let org_id = app.create_org(&token, "Acme").await;
     let mut ids = Vec::new();
@@ -203,7 +203,7 @@ async fn keys_rotate_reencrypts_everything_and_can_rerun(backend: Backend) {
                 &format!("/api/v1/orgs/{org_id}/connections"),
                 &token,
                 json!({"platform": "tiktok", "platform_user_id": format!("open-{i}"),
-                       "access_token": format!("act.secret-{i}"), "refresh_token": format!("rft.secret-{i}")}),
+                       "access_token": format!("tiktok-token:open-{i}"), "refresh_token": format!("rft.secret-{i}")}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
@@ -248,7 +248,7 @@ async fn keys_rotate_reencrypts_everything_and_can_rerun(backend: Backend) {
         );
         assert_eq!(
             (access.unwrap(), refresh.unwrap()),
-            (format!("act.secret-{i}"), format!("rft.secret-{i}"))
+            (format!("tiktok-token:open-{i}"), format!("rft.secret-{i}"))
         );
     }
 
@@ -336,7 +336,7 @@ async fn replay_applies_webhooks_that_were_unroutable(backend: Backend) {
         .post(
             &format!("/api/v1/orgs/{org_id}/connections"),
             &token,
-            json!({"platform": "whatsapp", "platform_user_id": "204512345678901", "access_token": "t"}),
+            common::connection_body("whatsapp", "204512345678901"),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);

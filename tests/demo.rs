@@ -391,9 +391,8 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         c.tiktok_base_url = Some(simulator_url.clone());
     })
     .await;
-    // The simulator's default account ids.
-    let accounts = [("whatsapp", "100000000000001"), ("tiktok", "-000SIMbusiness")];
-    let (org, token) = common::org_with_connections(&app, "owner@example.com", &accounts).await;
+    let (token, _) = app.signup("owner@example.com").await;
+    let org = app.create_org(&token, "Simulated").await;
     let mut cmd = snorq();
     cmd.args([
         "simulate",
@@ -415,6 +414,25 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         common::TIKTOK_SECRET,
     ]);
     let mut child = cmd.spawn().expect("spawn snorq simulate");
+    // Once the simulated platforms answer, connect the simulator's default accounts: the
+    // service asks them to prove the tokens.
+    let stats = format!("{simulator_url}/_simulator/stats");
+    let mut waited = 0;
+    while reqwest::get(&stats).await.is_err() {
+        waited += 1;
+        assert!(waited < 200, "snorq simulate did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for body in [
+        json!({"platform": "whatsapp", "platform_user_id": "100000000000001",
+               "waba_id": "100000000000002", "access_token": "sim-token"}),
+        json!({"platform": "tiktok", "platform_user_id": "-000SIMbusiness", "access_token": "sim-token"}),
+    ] {
+        let (status, created) = app
+            .post(&format!("/api/v1/orgs/{org}/connections"), &token, body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
     let api = Api {
         http: reqwest::Client::new(),
         org: app.url(&format!("/api/v1/orgs/{org}")),

@@ -48,6 +48,9 @@ pub struct MetaTokenInfo {
     pub user_id: Option<String>,
     /// Why the token is invalid (`data.error.message`), scrubbed of the secrets sent.
     pub error_message: Option<String>,
+    /// The WhatsApp Business Accounts the token manages: the `target_ids` of its
+    /// `whatsapp_business_management` granular scope.
+    pub whatsapp_waba_ids: Vec<String>,
 }
 
 /// What TikTok `token_info` says about an access token: whose it is and what it may do.
@@ -117,6 +120,32 @@ struct DebugTokenData {
     #[serde(default, deserialize_with = "opt_text")]
     user_id: Option<String>,
     error: Option<DebugTokenError>,
+    /// Read element by element: one odd entry does not hide the others.
+    granular_scopes: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+struct GranularScope {
+    #[serde(default, deserialize_with = "opt_text")]
+    scope: Option<String>,
+    #[serde(default)]
+    target_ids: Vec<serde_json::Value>,
+}
+
+/// The ids a token's `whatsapp_business_management` scope covers (PLATFORMS: the WABA ids).
+fn waba_ids(scopes: Option<Vec<serde_json::Value>>) -> Vec<String> {
+    scopes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|value| serde_json::from_value::<GranularScope>(value).ok())
+        .filter(|s| s.scope.as_deref() == Some("whatsapp_business_management"))
+        .flat_map(|s| s.target_ids)
+        .filter_map(|id| match id {
+            serde_json::Value::String(s) => non_empty(Some(s)),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -318,6 +347,7 @@ impl Client {
                 .and_then(|at| DateTime::from_timestamp(at, 0)),
             user_id: non_empty(data.user_id).filter(|id| id != "0"),
             error_message: non_empty(data.error.and_then(|e| e.message)).map(|m| scrub(m, &secrets)),
+            whatsapp_waba_ids: waba_ids(data.granular_scopes),
         })
     }
 

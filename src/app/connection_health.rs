@@ -6,7 +6,7 @@ use snorq_connectors::{ErrorClass, Platform, Secret, verify};
 use uuid::Uuid;
 
 use super::orgs::OrgAccess;
-use super::{App, AppError, AppResult, token_refresh};
+use super::{App, AppError, AppResult, account_proof, token_refresh};
 use crate::crypto::SecretField;
 use crate::domain::{self, ConnectionStatus, Role};
 use crate::store::{Connection, HealthVerdict};
@@ -42,7 +42,7 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
         .transpose()
         .map_err(AppError::internal)?
         .map(Secret::new);
-    let verdict = match (platform, token) {
+    let verdict = match (platform, token.clone()) {
         (_, None) => HealthVerdict::Expired {
             message: "the connection has no access token; connect the account again".into(),
         },
@@ -91,6 +91,29 @@ pub async fn check(app: &App, access: &OrgAccess, id: Uuid) -> AppResult<Connect
                 Err(err) => failed(format!("the check failed: {err}")),
             }
         }
+    };
+    // A token the platform still accepts must still reach this connection's account.
+    let verdict = match (verdict, token.as_ref()) {
+        (HealthVerdict::Healthy, Some(token)) => {
+            let waba_id = connection.settings.0["waba_id"].as_str().map(str::to_owned);
+            match account_proof::prove(
+                app,
+                platform,
+                &connection.platform_user_id,
+                token,
+                waba_id.as_deref(),
+            )
+            .await
+            {
+                Ok(_) => HealthVerdict::Healthy,
+                Err(AppError::Unproven { message, .. }) => HealthVerdict::Expired {
+                    message: format!("{message}; connect the account again"),
+                },
+                Err(AppError::PlatformUnavailable(message)) => failed(message),
+                Err(err) => return Err(err),
+            }
+        }
+        (verdict, _) => verdict,
     };
     app.store
         .record_check(

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use snorq_connectors::Platform;
+use snorq_connectors::{Platform, Secret};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ use crate::domain::{self, ConnectionStatus, Invalid, Role};
 use crate::store::{Connection, PlatformColumn};
 
 use super::orgs::OrgAccess;
-use super::{App, AppError, AppResult};
+use super::{App, AppError, AppResult, account_proof};
 
 /// Credentials as given by an admin. Debug output never shows the tokens.
 pub struct Credentials {
@@ -39,6 +39,8 @@ pub struct NewConnection {
     pub platform: Platform,
     pub platform_user_id: String,
     pub name: Option<String>,
+    /// WhatsApp: the number's WhatsApp Business Account, when the caller knows it.
+    pub waba_id: Option<String>,
     pub credentials: Credentials,
 }
 
@@ -75,12 +77,17 @@ fn validate_token(field: &'static str, token: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Encrypts the credentials into the connection's token columns and marks it active.
-fn apply_credentials(vault: &Vault, connection: &mut Connection, credentials: &Credentials) -> AppResult<()> {
+fn validate_credentials(credentials: &Credentials) -> Result<(), Invalid> {
     validate_token("access_token", &credentials.access_token)?;
     if let Some(refresh) = &credentials.refresh_token {
         validate_token("refresh_token", refresh)?;
     }
+    Ok(())
+}
+
+/// Encrypts the credentials into the connection's token columns and marks it active.
+fn apply_credentials(vault: &Vault, connection: &mut Connection, credentials: &Credentials) -> AppResult<()> {
+    validate_credentials(credentials)?;
     connection.access_token_enc = Some(
         vault
             .encrypt(
@@ -197,6 +204,27 @@ pub async fn create(app: &App, access: &OrgAccess, new: NewConnection) -> AppRes
     access.require(Role::Admin)?;
     let platform_user_id = validate_account_id(&new.platform_user_id)?;
     let name = validate_name(new.name.as_deref())?;
+    let waba_id = new
+        .waba_id
+        .as_deref()
+        .map(|id| {
+            validate_account_id(id)
+                .map_err(|_| Invalid::new("waba_id", "must be a WhatsApp Business Account id"))
+        })
+        .transpose()?;
+    if waba_id.is_some() && new.platform != Platform::WhatsApp {
+        return Err(Invalid::new("waba_id", "only WhatsApp connections have a waba_id").into());
+    }
+    validate_credentials(&new.credentials)?;
+    // Before anything is stored: the token must reach the account it claims.
+    let proven = account_proof::prove(
+        app,
+        new.platform,
+        &platform_user_id,
+        &Secret::new(new.credentials.access_token.clone()),
+        waba_id.as_deref(),
+    )
+    .await?;
     let now = domain::now();
     let previous = app
         .store
@@ -210,6 +238,7 @@ pub async fn create(app: &App, access: &OrgAccess, new: NewConnection) -> AppRes
         Some(mut existing) => {
             let read_at = existing.updated_at;
             existing.name = name.or(existing.name);
+            existing.settings = super::oauth::merge_settings(&existing.settings, &proven.settings);
             existing.updated_at = now;
             apply_credentials(&app.vault, &mut existing, &new.credentials)?;
             let saved = app.store.save_connection(&existing, read_at).await?;
@@ -219,6 +248,7 @@ pub async fn create(app: &App, access: &OrgAccess, new: NewConnection) -> AppRes
         None => {
             let mut connection = new_connection(access.org_id(), new.platform, platform_user_id, now);
             connection.name = name;
+            connection.settings = super::oauth::merge_settings(&connection.settings, &proven.settings);
             apply_credentials(&app.vault, &mut connection, &new.credentials)?;
             let saved = app.store.insert_connection(&connection).await?;
             tracing::info!(connection_id = %saved.id, platform = %new.platform, "connection created");
@@ -252,6 +282,18 @@ pub async fn update(
         connection.name = validate_name(name.as_deref())?;
     }
     if let Some(credentials) = &changes.credentials {
+        validate_credentials(credentials)?;
+        // New credentials must reach this connection's account, as at creation.
+        let waba_id = connection.settings.0["waba_id"].as_str().map(str::to_owned);
+        let proven = account_proof::prove(
+            app,
+            connection.platform.0,
+            &connection.platform_user_id,
+            &Secret::new(credentials.access_token.clone()),
+            waba_id.as_deref(),
+        )
+        .await?;
+        connection.settings = super::oauth::merge_settings(&connection.settings, &proven.settings);
         apply_credentials(&app.vault, &mut connection, credentials)?;
     }
     connection.updated_at = domain::now();

@@ -60,6 +60,14 @@ pub enum AppError {
     /// A platform API failed in a way that is worth retrying later.
     #[error("{0}")]
     PlatformUnavailable(String),
+    /// The platform did not confirm what a request claims (a token that does not reach the
+    /// account): 422 with a stable `code` naming which check failed.
+    #[error("{message}")]
+    Unproven {
+        code: &'static str,
+        message: String,
+        field: Option<&'static str>,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }

@@ -1,6 +1,7 @@
 //! Use cases. No HTTP types here: handlers and the CLI call these functions, which call the
 //! store, the vault and (later) the connectors.
 
+pub mod account_proof;
 pub mod api_keys;
 pub mod auth;
 pub mod batcher;

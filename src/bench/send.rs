@@ -54,9 +54,19 @@ pub struct SendBenchArgs {
     pub show_metrics: bool,
 }
 
+const BENCH_WABA: &str = "100000000000009";
+
 pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
     let metrics = crate::telemetry::metrics();
-    let platform = simulated_platform(args.platform_latency_ms).await?;
+    let tag = domain::new_id().simple().to_string();
+    let phone_number_id = format!(
+        "9{}",
+        &tag[..14]
+            .bytes()
+            .map(|b| (b % 10).to_string())
+            .collect::<String>()
+    );
+    let platform = simulated_platform(args.platform_latency_ms, &phone_number_id).await?;
     let calls = || Stats::count(&platform.stats().sends, "whatsapp", "accepted");
     let mut config = config;
     config.outbound.platforms = snorq_connectors::ClientConfig::with_base_url(platform.url());
@@ -71,7 +81,7 @@ pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
         config.outbound.outcome_writers = writers.max(1);
     }
     let app = server::bootstrap(&config).await?;
-    let (access, conversations) = seed(&app, args.conversations).await?;
+    let (access, conversations) = seed(&app, &tag, &phone_number_id, args.conversations).await?;
     eprintln!(
         "backend {}, {} conversations, {} in flight, platform answers in {} ms",
         app.store.backend(),
@@ -135,12 +145,13 @@ pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The platform simulator's send APIs, answering everything after `latency_ms`.
-async fn simulated_platform(latency_ms: u64) -> anyhow::Result<Simulator> {
+/// The platform simulator's send APIs, answering everything after `latency_ms`; its WhatsApp
+/// account is the bench's number (so the connection's proof passes).
+async fn simulated_platform(latency_ms: u64, phone_number_id: &str) -> anyhow::Result<Simulator> {
     let accounts = Accounts {
         whatsapp: WhatsAppAccount {
-            phone_number_id: String::new(),
-            waba_id: String::new(),
+            phone_number_id: phone_number_id.to_owned(),
+            waba_id: BENCH_WABA.to_owned(),
             display_phone_number: String::new(),
         },
         facebook_page_id: String::new(),
@@ -155,9 +166,13 @@ async fn simulated_platform(latency_ms: u64) -> anyhow::Result<Simulator> {
 
 /// An organization with a WhatsApp connection and `count` conversations whose customers just
 /// wrote (so the reply window is open).
-async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uuid>)> {
+async fn seed(
+    app: &Arc<App>,
+    tag: &str,
+    phone_number_id: &str,
+    count: usize,
+) -> anyhow::Result<(OrgAccess, Vec<Uuid>)> {
     let now = domain::now();
-    let tag = domain::new_id().simple().to_string();
     let user = app
         .store
         .insert_user(&NewUser {
@@ -180,13 +195,7 @@ async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uu
             created_at: now,
         })
         .await?;
-    let phone_number_id = format!(
-        "9{}",
-        &tag[..14]
-            .bytes()
-            .map(|b| (b % 10).to_string())
-            .collect::<String>()
-    );
+    let phone_number_id = phone_number_id.to_owned();
     let access = OrgAccess {
         user_id: user.id,
         membership: Membership {
@@ -202,6 +211,7 @@ async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uu
             platform: Platform::WhatsApp,
             platform_user_id: phone_number_id.clone(),
             name: Some("bench".into()),
+            waba_id: Some(BENCH_WABA.to_owned()),
             credentials: crate::app::connections::Credentials {
                 access_token: "bench-token".into(),
                 refresh_token: None,
@@ -213,7 +223,7 @@ async fn seed(app: &Arc<App>, count: usize) -> anyhow::Result<(OrgAccess, Vec<Uu
     .await?;
     let account = WhatsAppAccount {
         phone_number_id: phone_number_id.clone(),
-        waba_id: "WABA".to_owned(),
+        waba_id: BENCH_WABA.to_owned(),
         display_phone_number: "1".to_owned(),
     };
     for i in 0..count {

@@ -80,6 +80,9 @@ struct CreateBody {
     platform: Platform,
     platform_user_id: String,
     name: Option<String>,
+    /// WhatsApp only: the WhatsApp Business Account the number belongs to. Needed when this
+    /// server has no WhatsApp app configured to look it up.
+    waba_id: Option<String>,
     access_token: String,
     refresh_token: Option<String>,
     access_token_expires_at: Option<DateTime<Utc>>,
@@ -108,7 +111,10 @@ async fn list(
 }
 
 /// Connects a platform account with a token you already have (admins; the token is stored
-/// encrypted and never returned).
+/// encrypted and never returned). The platform is asked first whether the token reaches that
+/// account (WhatsApp: the number is in the token's WhatsApp Business Account; Facebook: the
+/// token is the Page's own; TikTok: the token is the business account's); otherwise 422
+/// `account_not_reached`, `token_rejected` or `waba_id_required`, and nothing is stored.
 #[utoipa::path(post, path = "/orgs/{org_id}/connections", tag = "connections", params(("org_id" = Uuid, Path)), request_body = CreateBody,
     responses((status = 201, body = ConnectionBody), (status = 403, body = ProblemSchema), (status = 409, body = ProblemSchema),
               (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
@@ -121,6 +127,7 @@ async fn create(
         platform: body.platform,
         platform_user_id: body.platform_user_id,
         name: body.name,
+        waba_id: body.waba_id,
         credentials: Credentials {
             access_token: body.access_token,
             refresh_token: body.refresh_token,

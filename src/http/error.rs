@@ -161,6 +161,13 @@ impl From<AppError> for Problem {
             AppError::PlatformUnavailable(_) => {
                 Problem::new(StatusCode::BAD_GATEWAY, "platform_unavailable", detail)
             }
+            AppError::Unproven { code, field, .. } => {
+                let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail);
+                match field {
+                    Some(field) => problem.with_field(field),
+                    None => problem,
+                }
+            }
             AppError::Internal(source) => {
                 tracing::error!(error = ?source, "internal error");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

@@ -251,12 +251,27 @@ pub struct Simulator {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
-    customers: JoinHandle<()>,
+    customers: Option<JoinHandle<()>>,
 }
 
 impl Simulator {
     /// Serves the platforms' APIs on `listener` and starts the customers.
     pub async fn start(listener: TcpListener, config: SimulatorConfig) -> anyhow::Result<Simulator> {
+        let mut simulator = Simulator::serve(listener, config).await?;
+        simulator.start_customers();
+        Ok(simulator)
+    }
+
+    /// Starts the customers writing (once; [`start`](Self::start) does it at once).
+    pub fn start_customers(&mut self) {
+        if self.customers.is_none() {
+            self.customers = Some(tokio::spawn(customer_traffic(self.shared.clone())));
+        }
+    }
+
+    /// Serves the platforms' APIs on `listener`; no customer writes until
+    /// [`start_customers`](Self::start_customers) (a service can connect its accounts first).
+    pub async fn serve(listener: TcpListener, config: SimulatorConfig) -> anyhow::Result<Simulator> {
         let url = format!("http://{}", listener.local_addr()?);
         let target = match &config.target {
             Some((base_url, secrets)) => Some(WebhookTarget::new(base_url, secrets.clone())?),
@@ -273,12 +288,11 @@ impl Simulator {
                 })
                 .await
         });
-        let customers = tokio::spawn(customer_traffic(shared.clone()));
         Ok(Simulator {
             shared,
             stop,
             server,
-            customers,
+            customers: None,
         })
     }
 
@@ -312,7 +326,9 @@ impl Simulator {
     /// Stops the customers first (no new webhooks), then the APIs; held requests end at once.
     pub async fn stop(self) -> Stats {
         self.stop.send_replace(true);
-        let _ = self.customers.await;
+        if let Some(customers) = self.customers {
+            let _ = customers.await;
+        }
         match self.server.await {
             Ok(Err(error)) => tracing::warn!(%error, "the simulator's server failed"),
             Err(error) => tracing::warn!(%error, "the simulator's server panicked"),

@@ -26,6 +26,8 @@ pub fn router(state: Arc<Shared>) -> Router {
         .route("/{version}/{account}/messages", post(graph_send))
         .route("/{version}/oauth/access_token", get(meta_access_token))
         .route("/{version}/debug_token", get(meta_debug_token))
+        .route("/{version}/me", get(meta_me))
+        .route("/{version}/{waba}/phone_numbers", get(whatsapp_phone_numbers))
         .route("/open_api/{version}/business/message/send/", post(tiktok_send))
         .route("/open_api/{version}/tt_user/oauth2/token/", post(tiktok_token))
         .route(
@@ -397,6 +399,53 @@ async fn meta_access_token(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
+/// `GET /me` with a token: the simulator's Page (every token it is shown is that Page's own
+/// token), so a connection claiming the Page proves it.
+async fn meta_me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if bearer(&headers).is_none() {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            None,
+            "An access token is required.",
+        );
+    }
+    axum::Json(json!({"id": shared.config.accounts.facebook_page_id, "name": "Simulated Page"}))
+        .into_response()
+}
+
+/// `GET /{waba_id}/phone_numbers`: the simulator's number, for its own WhatsApp Business
+/// Account; another WABA is one the token cannot see (Graph's error 100).
+async fn whatsapp_phone_numbers(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, waba)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if bearer(&headers).is_none() {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            None,
+            "An access token is required.",
+        );
+    }
+    let account = &shared.config.accounts.whatsapp;
+    if waba != account.waba_id {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            Some(33),
+            "Unsupported get request. Object does not exist or cannot be loaded due to missing permissions",
+        );
+    }
+    axum::Json(json!({"data": [{
+        "id": account.phone_number_id,
+        "display_phone_number": account.display_phone_number,
+        "verified_name": "Demo Shop",
+    }]}))
+    .into_response()
+}
+
 /// `GET /debug_token`: every token is valid and never expires, unless a failure is injected.
 async fn meta_debug_token(State(shared): State<Arc<Shared>>) -> Response {
     if let Some(failure) = token_failure(&shared, "meta.debug_token", Platform::Facebook).await {
@@ -408,6 +457,8 @@ async fn meta_debug_token(State(shared): State<Arc<Shared>>) -> Response {
         "is_valid": true,
         "expires_at": 0,
         "scopes": ["pages_messaging", "pages_manage_metadata", "whatsapp_business_messaging"],
+        "granular_scopes": [{"scope": "whatsapp_business_management",
+                             "target_ids": [shared.config.accounts.whatsapp.waba_id]}],
     }}))
     .into_response()
 }

@@ -127,6 +127,14 @@ pub trait Store: IngestStore + OutboundStore + InboxStore + ConnectionStore + Se
     async fn insert_connection(&self, connection: &Connection) -> StoreResult<Connection>;
     async fn connections(&self, org_id: Uuid) -> StoreResult<Vec<Connection>>;
     async fn connection(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Connection>>;
+    /// Whether the account is connected (not disconnected) in an organization other than
+    /// `org_id`: the connect flows leave such accounts alone.
+    async fn account_live_elsewhere(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<bool>;
     async fn connection_by_account(
         &self,
         org_id: Uuid,

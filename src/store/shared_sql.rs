@@ -535,6 +535,25 @@ impl Store for Backend {
         .map_err(db_error)
     }
 
+    async fn account_live_elsewhere(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM platform_connections WHERE platform = $1 AND platform_user_id = $2 \
+             AND organization_id <> $3 AND status <> 'DISCONNECTED'",
+        )
+        .bind(platform.as_str())
+        .bind(platform_user_id)
+        .bind(org_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(n > 0)
+    }
+
     async fn save_connection(&self, c: &Connection, read_at: DateTime<Utc>) -> StoreResult<Connection> {
         let mut tx = begin_write(&self.pool).await?;
         // A save (a reconnect, new credentials) also ends any refresh backoff.

@@ -21,7 +21,7 @@ pub async fn org_with_number(app: &TestApp, email: &str, number: &str) -> Org {
         .post(
             &format!("/api/v1/orgs/{id}/connections"),
             &token,
-            json!({"platform": "whatsapp", "platform_user_id": number, "access_token": "wa-token"}),
+            super::connection_body("whatsapp", number),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod inbox;
 pub mod outbound;
 
@@ -285,6 +286,9 @@ pub struct TestApp {
     pub config: Config,
     pub db: TestDb,
     pub http: reqwest::Client,
+    /// The platforms' account calls (see `accounts`), where `graph_base_url` points unless a
+    /// test points it elsewhere.
+    pub accounts: wiremock::MockServer,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -296,6 +300,9 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut RawConfig)) -> TestApp {
         let db = TestDb::new(backend).await;
         let mut raw = config_for(&db);
+        let accounts = accounts::start().await;
+        raw.graph_base_url = Some(accounts.uri());
+        raw.tiktok_base_url = Some(accounts.uri());
         configure(&mut raw);
         let config = raw.validate().expect("valid test config");
         let app = snorq::server::bootstrap(&config).await.expect("bootstrap");
@@ -319,6 +326,7 @@ impl TestApp {
             config,
             db,
             http: reqwest::Client::new(),
+            accounts,
             shutdown: Some(tx),
         }
     }
@@ -457,7 +465,7 @@ pub async fn org_with_connections(app: &TestApp, email: &str, accounts: &[(&str,
             .post(
                 &format!("/api/v1/orgs/{org_id}/connections"),
                 &token,
-                json!({"platform": platform, "platform_user_id": account, "access_token": "tok"}),
+                connection_body(platform, account),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -465,12 +473,28 @@ pub async fn org_with_connections(app: &TestApp, email: &str, accounts: &[(&str,
     (org_id, token)
 }
 
-/// Configures every platform's webhook secret (the constants above).
+/// A manual connection's body whose token the fake platform (`accounts`) accepts for `account`.
+pub fn connection_body(platform: &str, account: &str) -> Value {
+    match platform {
+        "whatsapp" => json!({"platform": platform, "platform_user_id": account,
+                             "waba_id": accounts::waba_of(account), "access_token": "wa-token"}),
+        "facebook" => json!({"platform": platform, "platform_user_id": account,
+                             "access_token": accounts::page_token(account)}),
+        _ => json!({"platform": platform, "platform_user_id": account,
+                    "access_token": accounts::tiktok_token(account)}),
+    }
+}
+
+/// Configures every platform's webhook secret (the constants above), and the TikTok app whose
+/// `token_info` proves a TikTok connection.
 pub fn with_webhook_secrets(c: &mut RawConfig) {
     c.whatsapp_app_secret = Some(META_SECRET.into());
     c.facebook_app_secret = Some(META_SECRET.into());
     c.tiktok_app_secret = Some(TIKTOK_SECRET.into());
     c.meta_verify_token = Some(VERIFY_TOKEN.into());
+    c.tiktok_app_id = c.tiktok_app_id.take().or_else(|| Some("test-tiktok-app".into()));
+    // An app id needs the public URL the platforms would redirect to.
+    c.public_url = c.public_url.take().or_else(|| Some("http://snorq.test".into()));
 }
 
 impl TestApp {

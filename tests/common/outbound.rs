@@ -64,6 +64,7 @@ pub async fn setup(backend: Backend) -> Setup {
 
 pub async fn setup_with(backend: Backend, age: Duration, configure: impl FnOnce(&mut RawConfig)) -> Setup {
     let platform = MockServer::start().await;
+    super::accounts::mount(&platform).await;
     let uri = platform.uri();
     let app = TestApp::spawn_with(backend, |c| {
         with_webhook_secrets(c);
@@ -81,7 +82,8 @@ pub async fn setup_with(backend: Backend, age: Duration, configure: impl FnOnce(
         .post(
             &format!("/api/v1/orgs/{org}/connections"),
             &token,
-            json!({"platform": "whatsapp", "platform_user_id": WA_NUMBER, "access_token": TOKEN}),
+            json!({"platform": "whatsapp", "platform_user_id": WA_NUMBER, "access_token": TOKEN,
+                   "waba_id": super::accounts::waba_of(WA_NUMBER)}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
