@@ -62,8 +62,10 @@ async fn setup_with(backend: Backend, configure: impl FnOnce(&mut snorq::config:
     .await;
     let (owner, _) = app.signup("owner@example.com").await;
     let org = app.create_org(&owner, "Acme").await;
+    // The admin's browser: it starts the flows (keeping the binding cookie) and follows them.
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .build()
         .unwrap();
     Setup {
@@ -99,10 +101,25 @@ impl Answer {
 
 impl Setup {
     async fn start(&self, platform: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let path = format!("/api/v1/orgs/{}/connections/oauth/{platform}/start", self.org);
-        self.app
-            .call(reqwest::Method::POST, &path, Some(token), body)
-            .await
+        self.start_in(&self.org, platform, token, body).await
+    }
+
+    /// Starts a flow from the admin's browser (which keeps the `snorq_connect` cookie).
+    async fn start_in(
+        &self,
+        org: &str,
+        platform: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let path = format!("/api/v1/orgs/{org}/connections/oauth/{platform}/start");
+        let mut request = self.browser.post(self.app.url(&path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("start");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// A started flow's state (as the owner).
@@ -414,6 +431,30 @@ async fn facebook_connects_one_connection_per_page(backend: Backend) {
     assert_eq!(s.connection_count().await, 3);
     assert_eq!(s.requests_to("/v24.0/200/subscribed_apps").await.len(), 2);
     assert_eq!(s.requests_to("/v24.0/100/subscribed_apps").await.len(), 1);
+
+    // Finding 1: another organization's admin granted the same Pages: they are live here, so
+    // the flow neither subscribes nor stores them there.
+    let (other, _) = s.app.signup("other-admin@example.com").await;
+    let other_org = s.app.create_org(&other, "Other").await;
+    let (status, started) = s.start_in(&other_org, "facebook", &other, None).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let query = s
+        .callback(
+            "facebook",
+            &[("code", "fb-code"), ("state", &str_of(&started["state"]))],
+        )
+        .await
+        .redirect();
+    assert_eq!(query["error"], "already_connected", "{query:?}");
+    for (page, calls) in [("100", 1), ("200", 2), ("300", 1)] {
+        assert_eq!(
+            s.requests_to(&format!("/v24.0/{page}/subscribed_apps"))
+                .await
+                .len(),
+            calls
+        );
+    }
+    assert_eq!(s.connection_count().await, 3);
 }
 
 async fn whatsapp_embedded_signup_connects_the_number(backend: Backend) {
@@ -567,6 +608,35 @@ async fn failures_store_nothing(backend: Backend) {
             .await
             .problem(StatusCode::BAD_REQUEST, "invalid_state");
     }
+    // Finding 2: an admin hands their consent link to another account's owner. That browser
+    // lacks the cookie set when the flow started: refused, nothing exchanged or connected.
+    let handed_over = s.state("tiktok").await;
+    let elsewhere = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut url = url::Url::parse(&s.app.url("/oauth/tiktok/callback")).unwrap();
+    url.query_pairs_mut()
+        .extend_pairs([("code", "c1"), ("state", handed_over.as_str())]);
+    let response = elsewhere.get(url.clone()).send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "invalid_state");
+    assert!(str_of(&body["detail"]).contains("another browser"), "{body}");
+    let another = s.state("tiktok").await;
+    let mut url = url::Url::parse(&s.app.url("/oauth/tiktok/callback")).unwrap();
+    url.query_pairs_mut()
+        .extend_pairs([("code", "c1"), ("state", another.as_str())]);
+    let forged_cookie = elsewhere
+        .get(url)
+        .header(
+            "cookie",
+            "snorq_connect=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_cookie.status(), StatusCode::BAD_REQUEST);
     s.app
         .db
         .execute_at(
@@ -865,7 +935,17 @@ async fn deauthorize_disconnects_what_the_user_granted(backend: Backend) {
             .body(body)
             .send()
     };
-    let payload = json!({"algorithm": "HMAC-SHA256", "issued_at": 1_700_000_000, "user_id": "10000123"});
+    let payload = json!({"algorithm": "HMAC-SHA256", "issued_at": chrono::Utc::now().timestamp(),
+                         "user_id": "10000123"});
+    // Finding 2: a deauthorize signed before the current grant (an old one replayed) is
+    // verified but changes nothing.
+    let replayed = meta_signed_request(
+        META_SECRET.as_bytes(),
+        &json!({"algorithm": "HMAC-SHA256", "issued_at": 1_700_000_000, "user_id": "10000123"}),
+    );
+    let response = deauthorize(format!("signed_request={replayed}")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["disconnected"], 0);
     let forged = [
         meta_signed_request(b"not-the-app-secret", &payload),
         meta_signed_request(
@@ -902,7 +982,8 @@ async fn deauthorize_disconnects_what_the_user_granted(backend: Backend) {
     // A Page uninstall (user 0, profile_id) disconnects that Page only.
     let page_only = meta_signed_request(
         META_SECRET.as_bytes(),
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "0", "profile_id": "200"}),
+        &json!({"algorithm": "HMAC-SHA256", "user_id": "0", "profile_id": "200",
+                "issued_at": chrono::Utc::now().timestamp()}),
     );
     let response = deauthorize(format!("signed_request={page_only}")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

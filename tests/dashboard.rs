@@ -171,6 +171,40 @@ async fn sign_in_is_required_and_checked(backend: Backend) {
         session.contains("HttpOnly") && session.contains("SameSite=Strict"),
         "{session}"
     );
+    // Finding 7: the cookie is the dashboard's own session, not an API token.
+    let cookie_value = session["snorq_dashboard=".len()..].split(';').next().unwrap();
+    let (status, _) = s.app.get("/api/v1/me", cookie_value).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a dashboard cookie is no bearer token"
+    );
+    let (status, _) = s.app.get("/api/v1/orgs", cookie_value).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // ... and an API token is no dashboard cookie.
+    let (api_token, _) = {
+        let (status, body) = s
+            .app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(serde_json::json!({"email": "agent@example.com", "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        (body["token"].as_str().unwrap().to_owned(), ())
+    };
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/dashboard", browser.base))
+        .header("cookie", format!("snorq_dashboard={api_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "sent to sign in");
     // Signing out (with the new session's form token) ends the session for real.
     let (_, page) = browser.get("/dashboard/sends?status=failed").await;
     let (status, _) = browser
@@ -179,6 +213,38 @@ async fn sign_in_is_required_and_checked(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (status, _) = browser.get("/dashboard").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // Served over https (`public_url`), every dashboard cookie is Secure.
+    let https = TestApp::spawn_with(backend, |c| {
+        common::with_webhook_secrets(c);
+        c.public_url = Some("https://snorq.example.com".into());
+    })
+    .await;
+    https.signup("agent@example.com").await;
+    let browser = Browser::new(&https);
+    let (_, page) = browser.get("/dashboard/login").await;
+    let response = browser
+        .http
+        .post(format!("{}/dashboard/login", browser.base))
+        .form(&[
+            ("email", "agent@example.com"),
+            ("password", "correct horse battery"),
+            ("csrf", &csrf_in(&page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("snorq_dashboard=")),
+        "{cookies:?}"
+    );
+    assert!(cookies.iter().all(|c| c.contains("; Secure")), "{cookies:?}");
 }
 
 async fn only_owners_and_admins_get_in(backend: Backend) {

@@ -64,6 +64,7 @@ fn connection(org: &Organization, platform: Platform, account: &str) -> Connecti
         last_refreshed_at: None,
         created_at: now,
         updated_at: now,
+        granted_at: None,
     }
 }
 

@@ -62,6 +62,7 @@ async fn connected_store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
             last_refreshed_at: None,
             created_at: now,
             updated_at: now,
+            granted_at: None,
         })
         .await
         .unwrap();

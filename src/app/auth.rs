@@ -91,10 +91,55 @@ pub async fn signup(app: &App, account: NewAccount<'_>, client: Option<IpAddr>) 
     }
 }
 
-/// Checks the password and starts a session. Unknown email and wrong password take the same
-/// path (an argon2 verification either way) and give the same error. Only failures count
+/// Checks the password and starts an API session. Unknown email and wrong password take the
+/// same path (an argon2 verification either way) and give the same error. Only failures count
 /// towards the sign-in limits (see `login_limiter`).
 pub async fn login(app: &App, email: &str, password: &str, client: Option<IpAddr>) -> AppResult<LoggedIn> {
+    let user = check_password(app, email, password, client).await?;
+    start_session(app, user).await
+}
+
+/// [`login`] for the dashboard: a dashboard session, whose cookie is not an API token.
+pub async fn login_dashboard(
+    app: &App,
+    email: &str,
+    password: &str,
+    client: Option<IpAddr>,
+) -> AppResult<LoggedIn> {
+    let user = check_password(app, email, password, client).await?;
+    let token = IssuedToken::generate();
+    let now = domain::now();
+    app.store
+        .insert_api_token(&NewApiToken {
+            id: domain::new_id(),
+            token_hash: dashboard_hash(token.expose()),
+            user_id: user.id,
+            organization_id: None,
+            kind: TokenKind::Dashboard,
+            name: None,
+            created_at: now,
+            expires_at: Some(now + app.settings.session_ttl),
+        })
+        .await?;
+    Ok(LoggedIn { token, user })
+}
+
+/// A dashboard cookie is looked up under its own prefix: the same text as a bearer token finds
+/// nothing, and a bearer token sent as the cookie finds nothing either.
+fn dashboard_hash(cookie: &str) -> String {
+    hash_token(&format!("dashboard:{cookie}"))
+}
+
+/// Resolves a dashboard cookie to its session; `Unauthorized` for unknown, signed-out or
+/// expired ones.
+pub async fn authenticate_dashboard(app: &App, cookie: &str) -> AppResult<Session> {
+    app.store
+        .session(&dashboard_hash(cookie), domain::now())
+        .await?
+        .ok_or(AppError::Unauthorized)
+}
+
+async fn check_password(app: &App, email: &str, password: &str, client: Option<IpAddr>) -> AppResult<User> {
     // Not an address at all: no account can match, and the text must not become a limiter key.
     let Ok(email) = Email::parse(email) else {
         return Err(AppError::InvalidCredentials);
@@ -111,7 +156,7 @@ pub async fn login(app: &App, email: &str, password: &str, client: Option<IpAddr
     match credentials {
         Some(credentials) if matched => {
             app.login_limiter.succeeded(&normalized, client);
-            start_session(app, credentials.user).await
+            Ok(credentials.user)
         }
         _ => {
             app.login_limiter.failed(&normalized, client);

@@ -154,16 +154,24 @@ pub async fn deauthorize(app: &App, platform: Platform, form: &[u8]) -> AppResul
         tracing::warn!(%platform, error = %err, "deauthorize callback refused");
         AppError::InvalidSignature
     })?;
+    let now = domain::now();
+    // Meta signs when it issued the callback (whole seconds); a grant made after that second
+    // is not concerned.
+    let issued_before = request
+        .issued_at
+        .and_then(|at| chrono::DateTime::from_timestamp(at.saturating_add(1), 0))
+        .unwrap_or(now);
     let gone = app
         .store
         .disconnect_deauthorized(
             request.user_id.as_deref(),
             request.profile_id.as_deref(),
+            issued_before,
             &format!(
                 "the app was removed on {} (deauthorize callback)",
                 platform_name(platform)
             ),
-            domain::now(),
+            now,
         )
         .await?;
     tracing::info!(%platform, disconnected = gone.len(), "deauthorize callback applied");

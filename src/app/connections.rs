@@ -109,6 +109,7 @@ fn apply_credentials(vault: &Vault, connection: &mut Connection, credentials: &C
     connection.status = ConnectionStatus::Active;
     connection.last_error = None;
     connection.failure_count = 0;
+    connection.granted_at = Some(crate::domain::now());
     Ok(())
 }
 
@@ -138,6 +139,7 @@ fn new_connection(
         last_refreshed_at: None,
         created_at: now,
         updated_at: now,
+        granted_at: None,
     }
 }
 

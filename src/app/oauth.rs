@@ -20,9 +20,12 @@ use super::connections::{self, Credentials};
 use super::orgs::OrgAccess;
 use super::{App, AppError, AppResult};
 use crate::crypto::Vault;
+use crate::crypto::tokens::hash_token;
 use crate::domain::{self, Role};
 use crate::store::{NewOAuthState, StateUse};
 
+/// The cookie that binds a flow to the browser that started it.
+pub const BROWSER_COOKIE: &str = "snorq_connect";
 /// How long a started flow may take (the issue's 10 minutes).
 const STATE_TTL_MINUTES: i64 = 10;
 const STATE_PURPOSE: &str = "oauth-state";
@@ -41,6 +44,27 @@ pub struct Started {
     pub authorize_url: String,
     pub state: String,
     pub expires_at: DateTime<Utc>,
+    /// The browser-binding secret to set as a cookie in the browser that started the flow
+    /// (the same one it sent, or a new one); the callback must come back with it.
+    pub browser_binding: String,
+}
+
+/// A browser-binding secret the caller sent, if it looks like one we issue; else a new one.
+pub fn browser_binding(sent: Option<&str>) -> String {
+    match sent {
+        Some(value)
+            if value.len() == 43
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            value.to_owned()
+        }
+        _ => {
+            let bytes: [u8; 32] = rand::random();
+            URL_SAFE_NO_PAD.encode(bytes)
+        }
+    }
 }
 
 /// What a state carries: checked by signature before the database is asked.
@@ -103,6 +127,7 @@ pub async fn start(
     access: &OrgAccess,
     platform: Platform,
     options: StartOptions,
+    browser: Option<&str>,
 ) -> AppResult<Started> {
     access.require(Role::Admin)?;
     let app_id = match platform {
@@ -116,6 +141,7 @@ pub async fn start(
         return Err(crate::domain::Invalid::new("page_ids", "must be 1 to 100 Page ids").into());
     }
     let redirect_uri = redirect_uri(app, platform)?;
+    let browser_binding = browser_binding(browser);
     let now = domain::now();
     let expires_at = now + chrono::Duration::minutes(STATE_TTL_MINUTES);
     let claims = StateClaims {
@@ -134,6 +160,7 @@ pub async fn start(
             platform,
             redirect_uri: redirect_uri.clone(),
             options: serde_json::to_value(&options).map_err(AppError::internal)?,
+            browser_hash: hash_token(&browser_binding),
             created_at: now,
             expires_at,
         })
@@ -159,6 +186,7 @@ pub async fn start(
         authorize_url,
         state,
         expires_at,
+        browser_binding,
     })
 }
 
@@ -222,7 +250,12 @@ pub fn return_url(app: &App, platform: Platform, outcome: &CallbackOutcome) -> S
 
 /// Finishes a flow. A state that is not ours, expired or used is `InvalidState` (400, nothing
 /// stored, no platform call); anything after that ends in an outcome for the browser.
-pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> AppResult<CallbackOutcome> {
+pub async fn callback(
+    app: &App,
+    platform: Platform,
+    params: CallbackParams,
+    browser: Option<&str>,
+) -> AppResult<CallbackOutcome> {
     let now = domain::now();
     let state = params
         .state
@@ -246,6 +279,21 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
     };
     if row.organization_id != claims.org || row.user_id != claims.user || row.platform.0 != platform {
         return Err(AppError::InvalidState("the state is not one this server issued"));
+    }
+    // The browser finishing the flow must be the one that started it: otherwise an admin could
+    // hand their consent link to another account's owner and receive that account.
+    let same_browser = match (row.browser_hash.as_deref(), browser) {
+        (Some(expected), Some(cookie)) => {
+            use subtle::ConstantTimeEq;
+            bool::from(expected.as_bytes().ct_eq(hash_token(cookie).as_bytes()))
+        }
+        _ => false,
+    };
+    if !same_browser {
+        tracing::warn!(%platform, "connect flow finished in another browser than the one that started it");
+        return Err(AppError::InvalidState(
+            "the connect flow was started in another browser; start it again from this one",
+        ));
     }
     let failed = |reason| Ok(CallbackOutcome::Failed { reason });
     // Consent can be withdrawn between start and callback: so can the user's role.
@@ -297,6 +345,12 @@ enum Failure {
     App(AppError),
 }
 
+impl From<crate::store::StoreError> for Failure {
+    fn from(err: crate::store::StoreError) -> Self {
+        Failure::App(err.into())
+    }
+}
+
 impl From<AppError> for Failure {
     fn from(err: AppError) -> Self {
         match err {
@@ -334,6 +388,13 @@ async fn connect_tiktok(app: &App, grant: &Grant, code: &Secret) -> Result<Vec<U
     let Some(open_id) = tokens.open_id.clone().filter(|id| is_account_id(id)) else {
         return Err(Failure::Reason("exchange_failed"));
     };
+    if app
+        .store
+        .account_live_elsewhere(grant.org_id, Platform::TikTok, &open_id)
+        .await?
+    {
+        return Err(Failure::Reason("already_connected"));
+    }
     let now = domain::now();
     let credentials = Credentials {
         access_token: tokens.access_token.expose().to_owned(),
@@ -385,17 +446,30 @@ async fn connect_facebook(app: &App, grant: &Grant, code: &Secret) -> Result<Vec
     // Every chosen Page must be subscribed before any is stored: a connection that receives
     // no webhooks would look healthy and stay silent.
     let mut seen = std::collections::HashSet::new();
-    let pages: Vec<_> = pages
+    let candidates: Vec<_> = pages
         .into_iter()
         .filter(|p| chosen(&p.id) && is_account_id(&p.id) && seen.insert(p.id.clone()))
         .collect();
+    // A Page live in another organization is left alone: not subscribed, not stored.
+    let mut taken_elsewhere = 0;
+    let mut pages = Vec::new();
+    for page in candidates {
+        if app
+            .store
+            .account_live_elsewhere(grant.org_id, PLATFORM, &page.id)
+            .await?
+        {
+            taken_elsewhere += 1;
+        } else {
+            pages.push(page);
+        }
+    }
     for page in &pages {
         client
             .meta_subscribe_page(&page.id, &page.access_token)
             .await
             .map_err(|e| platform_failure("subscribe_failed", &e))?;
     }
-    let mut taken_elsewhere = 0;
     for page in pages {
         let credentials = Credentials {
             // Page tokens from a long-lived user token do not expire.
@@ -458,6 +532,14 @@ async fn connect_whatsapp(
             "Embedded Signup reported a number the granted token does not reach"
         );
         return Err(Failure::Reason("invalid_request"));
+    }
+    // A number live in another organization is left alone: its WABA is not subscribed.
+    if app
+        .store
+        .account_live_elsewhere(grant.org_id, PLATFORM, phone_number_id)
+        .await?
+    {
+        return Err(Failure::Reason("already_connected"));
     }
     client
         .whatsapp_subscribe_waba(waba_id, &token.access_token)

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
+use super::cookies;
 use super::error::{ApiResult, ProblemSchema};
 use super::extract::{OrgScope, PathId, PathPlatform, RawBody, ValidJson, parse_json};
 use super::orgs::Items;
@@ -18,6 +19,7 @@ use crate::app::connections::{self, ConnectionChanges, Credentials, NewConnectio
 use crate::app::{connection_health, oauth};
 use crate::domain::{ConnectionStatus, Invalid};
 use crate::store::Connection;
+use axum::response::IntoResponse;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -222,9 +224,13 @@ struct StartedBody {
     expires_at: DateTime<Utc>,
 }
 
-/// Starts connecting an account through the platform's OAuth flow (admins). For WhatsApp
-/// Embedded Signup, the page that runs the signup passes the `state`, the `code` and the
-/// reported `waba_id` and `phone_number_id` to the callback.
+/// Starts connecting an account through the platform's OAuth flow (admins). The flow is bound
+/// to the browser that calls this: the response sets the `snorq_connect` cookie (HttpOnly,
+/// path `/oauth`), and the callback refuses a browser without it (400 `invalid_state`), so a
+/// consent link handed to someone else connects nothing. Call it from the browser that will
+/// follow `authorize_url` (with credentials included). For WhatsApp Embedded Signup, the page
+/// that runs the signup passes the `state`, the `code` and the reported `waba_id` and
+/// `phone_number_id` to the callback.
 #[utoipa::path(post, path = "/orgs/{org_id}/connections/oauth/{platform}/start", tag = "connections",
     params(("org_id" = Uuid, Path), ("platform" = String, Path, description = "whatsapp, facebook or tiktok")),
     request_body(content = Option<StartBody>, description = "optional"),
@@ -235,8 +241,9 @@ async fn start_oauth(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
     PathPlatform(platform): PathPlatform,
+    headers: axum::http::HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<axum::Json<StartedBody>> {
+) -> ApiResult<axum::response::Response> {
     let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
         StartBody { page_ids: None }
     } else {
@@ -245,12 +252,22 @@ async fn start_oauth(
     let options = oauth::StartOptions {
         page_ids: body.page_ids,
     };
-    let started = oauth::start(&state.app, &access, platform, options).await?;
-    Ok(axum::Json(StartedBody {
+    let sent = cookies::cookie(&headers, oauth::BROWSER_COOKIE);
+    let started = oauth::start(&state.app, &access, platform, options, sent.as_deref()).await?;
+    let binding = cookies::set_cookie(
+        oauth::BROWSER_COOKIE,
+        &started.browser_binding,
+        "/oauth",
+        cookies::SameSite::Lax,
+        3600,
+        state.app.settings.security.cookie_secure,
+    );
+    let body = axum::Json(StartedBody {
         authorize_url: started.authorize_url,
         state: started.state,
         expires_at: started.expires_at,
-    }))
+    });
+    Ok(([(axum::http::header::SET_COOKIE, binding)], body).into_response())
 }
 
 /// Asks the platform whether the token still works (Meta `debug_token`, TikTok `token_info`)

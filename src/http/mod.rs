@@ -3,6 +3,7 @@
 mod api_keys;
 mod auth;
 mod connections;
+mod cookies;
 mod dashboard;
 pub mod error;
 mod events;

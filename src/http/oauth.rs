@@ -28,7 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The platform's redirect after consent: exchanges the code, stores the tokens encrypted,
 /// creates or updates the connections, then redirects (303) to the configured return URL with
 /// `status=connected&connection_ids=...` or `status=error&error=<reason>`. A state that is
-/// missing, forged, expired or already used answers 400 `invalid_state` and stores nothing.
+/// missing, forged, expired or already used, or a browser without the `snorq_connect` cookie
+/// of the one that started the flow, answers 400 `invalid_state` and stores nothing.
 #[utoipa::path(get, path = "/oauth/{platform}/callback", tag = "oauth",
     params(("platform" = String, Path, description = "whatsapp, facebook or tiktok"),
            ("code" = Option<String>, Query), ("state" = String, Query), ("error" = Option<String>, Query),
@@ -39,9 +40,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn callback(
     State(state): State<AppState>,
     PathPlatform(platform): PathPlatform,
+    headers: axum::http::HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> ApiResult<Response> {
-    let outcome = oauth::callback(&state.app, platform, params).await?;
+    let browser = super::cookies::cookie(&headers, oauth::BROWSER_COOKIE);
+    let outcome = oauth::callback(&state.app, platform, params, browser.as_deref()).await?;
     let location = oauth::return_url(&state.app, platform, &outcome);
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
 }

@@ -21,6 +21,8 @@ pub struct NewOAuthState {
     /// Sent to the platform with the code request; the exchange must repeat it.
     pub redirect_uri: String,
     pub options: Value,
+    /// SHA-256 of the browser-binding cookie set when the flow started.
+    pub browser_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -34,6 +36,7 @@ pub struct OAuthState {
     pub platform: PlatformColumn,
     pub redirect_uri: String,
     pub options: Json<Value>,
+    pub browser_hash: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -141,10 +144,13 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> StoreResult<Option<Connection>>;
     /// The platform says this user (or this Page) removed the app: every live Meta connection
     /// they granted (or that Page's) is disconnected, its tokens erased, in one transaction.
+    /// Connections granted before `issued_before` only: a deauthorize signed before the
+    /// current grant (a replay, or one overtaken by a reconnect) leaves it alone.
     async fn disconnect_deauthorized(
         &self,
         granted_by: Option<&str>,
         page_id: Option<&str>,
+        issued_before: DateTime<Utc>,
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Connection>>;

@@ -199,7 +199,7 @@ impl ConnectionStore for Backend {
     async fn insert_oauth_state(&self, state: &NewOAuthState) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO oauth_states (id, organization_id, user_id, platform, redirect_uri, options, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             created_at, expires_at, browser_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(state.id)
         .bind(state.organization_id)
@@ -209,6 +209,7 @@ impl ConnectionStore for Backend {
         .bind(Json(&state.options))
         .bind(state.created_at)
         .bind(state.expires_at)
+        .bind(&state.browser_hash)
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
@@ -218,7 +219,7 @@ impl ConnectionStore for Backend {
     async fn consume_oauth_state(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StateUse> {
         let consumed: Option<OAuthState> = sqlx::query_as(
             "UPDATE oauth_states SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND expires_at > $2 \
-             RETURNING id, organization_id, user_id, platform, redirect_uri, options, expires_at",
+             RETURNING id, organization_id, user_id, platform, redirect_uri, options, browser_hash, expires_at",
         )
         .bind(id)
         .bind(now)
@@ -326,6 +327,7 @@ impl ConnectionStore for Backend {
         &self,
         granted_by: Option<&str>,
         page_id: Option<&str>,
+        issued_before: DateTime<Utc>,
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Connection>> {
@@ -338,13 +340,15 @@ impl ConnectionStore for Backend {
              refresh_token_enc = NULL, token_fingerprint = NULL, access_token_expires_at = NULL, \
              refresh_token_expires_at = NULL, refresh_claimed_until = NULL, last_error = $3, updated_at = $4 \
              WHERE status <> 'DISCONNECTED' AND platform IN ('facebook', 'whatsapp') \
-             AND (granted_by_external_id = $1 OR (platform = 'facebook' AND platform_user_id = $2)) RETURNING ",
+             AND (granted_by_external_id = $1 OR (platform = 'facebook' AND platform_user_id = $2)) \
+             AND (granted_at IS NULL OR granted_at < $5) RETURNING ",
             connection_columns!()
         ))
         .bind(granted_by)
         .bind(page_id)
         .bind(reason)
         .bind(now)
+        .bind(issued_before)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;

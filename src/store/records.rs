@@ -36,6 +36,9 @@ pub struct UserCredentials {
 pub enum TokenKind {
     Session,
     ApiKey,
+    /// A dashboard sign-in: its cookie is stored hashed under its own prefix, so it never
+    /// works as an API bearer token (nor an API token as its cookie).
+    Dashboard,
 }
 
 impl TokenKind {
@@ -43,6 +46,7 @@ impl TokenKind {
         match self {
             TokenKind::Session => "SESSION",
             TokenKind::ApiKey => "API_KEY",
+            TokenKind::Dashboard => "DASHBOARD",
         }
     }
 }
@@ -197,6 +201,9 @@ pub struct Connection {
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the platform last granted these credentials (a connect flow, or credentials given
+    /// by hand): a deauthorize issued before it concerns an older grant.
+    pub granted_at: Option<DateTime<Utc>>,
 }
 
 /// `Platform` as a column value (the connectors crate owns `Platform` and knows no SQL).

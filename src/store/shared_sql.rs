@@ -46,7 +46,7 @@ macro_rules! connection_columns {
         "id, organization_id, platform, platform_user_id, name, status, access_token_enc, \
          refresh_token_enc, token_fingerprint, access_token_expires_at, refresh_token_expires_at, \
          settings, last_error, granted_by_external_id, failure_count, last_checked_at, last_refreshed_at, \
-         created_at, updated_at"
+         created_at, updated_at, granted_at"
     };
 }
 
@@ -458,8 +458,8 @@ impl Store for Backend {
             "INSERT INTO platform_connections (id, organization_id, platform, platform_user_id, name, status, \
              access_token_enc, refresh_token_enc, token_fingerprint, access_token_expires_at, \
              refresh_token_expires_at, settings, last_error, granted_by_external_id, failure_count, \
-             last_checked_at, last_refreshed_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING ",
+             last_checked_at, last_refreshed_at, created_at, updated_at, granted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING ",
             connection_columns!()
         ))
         .bind(c.id)
@@ -481,6 +481,7 @@ impl Store for Backend {
         .bind(c.last_refreshed_at)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(c.granted_at)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -562,7 +563,7 @@ impl Store for Backend {
              refresh_token_enc = $6, token_fingerprint = $7, access_token_expires_at = $8, \
              refresh_token_expires_at = $9, settings = $10, last_error = $11, granted_by_external_id = $12, \
              failure_count = $13, last_checked_at = $14, last_refreshed_at = $15, next_refresh_at = NULL, \
-             updated_at = $16 WHERE organization_id = $1 AND id = $2 AND updated_at = $17 RETURNING ",
+             updated_at = $16, granted_at = $18 WHERE organization_id = $1 AND id = $2 AND updated_at = $17 RETURNING ",
             connection_columns!()
         ))
         .bind(c.organization_id)
@@ -582,6 +583,7 @@ impl Store for Backend {
         .bind(c.last_refreshed_at)
         .bind(c.updated_at)
         .bind(read_at)
+        .bind(c.granted_at)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;

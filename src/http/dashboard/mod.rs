@@ -117,12 +117,18 @@ struct NoticeQuery {
 
 /// The sign-in form.
 #[utoipa::path(get, path = "/dashboard/login", tag = "dashboard", responses((status = 200, content_type = "text/html", description = "the form")))]
-async fn login_form() -> Response {
+async fn login_form(State(state): State<AppState>) -> Response {
     let csrf = session::new_login_csrf();
-    login_page(csrf, String::new(), None, StatusCode::OK)
+    login_page(&state, csrf, String::new(), None, StatusCode::OK)
 }
 
-fn login_page(csrf: String, email: String, error: Option<String>, status: StatusCode) -> Response {
+fn login_page(
+    state: &AppState,
+    csrf: String,
+    email: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let mut response = render(&LoginPage {
         csrf: csrf.clone(),
         email,
@@ -131,9 +137,15 @@ fn login_page(csrf: String, email: String, error: Option<String>, status: Status
     *response.status_mut() = status;
     response.headers_mut().append(
         header::SET_COOKIE,
-        session::set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600),
+        session::set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, secure(state)),
     );
     response
+}
+
+/// Whether the dashboard's cookies are `Secure` (`cookie_secure`, by default when `public_url`
+/// is https).
+fn secure(state: &AppState) -> bool {
+    state.app.settings.security.cookie_secure
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -154,22 +166,26 @@ async fn login(
     let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if !session::same(&expected, &form.csrf) {
         return login_page(
+            &state,
             session::new_login_csrf(),
             form.email,
             Some("The sign-in form expired; please try again.".into()),
             StatusCode::FORBIDDEN,
         );
     }
-    match auth::login(&state.app, &form.email, &form.password, client).await {
+    match auth::login_dashboard(&state.app, &form.email, &form.password, client).await {
         Ok(logged_in) => {
             let ttl = state.app.settings.session_ttl.num_seconds();
             let mut response = Redirect::to("/dashboard").into_response();
             let headers = response.headers_mut();
             headers.append(
                 header::SET_COOKIE,
-                session::set_cookie(SESSION_COOKIE, logged_in.token.expose(), ttl),
+                session::set_cookie(SESSION_COOKIE, logged_in.token.expose(), ttl, secure(&state)),
             );
-            headers.append(header::SET_COOKIE, session::set_cookie(LOGIN_CSRF_COOKIE, "", 0));
+            headers.append(
+                header::SET_COOKIE,
+                session::set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure(&state)),
+            );
             response
         }
         Err(err) => {
@@ -179,6 +195,7 @@ async fn login(
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
             login_page(
+                &state,
                 session::new_login_csrf(),
                 form.email,
                 Some(err.to_string()),
@@ -207,9 +224,10 @@ async fn logout(
         return error_page(err);
     }
     let mut response = Redirect::to("/dashboard/login").into_response();
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", 0));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(SESSION_COOKIE, "", 0, secure(&state)),
+    );
     response
 }
 

@@ -1,11 +1,13 @@
-//! Dashboard sign-in: the same accounts and session tokens as the API, carried in an HttpOnly,
-//! SameSite=Strict cookie scoped to `/dashboard`. Every form carries a CSRF token derived from
+//! Dashboard sign-in: the same accounts as the API, with sessions of their own (stored
+//! server-side, revocable, and never usable as an API token), carried in an HttpOnly,
+//! SameSite=Strict cookie scoped to `/dashboard`, `Secure` when the service is on https. Every form carries a CSRF token derived from
 //! the session (so nothing extra is stored); the login form, which has no session yet, uses a
 //! double-submit cookie.
 
+use crate::http::cookies::SameSite;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -58,16 +60,12 @@ impl FromRequestParts<AppState> for DashboardUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(Rejection::Login)?;
-        let session = auth::authenticate(&state.app, &token)
+        let session = auth::authenticate_dashboard(&state.app, &token)
             .await
             .map_err(|err| match err {
                 crate::app::AppError::Unauthorized => Rejection::Login,
                 other => Rejection::Other(other.into_response()),
             })?;
-        // Organization API keys are for programs, not for signing in here.
-        if session.token_organization_id.is_some() {
-            return Err(Rejection::Login);
-        }
         let scope = dashboard::scope(&state.app, &session)
             .await
             .map_err(|err| match err {
@@ -103,21 +101,13 @@ pub fn new_login_csrf() -> String {
 }
 
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty())
+    crate::http::cookies::cookie(headers, name)
 }
 
-/// `Set-Cookie` for a dashboard cookie; `max_age` 0 deletes it.
-pub fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
-    let text = format!("{name}={value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+/// `Set-Cookie` for a dashboard cookie (`SameSite=Strict`, path `/dashboard`, `Secure` when
+/// configured); `max_age` 0 deletes it.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    crate::http::cookies::set_cookie(name, value, "/dashboard", SameSite::Strict, max_age_secs, secure)
 }
 
 #[cfg(test)]
@@ -133,21 +123,5 @@ mod tests {
         assert!(same(&a, &a));
         assert!(!same(&a, &a[..a.len() - 1]));
         assert!(!same("", ""));
-    }
-
-    #[test]
-    fn cookies_are_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; snorq_dashboard=tok; b=2"),
-        );
-        assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("tok"));
-        assert_eq!(cookie(&headers, "missing"), None);
-        let set = set_cookie(SESSION_COOKIE, "tok", 60);
-        let set = set.to_str().unwrap();
-        assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/dashboard")
-        );
     }
 }
