@@ -7,13 +7,14 @@ mod common;
 use std::time::Duration;
 
 use common::inbox::org_with_number;
-use common::{Backend, TestApp, assert_problem, with_webhook_secrets};
+use common::{Backend, TestApp, assert_problem, str_of, with_webhook_secrets};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 backend_tests!(
+    streams_end_when_access_ends_and_are_limited,
     a_reconnecting_client_gets_what_it_missed_from_any_process,
     events_are_private_to_their_organization,
     a_shutdown_ends_open_streams,
@@ -66,10 +67,10 @@ impl Stream {
                         .lines()
                         .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
                 };
-                // Keep-alive comments have no fields.
-                if let (Some(id), Some(kind), Some(data)) = (field("id"), field("event"), field("data")) {
+                // Keep-alive comments have no fields; `stream.closed` has no id (-1 here).
+                if let (Some(kind), Some(data)) = (field("event"), field("data")) {
                     events.push(SseEvent {
-                        id: id.parse().expect("numeric id"),
+                        id: field("id").map_or(-1, |id| id.parse().expect("numeric id")),
                         kind,
                         data: serde_json::from_str(&data).expect("JSON data"),
                     });
@@ -96,6 +97,141 @@ impl Stream {
             );
         }
     }
+}
+
+impl Stream {
+    /// Reads until the stream ends (10 s at most); the events it sent last.
+    async fn until_closed(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => panic!("the stream is still open after 10 s: {events:?}"),
+                Ok(None) | Ok(Some(Err(_))) => break,
+                Ok(Some(Ok(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+            }
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
+                };
+                if let (Some(kind), Some(data)) = (field("event"), field("data")) {
+                    events.push(SseEvent {
+                        id: field("id").map_or(-1, |id| id.parse().expect("numeric id")),
+                        kind,
+                        data: serde_json::from_str(&data).expect("JSON data"),
+                    });
+                }
+            }
+        }
+        events
+    }
+}
+
+/// Finding 3: a stream opened before access ended kept delivering the organization's events.
+/// Now it ends within a few seconds, with a last `stream.closed`, when the member is removed,
+/// the session signs out, or the API key is revoked; and streams are limited per user.
+async fn streams_end_when_access_ends_and_are_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        with_webhook_secrets(c);
+        c.live_streams_per_user = 2;
+    })
+    .await;
+    let org = org_with_number(&app, "owner@example.com", "100000000000001").await;
+    app.set_plan(&org.id, snorq::domain::Plan::Business).await;
+    let (member, member_id) = app.signup("member@example.com").await;
+    app.add_member(&org.token, &org.id, "member@example.com", "member")
+        .await;
+    let base = app.url("");
+
+    // The member is removed: their open stream ends.
+    let mut removed = Stream::open(&base, &org.id, &member, None).await;
+    let (status, _) = app
+        .delete(&org.path(&format!("/members/{member_id}")), &org.token)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let started = std::time::Instant::now();
+    let last = removed.until_closed().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let closed = last.last().expect("a final event");
+    assert_eq!(
+        (closed.kind.as_str(), &closed.data),
+        ("stream.closed", &json!({"reason": "access_revoked"}))
+    );
+
+    // A signed-out session's stream ends.
+    let (status, login) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "owner@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let session = str_of(&login["token"]);
+    let mut signed_out = Stream::open(&base, &org.id, &session, None).await;
+    let (status, _) = app
+        .call(reqwest::Method::POST, "/api/v1/auth/logout", Some(&session), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        signed_out.until_closed().await.last().unwrap().kind,
+        "stream.closed"
+    );
+
+    // A revoked API key's stream ends.
+    let (status, key) = app
+        .post(&org.path("/api-keys"), &org.token, json!({"name": "k"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let mut keyed = Stream::open(&base, &org.id, &str_of(&key["token"]), None).await;
+    let (status, _) = app
+        .delete(
+            &org.path(&format!("/api-keys/{}", str_of(&key["id"]))),
+            &org.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(keyed.until_closed().await.last().unwrap().kind, "stream.closed");
+
+    // Two streams per user here: a third answers 429 until one closes.
+    let first = Stream::open(&base, &org.id, &org.token, None).await;
+    let _second = Stream::open(&base, &org.id, &org.token, None).await;
+    let response = app
+        .http
+        .get(app.url(&org.path("/events")))
+        .bearer_auth(&org.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "too_many_streams");
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..50 {
+        let response = app
+            .http
+            .get(app.url(&org.path("/events")))
+            .bearer_auth(&org.token)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            reopened = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream gives its place back");
 }
 
 /// A second service process on the same database (its own HTTP server and workers).
