@@ -234,9 +234,10 @@ async fn another_organization_s_ids_answer_404_and_change_nothing(backend: Backe
         (Method::GET, "/members".into(), Value::Null),
         (
             Method::POST,
-            "/members".into(),
+            "/invitations".into(),
             json!({"email": "me@example.com"}),
         ),
+        (Method::GET, "/invitations".into(), Value::Null),
         (Method::GET, "/connections".into(), Value::Null),
         (
             Method::POST,

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Backend, TestApp, assert_problem, str_of};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use snorq::domain::Plan;
 
 async fn create_list_show_update(backend: Backend) {
@@ -90,63 +90,139 @@ async fn create_list_show_update(backend: Backend) {
     assert_eq!(body["field"], "plan", "the plan is not self-service");
 }
 
-async fn seat_limits_answer_plan_limit(backend: Backend) {
+/// Finding 6: adding a member by email answered 422 for strangers and silently added known
+/// users (their name in the answer). Now an invitation answers the same for both, the invited
+/// person accepts or declines, and pending invitations hold seats.
+async fn invitations_reveal_nothing_and_hold_seats(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (owner, _) = app.signup("owner@example.com").await;
-    for email in ["b@example.com", "c@example.com", "d@example.com", "e@example.com"] {
-        app.signup(email).await;
-    }
+    let (bea, _) = app.signup("bea@example.com").await;
+    let (cy, _) = app.signup("cy@example.com").await;
     let org_id = app.create_org(&owner, "Acme").await;
+    let invitations = format!("/api/v1/orgs/{org_id}/invitations");
     let members = format!("/api/v1/orgs/{org_id}/members");
     // FREE: the owner is the only seat.
     let (status, body) = app
-        .post(&members, &owner, json!({"email": "b@example.com"}))
+        .post(&invitations, &owner, json!({"email": "bea@example.com"}))
         .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "plan_limit");
 
     app.set_plan(&org_id, Plan::Pro).await;
-    for email in ["b@example.com", "c@example.com"] {
-        let (status, body) = app.post(&members, &owner, json!({"email": email})).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        assert_eq!(body["role"], "member");
-    }
+    // A registered email and an unknown one get answers of the same shape: nothing in them
+    // says which has an account, and nobody is a member yet.
+    let (known_status, known) = app
+        .post(&invitations, &owner, json!({"email": "Bea@example.com"}))
+        .await;
+    let (ghost_status, ghost) = app
+        .post(&invitations, &owner, json!({"email": "ghost@example.com"}))
+        .await;
+    assert_eq!(
+        (known_status, ghost_status),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{known} {ghost}"
+    );
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&known), keys(&ghost));
+    assert!(
+        !known.to_string().contains("Test User"),
+        "no name of the invited user: {known}"
+    );
+    assert_eq!(known["role"], "member");
+    assert_eq!(
+        app.get(&members, &owner).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // PRO has three seats: the owner and two pending invitations fill them.
     let (status, body) = app
-        .post(&members, &owner, json!({"email": "d@example.com"}))
+        .post(&invitations, &owner, json!({"email": "cy@example.com"}))
         .await;
     assert_problem(status, &body, StatusCode::CONFLICT, "plan_limit");
+    let (status, body) = app
+        .post(&invitations, &owner, json!({"email": "bea@example.com"}))
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    let (_, pending) = app.get(&invitations, &owner).await;
+    assert_eq!(pending["items"].as_array().unwrap().len(), 2);
 
-    app.set_plan(&org_id, Plan::Business).await;
-    let (status, _) = app
+    // Revoking frees a seat; the revoked invitation cannot be accepted.
+    let ghost_id = str_of(&ghost["id"]);
+    assert_eq!(
+        app.delete(&format!("{invitations}/{ghost_id}"), &owner).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("{invitations}/{ghost_id}"), &owner).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, cy_invitation) = app
         .post(
-            &members,
+            &invitations,
             &owner,
-            json!({"email": "d@example.com", "role": "admin"}),
+            json!({"email": "cy@example.com", "role": "admin"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = app
-        .post(&members, &owner, json!({"email": "e@example.com"}))
-        .await;
-    assert_problem(status, &body, StatusCode::CONFLICT, "plan_limit");
+    assert_eq!(status, StatusCode::CREATED, "{cy_invitation}");
 
-    let (_, list) = app.get(&members, &owner).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 4);
-
-    // Adding someone twice, or someone without an account.
-    let (status, body) = app
-        .post(&members, &owner, json!({"email": "B@example.com"}))
+    // The invited see their invitations (and only theirs), and decide.
+    let (_, mine) = app.get("/api/v1/me/invitations", &bea).await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["items"][0]["organization_name"], "Acme");
+    let bea_invitation = str_of(&mine["items"][0]["id"]);
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/me/invitations/{bea_invitation}/accept"),
+            &cy,
+            json!({}),
+        )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (status, body) = app
-        .post(&members, &owner, json!({"email": "ghost@example.com"}))
+    assert_eq!(status, StatusCode::NOT_FOUND, "someone else's invitation");
+    let (status, joined) = app
+        .post(
+            &format!("/api/v1/me/invitations/{bea_invitation}/accept"),
+            &bea,
+            json!({}),
+        )
         .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(
+        (str_of(&joined["id"]), joined["role"].as_str()),
+        (org_id.clone(), Some("member"))
     );
-    assert_eq!(body["field"], "email");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/me/invitations/{bea_invitation}/accept"),
+            &bea,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "accepted once");
+    let cy_id = str_of(&cy_invitation["id"]);
+    let (status, _) = app
+        .post(&format!("/api/v1/me/invitations/{cy_id}/decline"), &cy, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, list) = app.get(&members, &owner).await;
+    let emails: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| str_of(&m["email"]))
+        .collect();
+    assert_eq!(emails.len(), 2, "{emails:?}");
+    assert!(emails.contains(&"bea@example.com".to_owned()) && !emails.contains(&"cy@example.com".to_owned()));
+    // The old route that added people without their consent is gone.
+    let (status, _) = app
+        .post(&members, &owner, json!({"email": "cy@example.com"}))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // Members are not admins: they cannot invite or see invitations.
+    let (status, body) = app
+        .post(&invitations, &bea, json!({"email": "x@example.com"}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
 }
 
 async fn roles_are_enforced(backend: Backend) {
@@ -170,7 +246,11 @@ async fn roles_are_enforced(backend: Backend) {
     let (status, body) = app.patch(&org, &member, json!({"name": "Mine"})).await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, body) = app
-        .post(&members, &member, json!({"email": "new@example.com"}))
+        .post(
+            &format!("{org}/invitations"),
+            &member,
+            json!({"email": "new@example.com"}),
+        )
         .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let (status, body) = app
@@ -221,7 +301,7 @@ async fn roles_are_enforced(backend: Backend) {
     assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
     let (status, body) = app
         .post(
-            &members,
+            &format!("{org}/invitations"),
             &admin,
             json!({"email": "new@example.com", "role": "owner"}),
         )
@@ -284,11 +364,12 @@ async fn other_organizations_are_invisible(backend: Backend) {
         app.get(&format!("{org}/members"), &bob).await,
         app.patch(&org, &bob, json!({"name": "Pwned"})).await,
         app.post(
-            &format!("{org}/members"),
+            &format!("{org}/invitations"),
             &bob,
             json!({"email": "bob@example.com"}),
         )
         .await,
+        app.get(&format!("{org}/invitations"), &bob).await,
         app.patch(&format!("{org}/members/{bob_id}"), &bob, json!({"role": "admin"}))
             .await,
         app.delete(&format!("{org}/members/{bob_id}"), &bob).await,
@@ -313,7 +394,7 @@ async fn other_organizations_are_invisible(backend: Backend) {
 
 backend_tests!(
     create_list_show_update,
-    seat_limits_answer_plan_limit,
+    invitations_reveal_nothing_and_hold_seats,
     roles_are_enforced,
     other_organizations_are_invisible,
 );

@@ -101,6 +101,7 @@ impl From<StoreError> for AppError {
                         ("this Idempotency-Key was used for another message", None)
                     }
                     Constraint::LabelName => ("a label with this name already exists", Some("name")),
+                    Constraint::Invitation => ("this email is invited already", Some("email")),
                     Constraint::Other => ("conflicts with existing data", None),
                 };
                 AppError::conflict(message, field)

@@ -12,6 +12,7 @@ pub mod delivery;
 mod error;
 pub mod inbox;
 pub mod ingest;
+pub mod invitations;
 pub mod keys;
 pub mod labels;
 pub mod live;

@@ -180,12 +180,6 @@ pub async fn members(app: &App, access: &OrgAccess) -> AppResult<Vec<Member>> {
     Ok(app.store.members(access.org_id()).await?)
 }
 
-/// Adds an existing user, found by email, with a role below owner (ADMIN or OWNER only).
-pub async fn add_member(app: &App, access: &OrgAccess, email: &str, role: Role) -> AppResult<Member> {
-    access.require(Role::Admin)?;
-    add_member_as_operator(app, access.org_id(), email, role).await
-}
-
 /// Adds a member without a caller's role check (the CLI). Seat limits still apply.
 pub async fn add_member_as_operator(app: &App, org_id: Uuid, email: &str, role: Role) -> AppResult<Member> {
     if role == Role::Owner {

@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 mod extract;
 mod inbox;
+mod invitations;
 mod labels;
 mod middleware;
 mod oauth;
@@ -69,6 +70,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(orgs::router())
+        .merge(invitations::router())
         .merge(connections::router())
         .merge(sends::router())
         .merge(inbox::router())

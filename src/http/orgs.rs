@@ -19,13 +19,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(show, update))
-        .routes(routes!(members, add_member))
+        .routes(routes!(members))
         .routes(routes!(update_member, remove_member))
 }
 
 /// An organization as seen by the caller, with the caller's role in it.
 #[derive(Serialize, utoipa::ToSchema)]
-struct OrgBody {
+pub struct OrgBody {
     id: Uuid,
     name: String,
     slug: String,
@@ -104,18 +104,6 @@ struct UpdateOrgBody {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddMemberBody {
-    email: String,
-    #[serde(default = "default_role")]
-    role: Role,
-}
-
-fn default_role() -> Role {
-    Role::Member
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 struct UpdateMemberBody {
     role: Role,
 }
@@ -183,18 +171,6 @@ async fn members(
     OrgScope(access): OrgScope,
 ) -> ApiResult<axum::Json<Items<MemberBody>>> {
     Ok(Items::from_iter(orgs::members(&state.app, &access).await?))
-}
-
-/// Adds an existing account as a member (admins; seats limited by plan: 409 `plan_limit`).
-#[utoipa::path(post, path = "/orgs/{org_id}/members", tag = "organizations", params(("org_id" = Uuid, Path)), request_body = AddMemberBody,
-    responses((status = 201, body = MemberBody), (status = 403, body = ProblemSchema), (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
-async fn add_member(
-    State(state): State<AppState>,
-    OrgScope(access): OrgScope,
-    ValidJson(body): ValidJson<AddMemberBody>,
-) -> ApiResult<(StatusCode, axum::Json<MemberBody>)> {
-    let member = orgs::add_member(&state.app, &access, &body.email, body.role).await?;
-    Ok((StatusCode::CREATED, axum::Json(member.into())))
 }
 
 /// Changes a member's role; `owner` transfers ownership (owner only).

@@ -11,6 +11,7 @@ pub enum Constraint {
     ConnectionLiveAccount,
     MessageIdempotencyKey,
     LabelName,
+    Invitation,
     Other,
 }
 
@@ -25,6 +26,7 @@ impl Constraint {
             "platform_connections_live_account_key" => Constraint::ConnectionLiveAccount,
             "messages_org_idempotency_key" => Constraint::MessageIdempotencyKey,
             "labels_org_name_key" => Constraint::LabelName,
+            "invitations_org_email_key" => Constraint::Invitation,
             _ => Constraint::Other,
         }
     }
@@ -44,6 +46,7 @@ impl Constraint {
             }
             "messages.organization_id, messages.idempotency_key" => Constraint::MessageIdempotencyKey,
             "labels.organization_id, labels.name" => Constraint::LabelName,
+            "invitations.organization_id, invitations.email_normalized" => Constraint::Invitation,
             _ => Constraint::Other,
         }
     }

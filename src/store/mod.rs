@@ -103,6 +103,31 @@ pub trait Store: IngestStore + OutboundStore + InboxStore + ConnectionStore + Se
         role: Role,
         now: DateTime<Utc>,
     ) -> StoreResult<Member>;
+    /// Records an invitation unless the seats (members and pending invitations) are taken
+    /// (`PlanLimit`), the email is a member already (`Conflict(Membership)`) or invited already
+    /// (`Conflict(Invitation)`). One transaction with the organization locked.
+    async fn insert_invitation(&self, invitation: &NewInvitation) -> StoreResult<Invitation>;
+    /// Pending (unexpired) invitations of the organization, newest first.
+    async fn invitations(&self, org_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<Invitation>>;
+    /// Revokes a pending invitation; false when there is none with that id here.
+    async fn delete_invitation(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// Pending invitations addressed to this (normalized) email, newest first.
+    async fn invitations_for(
+        &self,
+        email_normalized: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Invitation>>;
+    /// Turns the invitation addressed to `email_normalized` into a membership of `user_id`, in
+    /// one transaction; `NotFound` when there is no such pending invitation.
+    async fn accept_invitation(
+        &self,
+        id: Uuid,
+        email_normalized: &str,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Membership>;
+    /// Declines (deletes) the invitation addressed to `email_normalized`; false when none.
+    async fn decline_invitation(&self, id: Uuid, email_normalized: &str) -> StoreResult<bool>;
     /// Changes a non-owner's role; `NotFound` when the user is not a member.
     async fn set_member_role(&self, org_id: Uuid, user_id: Uuid, role: Role) -> StoreResult<Member>;
     /// Makes `to` the OWNER and the previous owner an ADMIN, atomically.

@@ -175,6 +175,35 @@ pub struct Member {
     pub created_at: DateTime<Utc>,
 }
 
+/// An invitation to join an organization, pending until accepted, declined, revoked or
+/// expired. It holds a seat meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    /// The organization's name (for the invited user's list).
+    pub organization_name: String,
+    pub email: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub invited_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An invitation to record.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub email: String,
+    pub email_normalized: String,
+    pub role: Role,
+    pub invited_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Connection {
     pub id: Uuid,

@@ -41,6 +41,12 @@ macro_rules! member_columns {
         "m.user_id, u.email, u.name, m.role, m.created_at"
     };
 }
+macro_rules! invitation_columns {
+    () => {
+        "i.id, i.organization_id, o.name AS organization_name, i.email, i.role, i.invited_by, \
+         i.created_at, i.expires_at"
+    };
+}
 macro_rules! connection_columns {
     () => {
         "id, organization_id, platform, platform_user_id, name, status, access_token_enc, \
@@ -319,12 +325,7 @@ impl Store for Backend {
             .as_deref()
             .and_then(crate::domain::Plan::from_db)
             .ok_or(StoreError::NotFound)?;
-        let seats: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM organization_members WHERE organization_id = $1")
-                .bind(org_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
+        let seats = seats_taken(&mut tx, org_id, now).await?;
         let already: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM organization_members WHERE organization_id = $1 AND user_id = $2",
         )
@@ -364,6 +365,165 @@ impl Store for Backend {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(member)
+    }
+
+    async fn insert_invitation(&self, invitation: &NewInvitation) -> StoreResult<Invitation> {
+        let org_id = invitation.organization_id;
+        let mut tx = begin_write(&self.pool).await?;
+        // Locked so that concurrent invitations and adds cannot both pass the seat check.
+        let plan: Option<String> = sqlx::query_scalar(LOCK_ORGANIZATION)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let plan = plan
+            .as_deref()
+            .and_then(crate::domain::Plan::from_db)
+            .ok_or(StoreError::NotFound)?;
+        let member: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM organization_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.organization_id = $1 AND u.email_normalized = $2",
+        )
+        .bind(org_id)
+        .bind(&invitation.email_normalized)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if member > 0 {
+            return Err(StoreError::Conflict(Constraint::Membership));
+        }
+        // An expired invitation for the same email gives way to the new one.
+        sqlx::query("DELETE FROM invitations WHERE organization_id = $1 AND email_normalized = $2 AND expires_at <= $3")
+            .bind(org_id)
+            .bind(&invitation.email_normalized)
+            .bind(invitation.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let invited: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invitations WHERE organization_id = $1 AND email_normalized = $2",
+        )
+        .bind(org_id)
+        .bind(&invitation.email_normalized)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if invited > 0 {
+            return Err(StoreError::Conflict(Constraint::Invitation));
+        }
+        if seats_taken(&mut tx, org_id, invitation.created_at).await? >= plan.seat_limit() {
+            return Err(StoreError::PlanLimit {
+                limit: plan.seat_limit(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO invitations (id, organization_id, email, email_normalized, role, invited_by, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(invitation.id)
+        .bind(org_id)
+        .bind(&invitation.email)
+        .bind(&invitation.email_normalized)
+        .bind(invitation.role.as_db())
+        .bind(invitation.invited_by)
+        .bind(invitation.created_at)
+        .bind(invitation.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let saved = sqlx::query_as(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM invitations i JOIN organizations o ON o.id = i.organization_id WHERE i.id = $1"
+        ))
+        .bind(invitation.id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(saved)
+    }
+
+    async fn invitations(&self, org_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<Invitation>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM invitations i JOIN organizations o ON o.id = i.organization_id \
+             WHERE i.organization_id = $1 AND i.expires_at > $2 ORDER BY i.created_at DESC, i.id"
+        ))
+        .bind(org_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn delete_invitation(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM invitations WHERE organization_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn invitations_for(&self, email_normalized: &str, now: DateTime<Utc>) -> StoreResult<Vec<Invitation>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM invitations i JOIN organizations o ON o.id = i.organization_id \
+             WHERE i.email_normalized = $1 AND i.expires_at > $2 ORDER BY i.created_at DESC, i.id"
+        ))
+        .bind(email_normalized)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn accept_invitation(
+        &self,
+        id: Uuid,
+        email_normalized: &str,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Membership> {
+        let mut tx = begin_write(&self.pool).await?;
+        let found: Option<(Uuid, String)> = sqlx::query_as(
+            "DELETE FROM invitations WHERE id = $1 AND email_normalized = $2 AND expires_at > $3 \
+             RETURNING organization_id, role",
+        )
+        .bind(id)
+        .bind(email_normalized)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let (org_id, role) = found.ok_or(StoreError::NotFound)?;
+        // The invitation held the seat: becoming a member takes no new one.
+        sqlx::query(
+            "INSERT INTO organization_members (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(&role)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        self.membership(org_id, user_id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn decline_invitation(&self, id: Uuid, email_normalized: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM invitations WHERE id = $1 AND email_normalized = $2")
+            .bind(id)
+            .bind(email_normalized)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected() > 0)
     }
 
     async fn set_member_role(&self, org_id: Uuid, user_id: Uuid, role: Role) -> StoreResult<Member> {
@@ -694,6 +854,19 @@ struct LiveEvent {
 
 /// Changes made while applying: collected, then written once per batch.
 type LiveEvents = Vec<LiveEvent>;
+
+/// Seats in use: members, and invitations still pending at `now`.
+async fn seats_taken(conn: &mut DbConn, org_id: Uuid, now: DateTime<Utc>) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM organization_members WHERE organization_id = $1) \
+         + (SELECT COUNT(*) FROM invitations WHERE organization_id = $1 AND expires_at > $2)",
+    )
+    .bind(org_id)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+    .map_err(db_error)
+}
 
 fn live(out: &mut LiveEvents, organization_id: Uuid, kind: &'static str, payload: serde_json::Value) {
     out.push(LiveEvent {

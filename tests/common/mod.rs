@@ -430,16 +430,34 @@ impl TestApp {
             .expect("set plan");
     }
 
-    /// Adds `email` to the org with `role`, as the org's owner (`owner_token`).
+    /// Adds `email` (a user signed up with the test password) to the org with `role`: the
+    /// owner (`owner_token`) invites, the user signs in and accepts.
     pub async fn add_member(&self, owner_token: &str, org_id: &str, email: &str, role: &str) {
-        let (status, body) = self
+        let (status, invitation) = self
             .post(
-                &format!("/api/v1/orgs/{org_id}/members"),
+                &format!("/api/v1/orgs/{org_id}/invitations"),
                 owner_token,
                 json!({"email": email, "role": role}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "add member: {body}");
+        assert_eq!(status, StatusCode::CREATED, "invite: {invitation}");
+        let (status, session) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {email}: {session}");
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/me/invitations/{}/accept", str_of(&invitation["id"])),
+                &str_of(&session["token"]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "accept: {body}");
     }
 }
 
