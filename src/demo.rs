@@ -195,7 +195,7 @@ async fn greet_new_conversations(
     let mut events = std::pin::pin!(events);
     while let Some(item) = events.next().await {
         let LiveItem::Event(event) = item else {
-            continue;
+            continue; // stream.opened
         };
         if event.kind != "conversation.created" {
             continue;

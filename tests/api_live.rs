@@ -49,10 +49,26 @@ impl Stream {
                 .unwrap()
                 .starts_with("text/event-stream")
         );
-        Stream {
+        let mut stream = Stream {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
+        };
+        // The first event says where the stream starts: after the id asked for, or the newest.
+        while !stream.buffer.contains("\n\n") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.body.next())
+                .await
+                .expect("stream.opened at once")
+                .expect("stream open")
+                .expect("no stream error");
+            stream.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
+        let end = stream.buffer.find("\n\n").unwrap();
+        let first: String = stream.buffer.drain(..end + 2).collect();
+        assert!(first.contains("event: stream.opened"), "{first}");
+        if let Some(id) = last_event_id {
+            assert!(first.contains(&format!("\"after\":{id}")), "{first}");
+        }
+        stream
     }
 
     /// The next `n` events (10 s at most).
@@ -67,8 +83,11 @@ impl Stream {
                         .lines()
                         .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
                 };
-                // Keep-alive comments have no fields; `stream.closed` has no id (-1 here).
-                if let (Some(kind), Some(data)) = (field("event"), field("data")) {
+                // Keep-alive comments have no fields; `stream.closed` has no id (-1 here);
+                // `stream.opened` comes first and is checked on its own.
+                if let (Some(kind), Some(data)) = (field("event"), field("data"))
+                    && kind != "stream.opened"
+                {
                     events.push(SseEvent {
                         id: field("id").map_or(-1, |id| id.parse().expect("numeric id")),
                         kind,

@@ -71,8 +71,12 @@ fn validate_name(name: Option<&str>) -> Result<Option<String>, Invalid> {
 }
 
 fn validate_token(field: &'static str, token: &str) -> Result<(), Invalid> {
-    if token.trim().is_empty() || token.len() > 8192 || token.chars().any(char::is_whitespace) {
-        return Err(Invalid::new(field, "must be 1 to 8192 characters without spaces"));
+    // Platform tokens are printable ASCII; anything else could not even travel in a header.
+    if token.is_empty() || token.len() > 8192 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Invalid::new(
+            field,
+            "must be 1 to 8192 printable ASCII characters without spaces",
+        ));
     }
     Ok(())
 }

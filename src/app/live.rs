@@ -33,6 +33,10 @@ const BATCH: i64 = 500;
 /// What a stream yields: events, then possibly why it ended.
 #[derive(Debug)]
 pub enum LiveItem {
+    /// The first item: where the stream starts (the id to resume after).
+    Opened {
+        after: i64,
+    },
     Event(EventRecord),
     /// The caller lost access (`access_revoked`): the last item of the stream.
     Closed {
@@ -199,6 +203,7 @@ pub async fn follow(
         closing,
         next_access_check: tokio::time::Instant::now() + ACCESS_RECHECK,
         ended: false,
+        opened: false,
         _slot: slot,
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
@@ -217,12 +222,17 @@ struct Follow {
     closing: watch::Receiver<bool>,
     next_access_check: tokio::time::Instant,
     ended: bool,
+    opened: bool,
     _slot: Slot,
 }
 
 impl Follow {
     /// The next item; `None` once the stream is over.
     async fn next(&mut self) -> Option<LiveItem> {
+        if !self.opened {
+            self.opened = true;
+            return Some(LiveItem::Opened { after: self.last });
+        }
         loop {
             if self.ended || *self.closing.borrow() {
                 return None;

@@ -86,28 +86,7 @@ pub async fn reply(
     request: ReplyRequest,
 ) -> AppResult<Reply> {
     let org_id = access.org_id();
-    if let Some(key) = &request.idempotency_key {
-        check_idempotency_key(key)?;
-        // The same key again answers with the message it created, whatever changed since.
-        if let Some(message) = app.store.outbound_by_idempotency_key(org_id, key).await? {
-            return replayed(message, conversation_id);
-        }
-    }
     let text = request.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    if text.is_none() && request.media.is_none() {
-        return Err(Invalid::new("text", "give the text to send, or a media URL").into());
-    }
-    let target = app
-        .store
-        .reply_target(org_id, conversation_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let platform = target.platform.0;
-    check_connection(&target)?;
-    let now = domain::now();
-    check_window(app, &target, now).await?;
-    check_limits(platform, text, request.media.as_ref())?;
-
     let (content_type, content, media_url, preview) = match &request.media {
         None => {
             let body = text.unwrap_or_default().to_owned();
@@ -125,6 +104,29 @@ pub async fn reply(
             (media.kind.as_str(), content, Some(media.url.clone()), preview)
         }
     };
+    if let Some(key) = &request.idempotency_key {
+        check_idempotency_key(key)?;
+        // The same key again answers with the message it created, whatever changed since, as
+        // long as it is the same request.
+        if let Some(message) = app.store.outbound_by_idempotency_key(org_id, key).await? {
+            return replayed(message, conversation_id, content_type, &content);
+        }
+    }
+    if text.is_none() && request.media.is_none() {
+        return Err(Invalid::new("text", "give the text to send, or a media URL").into());
+    }
+    let target = app
+        .store
+        .reply_target(org_id, conversation_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let platform = target.platform.0;
+    check_connection(&target)?;
+    let now = domain::now();
+    check_window(app, &target, now).await?;
+    check_limits(platform, text, request.media.as_ref())?;
+
+    let (message_content_type, message_content) = (content_type.to_owned(), content.clone());
     let message = NewOutbound {
         id: domain::new_id(),
         organization_id: org_id,
@@ -152,7 +154,7 @@ pub async fn reply(
                 .outbound_by_idempotency_key(org_id, key)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            replayed(message, conversation_id)
+            replayed(message, conversation_id, &message_content_type, &message_content)
         }
         Err(err) => Err(err.into()),
     }
@@ -161,10 +163,23 @@ pub async fn reply(
 /// The message an earlier request created with the same key; a key reused for another
 /// conversation is a client bug, not a replay (answering with the other message would silently
 /// drop this reply).
-fn replayed(message: SendRecord, conversation_id: Uuid) -> AppResult<Reply> {
+fn replayed(
+    message: SendRecord,
+    conversation_id: Uuid,
+    content_type: &str,
+    content: &serde_json::Value,
+) -> AppResult<Reply> {
     if message.conversation_id != conversation_id {
         return Err(AppError::conflict(
             "this Idempotency-Key was used for a message in another conversation",
+            Some("idempotency_key"),
+        ));
+    }
+    // Another body under the same key is a client bug too: answering with the first message
+    // would report a reply as accepted that was never made.
+    if message.content_type != content_type || &message.content.0 != content {
+        return Err(AppError::conflict(
+            "this Idempotency-Key was used for a different message",
             Some("idempotency_key"),
         ));
     }

@@ -56,6 +56,10 @@ pub struct CreatedApiKeyBody {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// What the key is for (1 to 100 characters).
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 100
+    )]
     name: String,
 }
 

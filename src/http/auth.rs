@@ -24,8 +24,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
+    #[schema(
+        pattern = r"^[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f]$",
+        max_length = 254,
+        example = "ana@example.com"
+    )]
     email: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 100,
+        example = "Ana"
+    )]
     name: String,
+    #[schema(min_length = 8, max_length = 1024, example = "correct horse battery")]
     password: String,
 }
 

@@ -78,14 +78,20 @@ impl From<Connection> for ConnectionBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
-    #[schema(value_type = String, example = "whatsapp")]
+    #[schema(value_type = super::schema::PlatformName, example = "whatsapp")]
     platform: Platform,
+    /// The phone_number_id, Page id or TikTok open_id.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$", example = "106540352242922")]
     platform_user_id: String,
+    #[schema(max_length = 100)]
     name: Option<String>,
     /// WhatsApp only: the WhatsApp Business Account the number belongs to. Needed when this
     /// server has no WhatsApp app configured to look it up.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,128}$", example = "102290129340398")]
     waba_id: Option<String>,
+    #[schema(pattern = r"^[\x21-\x7e]{1,8192}$")]
     access_token: String,
+    #[schema(pattern = r"^[\x21-\x7e]{1,8192}$")]
     refresh_token: Option<String>,
     access_token_expires_at: Option<DateTime<Utc>>,
     refresh_token_expires_at: Option<DateTime<Utc>>,
@@ -95,9 +101,11 @@ struct CreateBody {
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     #[serde(default, deserialize_with = "super::extract::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     name: Option<Option<String>>,
+    #[schema(pattern = r"^[\x21-\x7e]{1,8192}$")]
     access_token: Option<String>,
+    #[schema(pattern = r"^[\x21-\x7e]{1,8192}$")]
     refresh_token: Option<String>,
     access_token_expires_at: Option<DateTime<Utc>>,
     refresh_token_expires_at: Option<DateTime<Utc>>,
@@ -212,6 +220,7 @@ async fn disconnect(
 #[serde(deny_unknown_fields)]
 struct StartBody {
     /// Facebook only: connect just these Pages (default: every Page the user grants).
+    #[schema(value_type = Option<Vec<super::schema::PageId>>, min_items = 1, max_items = 100)]
     page_ids: Option<Vec<String>>,
 }
 
@@ -244,7 +253,9 @@ async fn start_oauth(
     headers: axum::http::HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<axum::response::Response> {
-    let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or `null`: no options.
+    let trimmed = body.trim_ascii();
+    let body: StartBody = if trimmed.is_empty() || trimmed == b"null" {
         StartBody { page_ids: None }
     } else {
         parse_json(&body)?

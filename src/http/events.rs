@@ -26,7 +26,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Live events: `message.created`, `message.updated`, `conversation.created`,
 /// `conversation.updated`, `connection.updated`. Each has an increasing `id`; reconnect with
 /// `Last-Event-ID` to receive what was missed (events are kept at least 24 h). Without it, the
-/// stream starts now. A comment line every 15 s keeps idle connections open. When the caller
+/// stream starts now. The first event, `stream.opened` (`{"after": <id>}`, no id of its own),
+/// says where: the id after which events follow. A comment line every 15 s keeps idle
+/// connections open. When the caller
 /// loses access (removed from the organization, session signed out or expired, key revoked),
 /// the stream ends within a few seconds with a last `stream.closed` event
 /// (`{"reason":"access_revoked"}`). Open streams are limited per user and per organization
@@ -63,6 +65,9 @@ async fn events(
                 .id(event.id.to_string())
                 .event(event.kind)
                 .data(event.payload.0.to_string()),
+            LiveItem::Opened { after } => Event::default()
+                .event("stream.opened")
+                .data(serde_json::json!({ "after": after }).to_string()),
             LiveItem::Closed { reason } => Event::default()
                 .event("stream.closed")
                 .data(serde_json::json!({ "reason": reason }).to_string()),

@@ -44,6 +44,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
     }
 }
 
+/// Query parameters. A query string that does not parse (a repeated or malformed parameter)
+/// answers 400 `bad_request` as a problem document; values are checked by the use cases.
+pub struct ValidQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ValidQuery(value))
+            .map_err(|rejection| {
+                let detail = rejection.body_text();
+                let detail = detail
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&detail);
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("the query string is not valid: {}", plain_message(detail)),
+                )
+            })
+    }
+}
+
 /// The request body as received, within the route's size limit (413 `payload_too_large`).
 pub struct RawBody(pub Bytes);
 

@@ -2,7 +2,7 @@
 //! labels), their message history and their internal notes.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiResult, ProblemSchema};
-use super::extract::{OrgScope, PathIds, ValidJson};
+use super::extract::{OrgScope, PathIds, ValidJson, ValidQuery};
 use crate::app::inbox::{self, Change, ConversationView, ListQuery};
 use crate::app::{AppResult, notes};
 use crate::domain::{ConversationStatus, Invalid, MessageDirection, MessageStatus};
@@ -146,22 +146,33 @@ pub struct ConversationPageBody {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `open` (default), `closed`, `archived` or `all`.
+    #[param(value_type = Option<super::schema::ConversationStatusFilter>)]
     status: Option<String>,
     /// `whatsapp`, `facebook` or `tiktok`.
+    #[param(value_type = Option<super::schema::PlatformName>)]
     platform: Option<String>,
+    #[param(value_type = Option<Uuid>)]
     connection_id: Option<String>,
     /// A label id.
+    #[param(value_type = Option<Uuid>)]
     label: Option<String>,
     /// `me`, `unassigned` or a user id.
+    #[param(
+        pattern = r"^(me|unassigned|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     assignee: Option<String>,
     /// `true`: only conversations with unread messages.
+    #[param(value_type = Option<super::schema::BoolText>)]
     unread: Option<String>,
-    /// Words that must all start words of the contact's name or of one message.
+    /// Words that must all start words of the contact's name or of one message: up to 8
+    /// words of letters and digits, 200 characters at most.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// From the previous page's `next_cursor`. A walk keeps every conversation's position as
     /// of its first page: each conversation appears once, however activity changes meanwhile.
     cursor: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -219,7 +230,7 @@ impl ListParams {
 async fn list(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
-    Query(params): Query<ListParams>,
+    ValidQuery(params): ValidQuery<ListParams>,
 ) -> ApiResult<Json<ConversationPageBody>> {
     let page = inbox::list(&state.app, &access, &params.into_query()?).await?;
     Ok(Json(ConversationPageBody {
@@ -250,6 +261,7 @@ async fn show(
 #[serde(deny_unknown_fields)]
 pub struct ConversationChange {
     /// `open`, `closed` or `archived`.
+    #[schema(value_type = Option<super::schema::ConversationStatusName>)]
     status: Option<String>,
     /// A member's user id, or null to unassign.
     #[serde(default, deserialize_with = "super::extract::present")]
@@ -296,7 +308,8 @@ async fn mark_read(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSet {
-    /// The conversation's labels from now on (ids of this organization's labels).
+    /// The conversation's labels from now on (ids of this organization's labels, 50 at most).
+    #[schema(max_items = 50)]
     label_ids: Vec<Uuid>,
 }
 
@@ -389,6 +402,7 @@ pub struct HistoryParams {
     /// From the previous page's `next_cursor`.
     before: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -401,7 +415,7 @@ async fn messages(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
     PathIds(ids): PathIds,
-    Query(params): Query<HistoryParams>,
+    ValidQuery(params): ValidQuery<HistoryParams>,
 ) -> ApiResult<Json<MessagePageBody>> {
     let id = ids.get("conversation_id")?;
     let limit = limit_param(params.limit.as_deref())?;
@@ -450,7 +464,7 @@ async fn notes_list(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
     PathIds(ids): PathIds,
-    Query(params): Query<HistoryParams>,
+    ValidQuery(params): ValidQuery<HistoryParams>,
 ) -> ApiResult<Json<NotePageBody>> {
     let id = ids.get("conversation_id")?;
     let limit = limit_param(params.limit.as_deref())?;
@@ -464,7 +478,8 @@ async fn notes_list(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNote {
-    /// 1 to 10,000 characters.
+    /// 1 to 10,000 characters (not only white space).
+    #[schema(pattern = r"^[\s\S]*\S[\s\S]*$", max_length = 10000)]
     body: String,
 }
 

@@ -68,7 +68,7 @@ struct InviteBody {
     email: String,
     /// `admin` or `member` (the default).
     #[serde(default = "member")]
-    #[schema(value_type = Option<InviteRole>)]
+    #[schema(value_type = InviteRole)]
     role: Role,
 }
 

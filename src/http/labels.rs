@@ -37,8 +37,13 @@ async fn list(
 #[serde(deny_unknown_fields)]
 pub struct NewLabel {
     /// 1 to 50 characters, unique in the organization.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 50
+    )]
     name: String,
     /// `#rrggbb`
+    #[schema(pattern = r"^#[0-9a-fA-F]{6}$", example = "#1a7f37")]
     color: Option<String>,
 }
 
@@ -61,10 +66,14 @@ async fn create(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelChange {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 50
+    )]
     name: Option<String>,
     /// `#rrggbb`, or null to remove the color.
     #[serde(default, deserialize_with = "super::extract::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^#[0-9a-fA-F]{6}$")]
     color: Option<Option<String>>,
 }
 

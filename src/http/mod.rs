@@ -16,6 +16,7 @@ mod oauth;
 pub mod openapi;
 mod ops;
 mod orgs;
+mod schema;
 mod sends;
 mod strict_json;
 mod webhooks;
@@ -50,6 +51,7 @@ pub struct Limits {
 
 pub fn router(state: AppState, limits: Limits) -> Router {
     let (routes, api) = documented_routes().split_for_parts();
+    let api = openapi::finish(api);
     let router = routes
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", api))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -91,14 +91,29 @@ impl<T> Items<T> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateOrgBody {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 100,
+        example = "Acme Support"
+    )]
     name: String,
+    /// 2 to 48 of `a-z 0-9 -`; derived from the name when left out.
+    #[schema(
+        pattern = r"^\s*[a-z0-9][a-z0-9-]{0,46}[a-z0-9]\s*$",
+        example = "acme-support"
+    )]
     slug: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateOrgBody {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 100
+    )]
     name: Option<String>,
+    #[schema(pattern = r"^\s*[a-z0-9][a-z0-9-]{0,46}[a-z0-9]\s*$")]
     slug: Option<String>,
 }
 
@@ -176,7 +191,8 @@ async fn members(
 /// Changes a member's role; `owner` transfers ownership (owner only).
 #[utoipa::path(patch, path = "/orgs/{org_id}/members/{user_id}", tag = "organizations",
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = UpdateMemberBody,
-    responses((status = 200, body = MemberBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
+    responses((status = 200, body = MemberBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema, description = "the owner's role changes only by a transfer")), security(("bearer" = [])))]
 async fn update_member(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
@@ -192,7 +208,8 @@ async fn update_member(
 
 #[utoipa::path(delete, path = "/orgs/{org_id}/members/{user_id}", tag = "organizations",
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema)), security(("bearer" = [])))]
+    responses((status = 204), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
+              (status = 409, body = ProblemSchema, description = "the owner cannot be removed")), security(("bearer" = [])))]
 async fn remove_member(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,

@@ -1,7 +1,7 @@
 //! Replies and the sends API: `POST .../conversations/{id}/messages` (202, queued) and
 //! `/api/v1/orgs/{org_id}/sends` (list, detail, retry, discard, bulk retry).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiResult, ProblemSchema};
-use super::extract::{OrgScope, PathId, ValidJson};
+use super::extract::{OrgScope, PathId, ValidJson, ValidQuery};
 use crate::app::orgs::OrgAccess;
 use crate::app::replies::{self, MediaKind, MediaReply, ReplyRequest};
 use crate::app::sends;
@@ -98,7 +98,13 @@ impl From<SendRecord> for SendBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplyBody {
-    /// The text, or the caption of the media.
+    /// The text, or the caption of the media. Limits depend on the platform: WhatsApp 4,096
+    /// characters (1,024 for a caption), Messenger 2,000, TikTok 6,000.
+    #[schema(
+        pattern = r"^[\s\S]*\S[\s\S]*$",
+        max_length = 6000,
+        example = "Your order has shipped"
+    )]
     text: Option<String>,
     media: Option<MediaBody>,
 }
@@ -108,7 +114,14 @@ struct ReplyBody {
 struct MediaBody {
     /// `image`, `video`, `audio` or `file`.
     #[serde(rename = "type")]
+    #[schema(value_type = super::schema::MediaKindName)]
     kind: String,
+    /// A public http(s) URL the platform fetches.
+    #[schema(
+        pattern = r"^https?://\S+$",
+        max_length = 2048,
+        example = "https://example.com/a.jpg"
+    )]
     url: String,
     filename: Option<String>,
 }
@@ -118,7 +131,9 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Replies in the conversation: checked (reply window, connection, platform limits), stored
 /// as `pending` and queued; 202. An `Idempotency-Key` header makes retries of this request safe.
 #[utoipa::path(post, path = "/orgs/{org_id}/conversations/{conversation_id}/messages", tag = "messages",
-    params(("org_id" = Uuid, Path), ("conversation_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("org_id" = Uuid, Path), ("conversation_id" = Uuid, Path),
+           ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$",
+            description = "1 to 255 visible ASCII characters")),
     request_body = ReplyBody,
     responses((status = 202, body = SendBody), (status = 404, body = ProblemSchema),
               (status = 409, body = ProblemSchema, description = "`window_closed`, `connection_unavailable`, `conflict`"),
@@ -171,12 +186,25 @@ async fn reply(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct FilterParams {
+    #[schema(value_type = Option<super::schema::SendStatusName>)]
+    #[param(value_type = Option<super::schema::SendStatusName>)]
     status: Option<String>,
+    #[schema(value_type = Option<super::schema::PlatformName>)]
+    #[param(value_type = Option<super::schema::PlatformName>)]
     platform: Option<String>,
+    #[schema(value_type = Option<Uuid>)]
+    #[param(value_type = Option<Uuid>)]
     connection_id: Option<String>,
+    /// The platform's error code, e.g. `131047`.
     error_code: Option<String>,
+    /// The failure's class, e.g. `window_closed`.
     reason: Option<String>,
+    /// RFC 3339.
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[param(value_type = Option<DateTime<Utc>>)]
     since: Option<String>,
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[param(value_type = Option<DateTime<Utc>>)]
     until: Option<String>,
 }
 
@@ -237,6 +265,8 @@ struct ListParams {
     #[serde(flatten)]
     filter: FilterParams,
     cursor: Option<String>,
+    /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -252,7 +282,7 @@ struct SendPageBody {
 async fn list(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
-    Query(params): Query<ListParams>,
+    ValidQuery(params): ValidQuery<ListParams>,
 ) -> ApiResult<axum::Json<SendPageBody>> {
     let limit = params
         .limit
