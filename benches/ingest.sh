@@ -21,18 +21,35 @@ SECRET=bench-secret
 BIN=target/release/snorq
 WORK=$(mktemp -d)
 SERVER_PID=
+SIM_PID=
+SIM_PORT=$((PORT + 1))
 
 cargo build --release -q
 KEY=$($BIN keys generate)
 
 cleanup() {
   [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
+  [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
   [ -n "${SNORQ_BENCH_KEEP_LOG:-}" ] && cp "$WORK/server.log" "$SNORQ_BENCH_KEEP_LOG"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+# The platform simulator answers the proof that the benchmark's token reaches its number.
+start_simulator() {
+  [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
+  $BIN simulate --rate 0 --listen 127.0.0.1:$SIM_PORT --target "http://127.0.0.1:$PORT" \
+    --whatsapp-phone-number-id "$1" --whatsapp-waba-id 100000000000002 >>"$WORK/simulator.log" 2>&1 &
+  SIM_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$SIM_PORT/_simulator/stats" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "simulator did not start"; cat "$WORK/simulator.log"; exit 1
+}
+
 start_server() {
+  SNORQ_GRAPH_BASE_URL=http://127.0.0.1:$SIM_PORT \
   SNORQ_WHATSAPP_APP_SECRET=$SECRET SNORQ_ENCRYPTION_KEYS=$KEY SNORQ_LOG=warn \
     SNORQ_LOGIN_FAILURES_PER_PAIR=1000 SNORQ_SIGNUPS_PER_HOUR=100000 SNORQ_DATA_DIR="$WORK" DATABASE_URL="$1" \
     $BIN serve --listen 127.0.0.1:$PORT >>"$WORK/server.log" 2>&1 &
@@ -62,6 +79,7 @@ for backend in $BACKENDS; do
     URL="sqlite://$WORK/bench.db"
   fi
   echo "=== $backend"
+  start_simulator "$PHONE"
   start_server "$URL"
   $BIN bench-ingest --target "http://127.0.0.1:$PORT" --secret $SECRET --phone-number-id "$PHONE" --setup --count 200 --run-id warmup >/dev/null
   for inflight in 64 256; do

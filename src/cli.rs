@@ -84,6 +84,9 @@ pub enum Command {
     /// Measure inbox read latency (listing, filters, search, history) on a large seeded
     /// organization, on the configured database (see benches/inbox.sh).
     BenchInbox(crate::bench::inbox::InboxBenchArgs),
+    /// Bursts of concurrent signups against a running service: its resident memory (peak and
+    /// settled) and /readyz latency meanwhile (see benches/signup.sh).
+    BenchSignup(crate::bench::signup::SignupBenchArgs),
     /// Encryption keys for stored platform tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -207,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // The generator is a client of the service: it needs none of its configuration.
         Command::BenchIngest(args) => return crate::bench::run(args).await,
+        Command::BenchSignup(args) => return crate::bench::signup::run(args).await,
         Command::Simulate(args) => {
             telemetry::init_tracing_or(LogFormat::Text, "warn");
             return crate::simulator::command::run(*args).await;
@@ -267,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchInbox(args) => crate::bench::inbox::run(config, args).await,
         Command::Keys(KeysCommand::Generate)
         | Command::BenchIngest(_)
+        | Command::BenchSignup(_)
         | Command::Simulate(_)
         | Command::Demo(_) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,

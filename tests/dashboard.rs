@@ -76,6 +76,30 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Signs in through the form; the `Set-Cookie` values of the answer.
+    async fn sign_in_cookies(&self, email: &str) -> Vec<String> {
+        let (_, page) = self.get("/dashboard/login").await;
+        let response = self
+            .http
+            .post(format!("{}/dashboard/login", self.base))
+            .form(&[
+                ("email", email),
+                ("password", "correct horse battery"),
+                ("csrf", &csrf_in(&page)),
+            ])
+            .send()
+            .await
+            .unwrap();
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
 fn csrf_in(page: &str) -> String {
     let start = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     page[start..].split('"').next().unwrap().to_owned()
@@ -145,24 +169,7 @@ async fn sign_in_is_required_and_checked(backend: Backend) {
     let (status, _) = browser.get("/dashboard").await;
     assert_eq!(status, StatusCode::OK);
     // The session cookie is HttpOnly and SameSite=Strict.
-    let (_, page) = browser.get("/dashboard/login").await;
-    let response = browser
-        .http
-        .post(format!("{}/dashboard/login", browser.base))
-        .form(&[
-            ("email", "agent@example.com"),
-            ("password", "correct horse battery"),
-            ("csrf", &csrf_in(&page)),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookies: Vec<&str> = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap())
-        .collect();
+    let cookies = browser.sign_in_cookies("agent@example.com").await;
     let session = cookies
         .iter()
         .find(|c| c.starts_with("snorq_dashboard="))
@@ -222,24 +229,7 @@ async fn sign_in_is_required_and_checked(backend: Backend) {
     .await;
     https.signup("agent@example.com").await;
     let browser = Browser::new(&https);
-    let (_, page) = browser.get("/dashboard/login").await;
-    let response = browser
-        .http
-        .post(format!("{}/dashboard/login", browser.base))
-        .form(&[
-            ("email", "agent@example.com"),
-            ("password", "correct horse battery"),
-            ("csrf", &csrf_in(&page)),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookies: Vec<String> = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().to_owned())
-        .collect();
+    let cookies = browser.sign_in_cookies("agent@example.com").await;
     assert!(
         cookies.iter().any(|c| c.starts_with("snorq_dashboard=")),
         "{cookies:?}"

@@ -34,6 +34,10 @@ pub struct IngestBenchArgs {
     /// The phone_number_id to post for; `--setup` connects it through the API first.
     #[arg(long, default_value = "100000000000001")]
     pub phone_number_id: String,
+    /// The number's WhatsApp Business Account: connecting it asks the platform (the simulator
+    /// in benches/ingest.sh) whether the token reaches the number through it.
+    #[arg(long, default_value = "100000000000002")]
+    pub waba_id: String,
     /// Sign up, create an organization and connect the number before the run.
     #[arg(long)]
     pub setup: bool,
@@ -256,7 +260,10 @@ async fn setup(client: &reqwest::Client, args: &IngestBenchArgs) -> anyhow::Resu
     client
         .post(format!("{base}/api/v1/orgs/{org_id}/connections"))
         .bearer_auth(token)
-        .json(&json!({"platform": "whatsapp", "platform_user_id": args.phone_number_id, "access_token": "bench"}))
+        .json(
+            &json!({"platform": "whatsapp", "platform_user_id": args.phone_number_id,
+                      "waba_id": args.waba_id, "access_token": "bench"}),
+        )
         .send()
         .await?
         .error_for_status()

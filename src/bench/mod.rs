@@ -4,6 +4,7 @@
 pub mod inbox;
 pub mod ingest;
 pub mod send;
+pub mod signup;
 
 pub use ingest::{IngestBenchArgs, run};
 

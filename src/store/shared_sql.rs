@@ -315,16 +315,7 @@ impl Store for Backend {
         now: DateTime<Utc>,
     ) -> StoreResult<Member> {
         let mut tx = begin_write(&self.pool).await?;
-        // Lock the organization so that concurrent adds cannot both pass the seat check.
-        let plan: Option<String> = sqlx::query_scalar(LOCK_ORGANIZATION)
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let plan = plan
-            .as_deref()
-            .and_then(crate::domain::Plan::from_db)
-            .ok_or(StoreError::NotFound)?;
+        let plan = lock_organization_plan(&mut tx, org_id).await?;
         let seats = seats_taken(&mut tx, org_id, now).await?;
         let already: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM organization_members WHERE organization_id = $1 AND user_id = $2",
@@ -370,16 +361,7 @@ impl Store for Backend {
     async fn insert_invitation(&self, invitation: &NewInvitation) -> StoreResult<Invitation> {
         let org_id = invitation.organization_id;
         let mut tx = begin_write(&self.pool).await?;
-        // Locked so that concurrent invitations and adds cannot both pass the seat check.
-        let plan: Option<String> = sqlx::query_scalar(LOCK_ORGANIZATION)
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let plan = plan
-            .as_deref()
-            .and_then(crate::domain::Plan::from_db)
-            .ok_or(StoreError::NotFound)?;
+        let plan = lock_organization_plan(&mut tx, org_id).await?;
         let member: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM organization_members m JOIN users u ON u.id = m.user_id \
              WHERE m.organization_id = $1 AND u.email_normalized = $2",
@@ -854,6 +836,19 @@ struct LiveEvent {
 
 /// Changes made while applying: collected, then written once per batch.
 type LiveEvents = Vec<LiveEvent>;
+
+/// The organization's plan, with the organization locked until the transaction ends, so that
+/// concurrent adds and invitations cannot both pass the seat check.
+async fn lock_organization_plan(conn: &mut DbConn, org_id: Uuid) -> StoreResult<crate::domain::Plan> {
+    let plan: Option<String> = sqlx::query_scalar(LOCK_ORGANIZATION)
+        .bind(org_id)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_error)?;
+    plan.as_deref()
+        .and_then(crate::domain::Plan::from_db)
+        .ok_or(StoreError::NotFound)
+}
 
 /// Seats in use: members, and invitations still pending at `now`.
 async fn seats_taken(conn: &mut DbConn, org_id: Uuid, now: DateTime<Utc>) -> StoreResult<i64> {

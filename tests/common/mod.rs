@@ -403,6 +403,11 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "signup {email}: {body}");
+        self.login(email).await
+    }
+
+    /// Signs in a user signed up with the test password; returns (token, user id).
+    pub async fn login(&self, email: &str) -> (String, String) {
         let (status, body) = self
             .call(
                 Method::POST,
@@ -441,19 +446,11 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "invite: {invitation}");
-        let (status, session) = self
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"email": email, "password": "correct horse battery"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "login {email}: {session}");
+        let (token, _) = self.login(email).await;
         let (status, body) = self
             .post(
                 &format!("/api/v1/me/invitations/{}/accept", str_of(&invitation["id"])),
-                &str_of(&session["token"]),
+                &token,
                 json!({}),
             )
             .await;
