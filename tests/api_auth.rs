@@ -261,6 +261,20 @@ async fn signup_validates_and_can_be_switched_off(backend: Backend) {
         StatusCode::UNAUTHORIZED,
         "no account was created from the array"
     );
+    // ... nor does a PATCH take an array for its object.
+    let (token, _) = app.login("ana@example.com").await;
+    let org = app.create_org(&token, "Acme").await;
+    let (status, body) = app
+        .patch(&format!("/api/v1/orgs/{org}"), &token, json!([null, null]))
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(body["field"], "body");
+    assert!(!body["detail"].as_str().unwrap().contains("struct"), "{body}");
 
     let (status, body) =
         signup(json!({"email": "not-an-email", "name": "A", "password": "long enough"})).await;
