@@ -450,7 +450,11 @@ impl Store for Backend {
         Ok(deleted.rows_affected() > 0)
     }
 
-    async fn invitations_for(&self, email_normalized: &str, now: DateTime<Utc>) -> StoreResult<Vec<Invitation>> {
+    async fn invitations_for(
+        &self,
+        email_normalized: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Invitation>> {
         sqlx::query_as(concat!(
             "SELECT ",
             invitation_columns!(),
@@ -495,7 +499,9 @@ impl Store for Backend {
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        self.membership(org_id, user_id).await?.ok_or(StoreError::NotFound)
+        self.membership(org_id, user_id)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn decline_invitation(&self, id: Uuid, email_normalized: &str) -> StoreResult<bool> {
