@@ -76,7 +76,7 @@ pub enum Command {
     /// Play WhatsApp, Messenger and TikTok for a running service: customers' signed webhooks,
     /// the send and token APIs with injected failures, receipts, and a record of every send.
     Simulate(Box<crate::simulator::command::SimulateArgs>),
-    /// Load-test webhook ingest against a running service (see benches/README.md).
+    /// Load-test webhook ingest against a running service (see benches/ingest.sh).
     BenchIngest(crate::bench::IngestBenchArgs),
     /// Measure outbound sends through the queue against an in-process fake platform, on the
     /// configured database (see the README's figures).

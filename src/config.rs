@@ -627,7 +627,7 @@ impl RawConfig {
             Some(url) if !url.trim().is_empty() => DatabaseUrl::parse(url.trim())?,
             _ => DatabaseUrl::Sqlite(format!("sqlite://{}", self.data_dir.join("snorq.db").display())),
         };
-        let listen = self.listen.parse().map_err(|_| {
+        let listen = listen_address(&self.listen).ok_or_else(|| {
             ConfigError::new(
                 "listen",
                 format!("{:?} is not an address like 127.0.0.1:8080", self.listen),
@@ -846,6 +846,16 @@ impl RawConfig {
     }
 }
 
+/// A listen address: `ip:port`, or `localhost:port` (the IPv4 loopback).
+fn listen_address(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    let port = text.strip_prefix("localhost:")?.parse::<u16>().ok()?;
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// An optional http(s) URL setting; blank counts as unset.
 fn http_url(setting: &str, value: &Option<String>) -> Result<Option<String>, ConfigError> {
     let Some(url) = value.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
@@ -945,6 +955,12 @@ mod tests {
             ..RawConfig::default()
         };
         assert_eq!(raw.validate().unwrap_err().setting, "listen");
+        assert_eq!(
+            listen_address("localhost:8080"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(listen_address("[::1]:9"), Some("[::1]:9".parse().unwrap()));
+        assert_eq!(listen_address("localhost:http"), None);
         let raw = RawConfig {
             encryption_keys: vec!["short".into()],
             ..RawConfig::default()

@@ -20,9 +20,12 @@ pub fn init_tracing_or(format: LogFormat, default_filter: &str) {
         .map(EnvFilter::new)
         .unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Logs go to stderr: stdout is for command output (`keys generate`, `admin ...`).
+    // Colour codes only for a person at a terminal, not in files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder

@@ -3,11 +3,12 @@
 //! `snorq worker`; any number of processes may share one PostgreSQL (jobs are leased with
 //! `FOR UPDATE SKIP LOCKED`).
 //!
-//! What apalis 1.0 needs around it (RUST-NOTES.md §1): an explicit queue name; a Monitor that
-//! restarts a worker whose backend died on a database error (with a growing pause, so a database
-//! outage is not hammered); an interval poll beside notifications, because delayed jobs (our
-//! retries) are never notified; a unique worker name per incarnation, so jobs a dead incarnation
-//! held are recognised as orphaned and handed out again; and our own cleanup of finished jobs.
+//! What apalis 1.0 needs around it (docs/architecture.md, "The queue (apalis 1.0)"): an
+//! explicit queue name; a Monitor that restarts a worker whose backend died on a database error
+//! (with a growing pause, so a database outage is not hammered); an interval poll beside
+//! notifications, because delayed jobs (our retries) are never notified; a unique worker name
+//! per incarnation, so jobs a dead incarnation held are recognised as orphaned and handed out
+//! again; and our own cleanup of finished jobs.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,8 @@
-//! Outbound replies end to end (DESIGN.md §4.2), on both backends: the API stores the message
-//! and its job together, the worker calls a fake platform (wiremock), and every outcome ends
-//! where the issue says: sent, retried on our schedule, failed with the platform's code, the
-//! connection marked on auth errors; retries from the sends API call the platform again.
+//! Outbound replies end to end (docs/architecture.md, "The flow of a reply"), on both backends:
+//! the API stores the message and its job together, the worker calls a fake platform
+//! (wiremock), and every outcome ends where the issue says: sent, retried on our schedule,
+//! failed with the platform's code, the connection marked on auth errors; retries from the
+//! sends API call the platform again.
 
 mod common;
 

@@ -1,5 +1,6 @@
-//! Webhook ingest end to end (DESIGN.md §4.1), on both backends: verified, stored before the
-//! 200, normalized, deduplicated, routed per organization, replayable.
+//! Webhook ingest end to end (docs/architecture.md, "The flow of a webhook"), on both
+//! backends: verified, stored before the 200, normalized, deduplicated, routed per
+//! organization, replayable.
 
 mod common;
 

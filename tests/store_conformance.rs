@@ -433,6 +433,37 @@ async fn membership_changes(backend: Backend) {
     assert!(store.membership(o.id, owner.id).await.unwrap().is_none());
 }
 
+/// Finding 3 of the trust issue: every event woke every live stream of every organization. The
+/// pump now wakes an organization's streams only when that organization has new events.
+async fn an_event_wakes_only_its_own_organizations_streams(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let ana = user(&store, "ana@example.com").await;
+    let one = org(&store, &ana, "one", Plan::Free).await;
+    let two = org(&store, &ana, "two", Plan::Free).await;
+    let pump = snorq::app::live::EventPump::default();
+    let mut first = pump.subscribe(&store, one.id);
+    let second = pump.subscribe(&store, two.id);
+    // Let the pump take its starting point, then write an event of the first organization.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    store
+        .insert_connection(&connection(&one, Platform::WhatsApp, "5001"))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), first.changed())
+        .await
+        .expect("the first organization's streams are woken")
+        .unwrap();
+    assert!(*first.borrow() > 0);
+    // Several pump rounds later, the second organization's streams were never woken.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !second.has_changed().unwrap(),
+        "another organization's event woke this stream"
+    );
+    pump.close();
+}
+
 async fn one_live_connection_per_platform_account(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
@@ -574,6 +605,7 @@ async fn secrets_are_paged_and_swapped_only_if_unchanged(backend: Backend) {
 }
 
 backend_tests!(
+    an_event_wakes_only_its_own_organizations_streams,
     users_are_unique_by_case_insensitive_email,
     timestamps_round_trip_exactly,
     sessions_expire_and_revoke,

@@ -15,7 +15,8 @@ use crate::send::{Client, HttpReply, check_path_segment, graph_error, unreadable
 use crate::tiktok;
 use crate::token::{MetaApp, TikTokApp};
 
-/// The Messenger webhook fields a Page is subscribed to (PLATFORMS.md §3.1).
+/// The Messenger webhook fields a Page is subscribed to
+/// (docs/platforms.md, "Messenger webhooks").
 const PAGE_SUBSCRIBED_FIELDS: &str = "messages,message_deliveries,message_reads,message_echoes,\
                                       messaging_postbacks,message_reactions,messaging_referrals";
 /// `/me/accounts` page size: most users fit in one request.
@@ -31,7 +32,7 @@ pub struct MetaUser {
 }
 
 /// A Facebook Page the user manages, with its Page token (no expiry when obtained with a
-/// long-lived user token, PLATFORMS.md §1.5).
+/// long-lived user token; docs/platforms.md, "Meta tokens").
 #[derive(Debug, Clone)]
 pub struct MetaPage {
     pub id: String,
@@ -132,7 +133,8 @@ struct GranularScope {
     target_ids: Vec<serde_json::Value>,
 }
 
-/// The ids a token's `whatsapp_business_management` scope covers (PLATFORMS: the WABA ids).
+/// The ids a token's `whatsapp_business_management` scope covers: the WABA ids
+/// (docs/platforms.md, "Meta tokens").
 fn waba_ids(scopes: Option<Vec<serde_json::Value>>) -> Vec<String> {
     scopes
         .unwrap_or_default()

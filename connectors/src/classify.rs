@@ -1,5 +1,6 @@
-//! Platform API errors and their retry classes, following the tables in PLATFORMS.md
-//! (§1.4 Graph, §2.5 WhatsApp, §3.4 Messenger, §5.4 TikTok).
+//! Platform API errors and their retry classes, following the tables of docs/platforms.md
+//! ("Generic Graph error codes", "WhatsApp error codes", "Messenger error codes",
+//! "TikTok error codes", and "How Snorq classifies errors").
 
 use std::fmt;
 use std::time::Duration;
@@ -129,7 +130,7 @@ pub fn classify(platform: Platform, code: i64, subcode: Option<i64>, http_status
     }
 }
 
-/// Graph API codes common to every Meta API (PLATFORMS.md §1.4).
+/// Graph API codes common to every Meta API (docs/platforms.md, "Generic Graph error codes").
 pub fn classify_graph(code: i64, http_status: Option<u16>) -> ErrorClass {
     match code {
         0 | 190 => ErrorClass::Auth,
@@ -141,8 +142,8 @@ pub fn classify_graph(code: i64, http_status: Option<u16>) -> ErrorClass {
     }
 }
 
-/// WhatsApp Cloud API `error.code` (PLATFORMS.md §2.5). Also applies to the `errors[]` of a
-/// `failed` status receipt.
+/// WhatsApp Cloud API `error.code` (docs/platforms.md, "WhatsApp error codes"). Also applies
+/// to the `errors[]` of a `failed` status receipt.
 pub fn classify_whatsapp(code: i64, http_status: Option<u16>) -> ErrorClass {
     match code {
         // Throughput, spam, pair-rate, registration and template-classification limits.
@@ -165,7 +166,8 @@ pub fn classify_whatsapp(code: i64, http_status: Option<u16>) -> ErrorClass {
     }
 }
 
-/// Messenger Send API `error.code` / `error.error_subcode` (PLATFORMS.md §3.4).
+/// Messenger Send API `error.code` / `error.error_subcode`
+/// (docs/platforms.md, "Messenger error codes").
 pub fn classify_messenger(code: i64, subcode: Option<i64>, http_status: Option<u16>) -> ErrorClass {
     match (code, subcode) {
         (1200, _) => ErrorClass::Transient,
@@ -181,7 +183,8 @@ pub fn classify_messenger(code: i64, subcode: Option<i64>, http_status: Option<u
     }
 }
 
-/// TikTok API for Business `code`, returned with HTTP 200 (PLATFORMS.md §5.4).
+/// TikTok API for Business `code`, returned with HTTP 200
+/// (docs/platforms.md, "TikTok error codes").
 pub fn classify_tiktok(code: i64, http_status: Option<u16>) -> ErrorClass {
     match code {
         40000 | 40002 | 40907 | 40908 | 40904 => ErrorClass::InvalidRequest,
@@ -215,7 +218,7 @@ mod tests {
     use super::ErrorClass::*;
     use super::*;
 
-    /// Every code of PLATFORMS.md §2.5 (and the generic Graph codes of §1.4).
+    /// Every code of docs/platforms.md, "WhatsApp error codes" (and the generic Graph codes).
     #[test]
     fn whatsapp_codes() {
         let table: &[(i64, ErrorClass)] = &[
@@ -280,7 +283,8 @@ mod tests {
         }
     }
 
-    /// Every code / subcode of PLATFORMS.md §3.4 (and the generic Graph codes of §1.4).
+    /// Every code / subcode of docs/platforms.md, "Messenger error codes" (and the generic
+    /// Graph codes).
     #[test]
     fn messenger_codes() {
         let table: &[(i64, Option<i64>, ErrorClass)] = &[
@@ -321,7 +325,7 @@ mod tests {
         }
     }
 
-    /// Every code of PLATFORMS.md §5.4.
+    /// Every code of docs/platforms.md, "TikTok error codes".
     #[test]
     fn tiktok_codes() {
         let table: &[(i64, ErrorClass)] = &[

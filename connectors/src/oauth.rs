@@ -6,8 +6,9 @@ use reqwest::Url;
 
 use crate::send::ClientConfig;
 
-/// Facebook Login scopes for Messenger (PLATFORMS.md §3.6): messaging, webhook subscription,
-/// listing the Pages, and `business_management` for business-owned Pages.
+/// Facebook Login scopes for Messenger
+/// (docs/platforms.md, "Facebook Login and Page subscription"): messaging, webhook
+/// subscription, listing the Pages, and `business_management` for business-owned Pages.
 pub const FACEBOOK_SCOPES: &[&str] = &[
     "pages_messaging",
     "pages_manage_metadata",
@@ -16,7 +17,7 @@ pub const FACEBOOK_SCOPES: &[&str] = &[
     "business_management",
 ];
 
-/// TikTok scopes for Business Messaging (PLATFORMS.md §5.6).
+/// TikTok scopes for Business Messaging (docs/platforms.md, "TikTok OAuth and tokens").
 pub const TIKTOK_SCOPES: &[&str] = &[
     "user.info.basic",
     "message.list.read",
@@ -24,7 +25,8 @@ pub const TIKTOK_SCOPES: &[&str] = &[
     "message.list.manage",
 ];
 
-/// The scopes WhatsApp Embedded Signup asks for (PLATFORMS.md §2.7).
+/// The scopes WhatsApp Embedded Signup asks for
+/// (docs/platforms.md, "WhatsApp Embedded Signup").
 const WHATSAPP_SCOPES: &[&str] = &["whatsapp_business_management", "whatsapp_business_messaging"];
 
 /// The Facebook Login dialog (`{facebook}/{version}/dialog/oauth`) asking for `scopes`. `state`

@@ -176,7 +176,7 @@ async fn captions_are_refused_without_a_call() {
     assert_eq!(error.class, ErrorClass::InvalidRequest);
 }
 
-/// PLATFORMS.md §3.4 (+ the generic Graph codes of §1.4).
+/// docs/platforms.md, "Messenger error codes" (+ "Generic Graph error codes").
 const ERROR_TABLE: &[(i64, Option<i64>, u16, ErrorClass)] = &[
     (1200, None, 500, ErrorClass::Transient),
     (1, Some(99), 500, ErrorClass::Transient),

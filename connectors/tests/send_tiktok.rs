@@ -115,7 +115,7 @@ async fn media_by_url_is_refused_without_a_call() {
     assert_eq!(error.class, ErrorClass::InvalidRequest);
 }
 
-/// PLATFORMS.md §5.4.
+/// docs/platforms.md, "TikTok error codes".
 const ERROR_TABLE: &[(i64, ErrorClass)] = &[
     (40000, ErrorClass::InvalidRequest),
     (40002, ErrorClass::InvalidRequest),

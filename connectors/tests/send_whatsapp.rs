@@ -140,7 +140,8 @@ async fn plain_text_and_media_by_link() {
     }
 }
 
-/// PLATFORMS.md §2.5 (+ the generic Graph codes of §1.4), with the HTTP status Meta lists.
+/// docs/platforms.md, "WhatsApp error codes" (+ "Generic Graph error codes"), with the HTTP
+/// status Meta lists.
 const ERROR_TABLE: &[(i64, u16, ErrorClass)] = &[
     (0, 401, ErrorClass::Auth),
     (190, 401, ErrorClass::Auth),

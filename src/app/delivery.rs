@@ -1,6 +1,7 @@
-//! Delivering one send job (DESIGN.md §4.2 step 3): load the message and its connection,
-//! decrypt the token, pace, call the platform, and record what happened. Outcomes are written
-//! with group commit, and the job is acknowledged only after its outcome is committed.
+//! Delivering one send job (docs/architecture.md, "The flow of a reply", steps 4-5): load the
+//! message and its connection, decrypt the token, pace, call the platform, and record what
+//! happened. Outcomes are written with group commit, and the job is acknowledged only after its
+//! outcome is committed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
-//! Webhook ingest (DESIGN.md §4.1): map verified, parsed bodies onto store events and commit
-//! them with group commit. Concurrent requests are applied together in one transaction (up to
-//! `max_batch`, no added wait: whatever queued while the previous commit ran); each request is
-//! answered only once its own data is committed.
+//! Webhook ingest (docs/architecture.md, "The flow of a webhook"): map verified, parsed bodies
+//! onto store events and commit them with group commit. Concurrent requests are applied
+//! together in one transaction (up to `max_batch`, no added wait: whatever queued while the
+//! previous commit ran); each request is answered only once its own data is committed.
 
 use std::sync::Arc;
 

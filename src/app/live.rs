@@ -130,7 +130,9 @@ impl EventPump {
         })
     }
 
-    fn subscribe(&self, store: &Arc<dyn Store>, org: Uuid) -> watch::Receiver<i64> {
+    /// A receiver that changes when `org` has new events (the newest id), starting the pump on
+    /// first use. Only that organization's events wake it.
+    pub fn subscribe(&self, store: &Arc<dyn Store>, org: Uuid) -> watch::Receiver<i64> {
         self.started.get_or_init(|| {
             tokio::spawn(pump(store.clone(), self.orgs.clone()));
         });

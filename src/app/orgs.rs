@@ -1,6 +1,6 @@
-//! Organizations and their members, with role checks (DESIGN.md §5): OWNER everything, ADMIN
-//! members and connections, MEMBER read and reply. Someone outside the organization gets
-//! `NotFound`, never a hint that it exists.
+//! Organizations and their members, with role checks (docs/architecture.md, "Roles"): OWNER
+//! everything, ADMIN members and connections, MEMBER read and reply. Someone outside the
+//! organization gets `NotFound`, never a hint that it exists.
 
 use uuid::Uuid;
 

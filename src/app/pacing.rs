@@ -1,6 +1,7 @@
 //! Per-connection pacing: each connected account sends at most its platform's rate, so a burst
-//! of replies is smoothed instead of answered with 429s (PLATFORMS.md §2.8, §3.7). In-process:
-//! with several worker processes, give each its share of the rate.
+//! of replies is smoothed instead of answered with 429s (docs/platforms.md,
+//! "WhatsApp throughput" and "Messenger rate limits"). In-process: with several worker
+//! processes, give each its share of the rate.
 
 use std::num::NonZeroU32;
 

@@ -1,6 +1,6 @@
-//! An agent's reply (DESIGN.md §4.2 steps 1-2): checked against the reply window, the
-//! connection and the platform's limits before anything is stored; then the message and its
-//! send job are committed together.
+//! An agent's reply (docs/architecture.md, "The flow of a reply", steps 1-2): checked against
+//! the reply window, the connection and the platform's limits before anything is stored; then
+//! the message and its send job are committed together.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -65,7 +65,8 @@ pub struct Reply {
     pub created: bool,
 }
 
-/// Longest text each platform accepts, in characters (PLATFORMS.md §2.4, §3.3, §5.3).
+/// Longest text each platform accepts, in characters (docs/platforms.md, "WhatsApp send API",
+/// "Messenger send API", "TikTok send API").
 fn max_text_chars(platform: Platform) -> usize {
     match platform {
         Platform::WhatsApp => 4096,
@@ -74,7 +75,7 @@ fn max_text_chars(platform: Platform) -> usize {
     }
 }
 
-/// WhatsApp media captions (§2.4).
+/// WhatsApp media captions (docs/platforms.md, "WhatsApp send API").
 const WHATSAPP_MAX_CAPTION_CHARS: usize = 1024;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const MAX_MEDIA_URL_LEN: usize = 2048;

@@ -38,7 +38,8 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// A new time-ordered id (UUID v7), as DESIGN.md asks for every primary key.
+/// A new time-ordered id (UUID v7), used for every primary key: ids that grow with time keep
+/// the indexes append-mostly.
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }

@@ -1,5 +1,5 @@
 //! `/webhooks/{whatsapp,facebook,tiktok}`: Meta's GET handshake, and POSTs that answer 200 only
-//! once the body and its events are committed (DESIGN.md §4.1).
+//! once the body and its events are committed (docs/architecture.md, "The flow of a webhook").
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -1,5 +1,7 @@
-//! Webhook bodies as each platform sends them (shapes from PLATFORMS.md §2.2–2.3, §3.2, §5.2):
-//! customers' messages, receipts for the business's messages, and echoes.
+//! Webhook bodies as each platform sends them (shapes from docs/platforms.md,
+//! "WhatsApp inbound messages", "WhatsApp statuses", "Messenger inbound events" and
+//! "TikTok event envelope"): customers' messages, receipts for the business's messages, and
+//! echoes.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -95,7 +97,7 @@ impl Said {
     }
 
     /// Whether the platform's webhooks carry this kind of message: TikTok's direct messages
-    /// have no locations or reactions (§5.2).
+    /// have no locations or reactions (docs/platforms.md, "TikTok event envelope").
     pub fn supported_on(kind: &str, platform: Platform) -> bool {
         platform != Platform::TikTok || matches!(kind, "text" | "image")
     }
@@ -223,7 +225,8 @@ fn messenger_message(
             event["message"] =
                 json!({"mid": message_id, "attachments": [{"type": "image", "payload": {"url": url}}]});
         }
-        // The older shape (Messenger no longer shares native locations, §3.2).
+        // The older shape (Messenger no longer shares native locations; docs/platforms.md,
+        // "Messenger inbound events").
         Said::Location {
             latitude,
             longitude,
@@ -244,7 +247,7 @@ fn messenger_message(
     messenger_entry(accounts, at, event)
 }
 
-/// `content` is a JSON string inside the envelope (§5.2).
+/// `content` is a JSON string inside the envelope (docs/platforms.md, "TikTok event envelope").
 fn tiktok_envelope(accounts: &Accounts, event: &str, at: DateTime<Utc>, content: Value) -> Value {
     json!({
         "client_key": accounts.tiktok_app_id,
@@ -288,7 +291,8 @@ fn tiktok_message(
 
 /// The business's message `message_id` to `customer` was sent / delivered / read. WhatsApp
 /// reports each message; Messenger reports watermarks (delivered with the message ids); TikTok
-/// reports only reads, as a watermark (§5.2). `None`: the platform has no such receipt.
+/// reports only reads, as a watermark (docs/platforms.md, "TikTok event envelope"). `None`:
+/// the platform has no such receipt.
 pub fn receipt(
     accounts: &Accounts,
     customer: &Customer,

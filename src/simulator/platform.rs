@@ -1,6 +1,7 @@
-//! The platforms' APIs as the service calls them (PLATFORMS.md §2.4, §3.3, §5.3, §5.6): the
-//! WhatsApp, Messenger and TikTok send APIs and the token endpoints, answering with the
-//! configured share of failures; plus the simulator's own record.
+//! The platforms' APIs as the service calls them (docs/platforms.md, "WhatsApp send API",
+//! "Messenger send API", "TikTok send API", "TikTok OAuth and tokens"): the WhatsApp, Messenger
+//! and TikTok send APIs and the token endpoints, answering with the configured share of
+//! failures; plus the simulator's own record.
 //!
 //! Point the service's `graph_base_url` and `tiktok_base_url` at this server.
 
@@ -291,7 +292,8 @@ fn request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// TikTok answers application errors with HTTP 200 and a non-zero `code` (§5.4).
+/// TikTok answers application errors with HTTP 200 and a non-zero `code` (docs/platforms.md,
+/// "TikTok send API").
 fn tiktok_error(code: i64, message: &str) -> Response {
     axum::Json(json!({"code": code, "message": message, "request_id": request_id(), "data": {}}))
         .into_response()

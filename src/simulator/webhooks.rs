@@ -1,5 +1,6 @@
-//! Posting webhooks to the service, signed as each platform signs them (PLATFORMS.md §1.2,
-//! §5.1), with a few retries the way the platforms retry.
+//! Posting webhooks to the service, signed as each platform signs them (docs/platforms.md,
+//! "Meta webhook signature" and "TikTok webhook signature"), with a few retries the way the
+//! platforms retry.
 
 use std::time::Duration;
 

@@ -189,7 +189,8 @@ pub trait Store: IngestStore + OutboundStore + InboxStore + ConnectionStore + Se
     ) -> StoreResult<bool>;
 }
 
-/// Webhook ingest (DESIGN.md §4.1): verified bodies stored and applied in one transaction.
+/// Webhook ingest (docs/architecture.md, "The flow of a webhook"): verified bodies stored and
+/// applied in one transaction.
 #[async_trait]
 pub trait IngestStore: Send + Sync + 'static {
     /// Stores every webhook of the batch and applies its events, all in one transaction: when
@@ -227,7 +228,8 @@ pub enum QueuePool {
     },
 }
 
-/// Outbound sends (DESIGN.md §4.2): the reply, its jobs, their outcomes, the sends API.
+/// Outbound sends (docs/architecture.md, "The flow of a reply"): the reply, its jobs, their
+/// outcomes, the sends API.
 #[async_trait]
 pub trait OutboundStore: Send + Sync + 'static {
     /// The conversation to reply in, with its connection; `None` when not in that organization.

@@ -1,5 +1,5 @@
-//! Outbound sends (DESIGN.md §4.2): what the reply use case, the send worker, the sends API and
-//! the dashboard read and write.
+//! Outbound sends (docs/architecture.md, "The flow of a reply"): what the reply use case, the
+//! send worker, the sends API and the dashboard read and write.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

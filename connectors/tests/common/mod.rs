@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use snorq_connectors::{Content, Direction, Event};
 
-/// The project's fixtures directory (never ../shared).
+/// The project's fixtures directory (`fixtures/` at the workspace root, inside the repository).
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 pub fn fixture_path(relative: &str) -> PathBuf {
