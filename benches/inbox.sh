@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Inbox read benchmark (issue 6). Rerunnable; prints the figures the README quotes. Needs
+# Inbox read benchmark (issue 6). Rerunnable; prints the figures docs/benchmarks.md quotes. Needs
 # PostgreSQL on 127.0.0.1:5432 (or SNORQ_BENCH_POSTGRES_URL) for the postgres backend.
 #
 #   bash benches/inbox.sh                    # both backends

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Webhook ingest benchmark (issue: durable webhook ingest). Rerunnable; prints the figures the
-# README quotes. Needs PostgreSQL on 127.0.0.1:5432 (or SNORQ_BENCH_POSTGRES_URL) and pgbench.
+# Webhook ingest benchmark (issue: durable webhook ingest). Rerunnable; prints the figures
+# docs/benchmarks.md quotes. Needs PostgreSQL on 127.0.0.1:5432 (or SNORQ_BENCH_POSTGRES_URL) and pgbench.
 #
 #   bash benches/ingest.sh            # both backends
 #   bash benches/ingest.sh postgres   # one backend

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Outbound send benchmark (issue: outbound replies through the job queue). Rerunnable; prints
-# the figures the README quotes. Needs PostgreSQL on 127.0.0.1:5432 (or SNORQ_BENCH_POSTGRES_URL).
+# the figures docs/benchmarks.md quotes. Needs PostgreSQL on 127.0.0.1:5432 (or SNORQ_BENCH_POSTGRES_URL).
 #
 #   bash benches/send.sh            # both backends
 #   bash benches/send.sh sqlite     # one backend

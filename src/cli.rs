@@ -79,7 +79,7 @@ pub enum Command {
     /// Load-test webhook ingest against a running service (see benches/ingest.sh).
     BenchIngest(crate::bench::IngestBenchArgs),
     /// Measure outbound sends through the queue against an in-process fake platform, on the
-    /// configured database (see the README's figures).
+    /// configured database (see docs/benchmarks.md).
     BenchSend(crate::bench::send::SendBenchArgs),
     /// Measure inbox read latency (listing, filters, search, history) on a large seeded
     /// organization, on the configured database (see benches/inbox.sh).
@@ -284,9 +284,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, workers = config.workers, "snorq is serving");
+    if config.dev {
+        println!("{}", dev_banner(listener.local_addr()?));
+    }
     server::run(app, &config, listener, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a developer who just ran `--dev` can do next.
+fn dev_banner(address: std::net::SocketAddr) -> String {
+    let base = format!("http://{address}");
+    format!(
+        "\nSnorq is running (development mode) at {base}\n\
+         \n  Dashboard   {base}/dashboard\
+         \n  API docs    {base}/docs\
+         \n  Health      {base}/readyz\n\
+         \nNext steps:\
+         \n  1. Sign up:  curl -s {base}/api/v1/auth/signup -H 'content-type: application/json' \\\
+         \n                 -d '{{\"email\":\"you@example.com\",\"name\":\"You\",\"password\":\"correct horse battery\"}}'\
+         \n     then sign in at {base}/api/v1/auth/login for a token.\
+         \n  2. See customers write without any Meta or TikTok account: `cargo run -- demo` runs the\
+         \n     whole loop; `snorq simulate` drives this service (docs/simulator.md).\
+         \n  3. Connect real accounts: docs/connecting.md.\n"
+    )
 }
 
 async fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {

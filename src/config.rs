@@ -474,7 +474,7 @@ pub struct OutboundConfig {
     pub job_retention: chrono::Duration,
     pub event_retention: chrono::Duration,
     /// Outcome transactions in flight at once. One: with group commit a single writer makes the
-    /// biggest batches, which measured fastest on both backends (README, outbound figures).
+    /// biggest batches, which measured fastest on both backends (docs/benchmarks.md, "Outbound benchmark").
     pub outcome_writers: usize,
 }
 

@@ -27,7 +27,12 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<Arc<App>> {
     tracing::info!(database = %config.database_url.redacted(), "connecting to the database");
     let store = store::connect(&config.database_url, config.database_max_connections)
         .await
-        .with_context(|| format!("cannot open the database {}", config.database_url.redacted()))?;
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "cannot open the database {}: {err}",
+                config.database_url.redacted()
+            )
+        })?;
     store.migrate().await.context("database migrations failed")?;
     tracing::info!(backend = store.backend(), key_ids = ?keyring.ids(), "storage ready");
     if config.signup_enabled && !config.operator_emails.is_empty() {

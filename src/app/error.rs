@@ -108,7 +108,9 @@ impl From<StoreError> for AppError {
             }
             StoreError::PlanLimit { limit } => AppError::PlanLimit { limit },
             StoreError::NotFound => AppError::NotFound,
-            StoreError::Unavailable(_) | StoreError::Transient(_) => AppError::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Transient(_) | StoreError::CannotConnect(_) => {
+                AppError::Unavailable
+            }
             StoreError::Stale => AppError::conflict(
                 "it was changed by someone else meanwhile; read it again and retry",
                 None,

@@ -1,5 +1,5 @@
 //! Load generators behind `snorq bench-ingest`, `snorq bench-send` and `snorq bench-inbox`
-//! (figures in the README).
+//! (figures in docs/benchmarks.md).
 
 pub mod inbox;
 pub mod ingest;

@@ -66,6 +66,9 @@ pub enum StoreError {
     /// Worth retrying as is: a deadlock, a serialization failure, a cancelled statement.
     #[error("transient database error: {0}")]
     Transient(#[source] sqlx::Error),
+    /// The service cannot start on this database: what happened, said once, with what to do.
+    #[error("{0}")]
+    CannotConnect(String),
     /// The row changed since it was read (optimistic concurrency).
     #[error("changed meanwhile")]
     Stale,

@@ -205,7 +205,7 @@ async fn conversation_record(
 /// statement for its values on each of its first five calls, then keeps one generic plan if
 /// that looks no costlier. With `LIMIT $n` it never does (a generic plan is costed as reading
 /// a tenth of the rows), so every call was planned again: 0.2-0.45 ms, more than the statement
-/// ran (README, inbox benchmark). Only for statements whose best plan is the same for any
+/// ran (docs/benchmarks.md, "Inbox benchmark"). Only for statements whose best plan is the same for any
 /// values bound; `limit` is an integer, never text from a request.
 fn push_plain_limit(query: &mut sqlx::QueryBuilder<Db>, limit: i64) {
     query.push(limit.to_string());

@@ -50,10 +50,11 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         // No JIT and no parallel workers: our statements are short index walks. A search over
         // many rows crossed the JIT cost threshold and spent 15 ms compiling, and a walk the
-        // planner thought long started two workers: 15 ms against 1 ms (README, inbox benchmark).
+        // planner thought long started two workers: 15 ms against 1 ms (docs/benchmarks.md, "Inbox benchmark").
         let options = PgConnectOptions::from_str(url)
             .map_err(db_error)?
             .options([("jit", "off"), ("max_parallel_workers_per_gather", "0")]);
+        probe(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -66,6 +67,45 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// One connection before the pool: a pool only says that it timed out, while a person starting
+/// the service needs to know why (refused, no such database, login refused) and what to do.
+async fn probe(options: &PgConnectOptions) -> StoreResult<()> {
+    use sqlx::{Connection, PgConnection};
+    let (host, port) = (options.get_host(), options.get_port());
+    let database = options.get_database().unwrap_or("postgres");
+    let user = options.get_username();
+    let attempt = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(options)).await;
+    let err = match attempt {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            return Ok(());
+        }
+        Ok(Err(err)) => err,
+        Err(_) => {
+            return Err(StoreError::CannotConnect(format!(
+                "no answer from PostgreSQL at {host}:{port} within 5 s"
+            )));
+        }
+    };
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    Err(StoreError::CannotConnect(match (&err, code.as_deref()) {
+        (sqlx::Error::Io(io), _) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {host}:{port}: is PostgreSQL running there?")
+        }
+        (_, Some("3D000")) => format!(
+            "database {database} does not exist at {host}:{port}; create it with \
+             `createdb -h {host} -p {port} -U {user} {database}`"
+        ),
+        (_, Some("28P01" | "28000")) => {
+            format!("PostgreSQL at {host}:{port} refused the login of user {user}")
+        }
+        _ => format!("cannot connect to PostgreSQL at {host}:{port}: {err}"),
+    }))
 }
 
 /// Our migrations, then apalis's (schema `apalis`, with its own ledger there).

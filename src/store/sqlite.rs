@@ -64,7 +64,7 @@ impl SqliteStore {
             .foreign_keys(true)
             // Reads come from the OS page cache through a memory map instead of a read() per
             // page, and each connection keeps 16 MiB of pages (the default is 2 MiB): inbox
-            // reads over millions of messages depend on it (README, inbox benchmark).
+            // reads over millions of messages depend on it (docs/benchmarks.md, "Inbox benchmark").
             .pragma("mmap_size", "1073741824")
             .pragma("cache_size", "-16384");
         if let Some(dir) = options.get_filename().parent()
