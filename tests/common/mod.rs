@@ -78,7 +78,7 @@ impl TestDb {
                 let admin = postgres_admin_url();
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
                     .await
-                    .expect("PostgreSQL must be running for the postgres tests (see CONTRIBUTING.md, "Running the tests")");
+                    .expect("PostgreSQL must be running for the postgres tests (see CONTRIBUTING.md, Running the tests)");
                 sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create test database");
