@@ -377,6 +377,23 @@ async fn http_conventions(backend: Backend) {
         "method_not_allowed",
     );
 
+    // `GET /` answers a page that says where everything is.
+    let response = app.send(Method::GET, "/", None, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    for link in ["/dashboard", "/docs", "/api/v1/openapi.json", "/readyz"] {
+        assert!(
+            page.contains(&format!("href=\"{link}\"")),
+            "{link} missing: {page}"
+        );
+    }
+
     // Every response carries a request id; a caller's own id is kept.
     let response = app.send(Method::GET, "/healthz", None, None).await;
     assert!(response.headers().contains_key("x-request-id"));
