@@ -161,10 +161,10 @@ async fn tiktok_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
 }
 
 /// Answers a send: the injected failure, or success (recorded, then receipts follow).
+/// A send is decided and recorded as it arrives, as a platform accepts a request it has read:
+/// a caller that hangs up during the latency (a client timeout) leaves it accepted all the
+/// same, so the record shows what the customer would have received.
 async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
-    if !shared.config.latency.is_zero() {
-        shared.pause(shared.config.latency).await;
-    }
     let platform = request.platform;
     let failure = shared.failure_for_send(platform);
     let message_id = failure.is_none().then(|| shared.new_id(platform, true));
@@ -181,11 +181,16 @@ async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
         message_id: message_id.clone(),
         webhooks: Vec::new(),
     });
+    if message_id.is_some() {
+        super::receipts::after_send(shared, &sent);
+    }
+    if !shared.config.latency.is_zero() {
+        shared.pause(shared.config.latency).await;
+    }
     let Some(message_id) = message_id else {
         let kind = failure.unwrap_or(FailureKind::ServerError);
         return failure_response(shared, platform, kind).await;
     };
-    super::receipts::after_send(shared, &sent);
     match platform {
         Platform::WhatsApp => axum::Json(json!({
             "messaging_product": "whatsapp",
@@ -613,6 +618,28 @@ mod tests {
         let stopped = std::time::Instant::now();
         simulator.stop().await;
         assert!(stopped.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A caller that gives up before the answer (here its 500 ms timeout against 2 s of
+    /// latency) does not undo the send: the platform accepted it on arrival.
+    #[tokio::test]
+    async fn a_send_whose_caller_hung_up_is_still_accepted_and_recorded() {
+        let accounts = super::super::payloads::tests::accounts();
+        let mut config = SimulatorConfig::new(accounts, None, 0.0);
+        config.latency = Duration::from_secs(2);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let simulator = Simulator::start(listener, config).await.unwrap();
+        let client = client(&simulator);
+        let error = send(&client, Platform::WhatsApp).await.unwrap_err();
+        assert_eq!(
+            error.http_status, None,
+            "the caller gave up before any answer: {error:?}"
+        );
+        let sends = simulator.sends();
+        assert_eq!(sends.len(), 1, "{sends:?}");
+        assert_eq!(sends[0].outcome, "accepted");
+        assert!(sends[0].message_id.is_some());
+        simulator.stop().await;
     }
 
     #[tokio::test]
