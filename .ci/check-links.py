@@ -10,7 +10,7 @@ connectors/tests and tests/. Fails (exit 1, one `file:line: problem` per finding
       an `#anchor`, a heading producing that GitHub-style anchor must exist in the target
       (a bare `#anchor` is checked against the file itself);
   (b) any text names a design or research note kept outside the repository (the file names
-      listed in OUTSIDE_NOTES), or a path starting with `../shared`;
+      listed in OUTSIDE_NOTES), or a path into the notes folder beside the repository;
   (c) a path written as `docs/<x>.md`, `benches/<x>`, `fixtures/<x>` or `.ci/<x>` (backticked
       or plain) names something that does not exist. Such paths are resolved against the
       repository root, then against the file's own directory and its parents (a crate's

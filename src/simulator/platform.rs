@@ -73,6 +73,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.trim().is_empty())
 }
 
+/// Graph's answer to a call without a bearer token (OAuth error 190).
+fn token_refused(headers: &HeaderMap) -> Option<Response> {
+    bearer(headers).is_none().then(|| {
+        graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            None,
+            "An access token is required to request this resource.",
+        )
+    })
+}
+
 /// `POST /{version}/{phone_number_id or page_id}/messages`: WhatsApp when the body says
 /// `messaging_product: whatsapp`, Messenger otherwise.
 async fn graph_send(
@@ -81,13 +93,8 @@ async fn graph_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if bearer(&headers).is_none() {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            None,
-            "An access token is required to request this resource.",
-        );
+    if let Some(refused) = token_refused(&headers) {
+        return refused;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return graph_error(
@@ -409,13 +416,8 @@ async fn meta_access_token(State(shared): State<Arc<Shared>>) -> Response {
 /// `GET /me` with a token: the simulator's Page (every token it is shown is that Page's own
 /// token), so a connection claiming the Page proves it.
 async fn meta_me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if bearer(&headers).is_none() {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            None,
-            "An access token is required.",
-        );
+    if let Some(refused) = token_refused(&headers) {
+        return refused;
     }
     axum::Json(json!({"id": shared.config.accounts.facebook_page_id, "name": "Simulated Page"}))
         .into_response()
@@ -428,13 +430,8 @@ async fn whatsapp_phone_numbers(
     Path((_version, waba)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if bearer(&headers).is_none() {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            None,
-            "An access token is required.",
-        );
+    if let Some(refused) = token_refused(&headers) {
+        return refused;
     }
     let account = &shared.config.accounts.whatsapp;
     if waba != account.waba_id {
