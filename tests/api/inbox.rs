@@ -2,7 +2,7 @@
 //! assignment, read state, labels, search, message history, notes, pagination while messages
 //! arrive, API keys and plan limits, retention.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

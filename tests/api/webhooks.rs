@@ -2,7 +2,7 @@
 //! backends: verified, stored before the 200, normalized, deduplicated, routed per
 //! organization, replayable.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

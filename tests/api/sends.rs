@@ -4,7 +4,7 @@
 //! failed with the platform's code, the connection marked on auth errors; retries from the
 //! sends API call the platform again.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! a client reconnecting with `Last-Event-ID` gets exactly what it missed, in order, and events
 //! written by one process reach clients of another process on the same database.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Accounts through the real HTTP server: signup, login, logout, me, and the HTTP conventions
 //! (problem+json, body limits, request ids, metrics, health).
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp, assert_problem, str_of};
 use reqwest::{Method, StatusCode};

@@ -1,7 +1,7 @@
 //! The storage conformance suite: the same tests against the `Store` trait on SQLite and on
 //! PostgreSQL. Each test name appears twice in the test output, `sqlite::…` and `postgres::…`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

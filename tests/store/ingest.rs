@@ -1,7 +1,7 @@
 //! Ingest through the `Store` trait, on both backends: receipts before their message, status
 //! order, a bad event in a batch, watermarks.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

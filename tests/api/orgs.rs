@@ -1,7 +1,7 @@
 //! Organizations and members through the real HTTP server: roles, seat limits, ownership, and
 //! isolation between organizations.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp, assert_problem, str_of};
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! simulator and becomes `delivered`, an injected failure shows in the sends API, and Ctrl-C
 //! stops everything cleanly.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! The `snorq` binary: key generation, refusing to start without a key, operator bootstrap,
 //! key rotation, and `serve` with graceful shutdown — on both backends.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! flow end to end, and its failures (denied consent, bad code, bad / expired / reused state,
 //! token endpoint 5xx, dead refresh token, two processes refreshing at once, forged signature).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! form, organizations kept apart, retry and discard doing what the API does, and pages that
 //! load nothing from elsewhere.
 
-mod common;
+use crate::common;
 
 use common::outbound::{SEND_PATH, Setup, graph_error, platform_answers, setup, setup_with};
 use common::{Backend, TestApp};

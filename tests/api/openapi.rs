@@ -2,7 +2,7 @@
 //! route is registered through `utoipa_axum::routes!` (so it is documented), and every
 //! documented operation is served. Swagger UI works offline.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

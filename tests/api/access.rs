@@ -2,7 +2,7 @@
 //! with another organization's ids answers 404 and changes nothing. A role matrix: what members,
 //! admins and owners may do in the inbox, labels, notes, API keys and sends.
 
-mod common;
+use crate::common;
 
 use common::inbox::{Org, org_with_number};
 use common::{Backend, TestApp, str_of, with_webhook_secrets};

@@ -1,7 +1,7 @@
 //! Platform connections through the real HTTP server: tokens go in and never come out, not in
 //! responses and not as plaintext in the database.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp, assert_problem, str_of};
 use reqwest::StatusCode;

@@ -5,7 +5,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
 //! test says so and passes, unless `SNORQ_TEST_REQUIRE_BROWSER` is set (as in CI), where it fails.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,0 +1,9 @@
+//! The `snorq` binary as an operator and a newcomer run it: key generation and rotation,
+//! operator commands, refusing to start misconfigured, and `snorq demo`.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod demo;
