@@ -4,9 +4,9 @@
 #
 #   bash benches/inbox.sh                    # both backends
 #   bash benches/inbox.sh sqlite             # one backend
-#   bash benches/inbox.sh sqlite --reseed    # further options go to `snorq bench-inbox`
+#   bash benches/inbox.sh sqlite --reseed    # further options go to `snorq-tools bench-inbox`
 #
-# Per backend, with `snorq bench-inbox` (the service served in-process on a local port):
+# Per backend, with `snorq-tools bench-inbox` (the service served in-process on a local port):
 #   - data: one organization with 100,000 conversations and 2,000,000 messages (~20 per
 #     conversation, uneven; 10% unread, 15% closed; 5 labels, "vip" on 3%; "refund" in 0.5% of
 #     messages, order numbers 4521NN in 0.05%), plus 3 organizations of 2,000 conversations;
@@ -30,10 +30,11 @@ ADMIN_URL=${SNORQ_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgre
 PG_BASE=${ADMIN_URL%/*}
 DIR=$PWD/target/bench-inbox
 BIN=target/release/snorq
+TOOLS=target/release/snorq-tools
 mkdir -p "$DIR"
 
 # SNORQ_BENCH_SKIP_BUILD=1 runs the binary already built.
-[[ -n ${SNORQ_BENCH_SKIP_BUILD:-} ]] || cargo build --release -q --bin snorq
+[[ -n ${SNORQ_BENCH_SKIP_BUILD:-} ]] || cargo build --release -q -p snorq -p snorq-tools
 # One key for every run: the seeded connections' tokens stay readable.
 [[ -s $DIR/encryption.key ]] || $BIN keys generate >"$DIR/encryption.key"
 SNORQ_ENCRYPTION_KEYS=$(cat "$DIR/encryption.key")
@@ -63,6 +64,6 @@ for backend in $BACKENDS; do
   esac
   url=$(database_url "$backend")
   echo "-- $backend"
-  $BIN --data-dir "$DIR" --database-url "$url" bench-inbox --goal-p99-ms "$goal" "$@" || status=1
+  $TOOLS bench-inbox --data-dir "$DIR" --database-url "$url" --goal-p99-ms "$goal" "$@" || status=1
 done
 exit $status

@@ -19,12 +19,13 @@ PORT=${SNORQ_BENCH_PORT:-18090}
 COUNT=${SNORQ_BENCH_COUNT:-30000}
 SECRET=bench-secret
 BIN=target/release/snorq
+TOOLS=target/release/snorq-tools
 WORK=$(mktemp -d)
 SERVER_PID=
 SIM_PID=
 SIM_PORT=$((PORT + 1))
 
-cargo build --release -q
+cargo build --release -q -p snorq -p snorq-tools
 KEY=$($BIN keys generate)
 
 cleanup() {
@@ -38,7 +39,7 @@ trap cleanup EXIT
 # The platform simulator answers the proof that the benchmark's token reaches its number.
 start_simulator() {
   [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
-  $BIN simulate --rate 0 --listen 127.0.0.1:$SIM_PORT --target "http://127.0.0.1:$PORT" \
+  $TOOLS simulate --rate 0 --listen 127.0.0.1:$SIM_PORT --target "http://127.0.0.1:$PORT" \
     --whatsapp-phone-number-id "$1" --whatsapp-waba-id 100000000000002 >>"$WORK/simulator.log" 2>&1 &
   SIM_PID=$!
   for _ in $(seq 1 100); do
@@ -65,7 +66,7 @@ peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status
 
 load() { # url run-id extra-args...
   local url=$1 run=$2; shift 2
-  $BIN bench-ingest --target "http://127.0.0.1:$PORT" --secret $SECRET --phone-number-id "$PHONE" \
+  $TOOLS bench-ingest --target "http://127.0.0.1:$PORT" --secret $SECRET --phone-number-id "$PHONE" \
     --run-id "$run" --check-database "$url" "$@"
 }
 
@@ -81,7 +82,7 @@ for backend in $BACKENDS; do
   echo "=== $backend"
   start_simulator "$PHONE"
   start_server "$URL"
-  $BIN bench-ingest --target "http://127.0.0.1:$PORT" --secret $SECRET --phone-number-id "$PHONE" --setup --count 200 --run-id warmup >/dev/null
+  $TOOLS bench-ingest --target "http://127.0.0.1:$PORT" --secret $SECRET --phone-number-id "$PHONE" --setup --count 200 --run-id warmup >/dev/null
   for inflight in 64 256; do
     echo "--- flat out: $COUNT webhooks, $inflight in flight, 5% duplicates"
     load "$URL" "flat$inflight" --count "$COUNT" --concurrency $inflight

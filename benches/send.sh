@@ -5,7 +5,7 @@
 #   bash benches/send.sh            # both backends
 #   bash benches/send.sh sqlite     # one backend
 #
-# Per backend, with `snorq bench-send` (the platform simulator's send API in-process, the real reply
+# Per backend, with `snorq-tools bench-send` (the platform simulator's send API in-process, the real reply
 # use case, queue and workers on a fresh database):
 #   - 0 ms platform, 32 in flight: a 20,000-reply backlog drained (sends/s), then a steady
 #     300 replies/s for 10 s (enqueue -> sent p50/p99);
@@ -19,10 +19,11 @@ ADMIN_URL=${SNORQ_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgre
 PG_BASE=${ADMIN_URL%/*}
 COUNT=${SNORQ_BENCH_COUNT:-20000}
 BIN=target/release/snorq
+TOOLS=target/release/snorq-tools
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --release -q
+cargo build --release -q -p snorq -p snorq-tools
 export SNORQ_ENCRYPTION_KEYS=$($BIN keys generate)
 export SNORQ_LOG=warn
 
@@ -42,7 +43,7 @@ run() {
   local url
   url=$(fresh_database "$backend")
   echo "-- $backend: $*"
-  $BIN --data-dir "$WORK" --database-url "$url" bench-send "$@" 2>&1 | grep -E "^(backlog|steady|queued)"
+  $TOOLS bench-send --data-dir "$WORK" --database-url "$url" "$@" 2>&1 | grep -E "^(backlog|steady|queued)"
 }
 
 for backend in $BACKENDS; do

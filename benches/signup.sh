@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 
 PORT=${SNORQ_BENCH_PORT:-18190}
 BIN=target/release/snorq
+TOOLS=target/release/snorq-tools
 WORK=$(mktemp -d)
 SERVER_PID=
 
-[ -n "${SNORQ_BENCH_SKIP_BUILD:-}" ] || cargo build --release -q
+[ -n "${SNORQ_BENCH_SKIP_BUILD:-}" ] || cargo build --release -q -p snorq -p snorq-tools
 KEY=$($BIN keys generate)
 
 cleanup() {
@@ -30,4 +31,4 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "=== $(nproc) cores; password hashing: default threads (one per core), queue 32"
-$BIN bench-signup --target "http://127.0.0.1:$PORT" --pid "$SERVER_PID" "$@"
+$TOOLS bench-signup --target "http://127.0.0.1:$PORT" --pid "$SERVER_PID" "$@"

@@ -1,4 +1,5 @@
-//! The command line: `snorq [serve]`, `migrate`, `keys`, `admin`.
+//! The command line of the service: `snorq [serve]`, `worker`, `migrate`, `replay`, `retention`,
+//! `tokens`, `keys`, `admin`. The demo, the simulator and the load generators are `snorq-tools`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -69,24 +70,6 @@ pub enum Command {
     /// (the workers do it every token_refresh_interval_secs).
     #[command(subcommand)]
     Tokens(TokensCommand),
-    /// Try everything in one command: the service on a temporary SQLite database (or
-    /// DATABASE_URL) with a demo organization, an agent and one connection per platform, all
-    /// pointed at the built-in platform simulator. Stops on Ctrl-C.
-    Demo(Box<crate::demo::DemoArgs>),
-    /// Play WhatsApp, Messenger and TikTok for a running service: customers' signed webhooks,
-    /// the send and token APIs with injected failures, receipts, and a record of every send.
-    Simulate(Box<crate::simulator::command::SimulateArgs>),
-    /// Load-test webhook ingest against a running service (see benches/ingest.sh).
-    BenchIngest(crate::bench::IngestBenchArgs),
-    /// Measure outbound sends through the queue against an in-process fake platform, on the
-    /// configured database (see docs/benchmarks.md).
-    BenchSend(crate::bench::send::SendBenchArgs),
-    /// Measure inbox read latency (listing, filters, search, history) on a large seeded
-    /// organization, on the configured database (see benches/inbox.sh).
-    BenchInbox(crate::bench::inbox::InboxBenchArgs),
-    /// Bursts of concurrent signups against a running service: its resident memory (peak and
-    /// settled) and /readyz latency meanwhile (see benches/signup.sh).
-    BenchSignup(crate::bench::signup::SignupBenchArgs),
     /// Encryption keys for stored platform tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -203,24 +186,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         listen: None,
         no_workers: false,
     });
-    match command {
-        Command::Keys(KeysCommand::Generate) => {
-            println!("{}", EncryptionKey::generate_base64());
-            return Ok(());
-        }
-        // The generator is a client of the service: it needs none of its configuration.
-        Command::BenchIngest(args) => return crate::bench::run(args).await,
-        Command::BenchSignup(args) => return crate::bench::signup::run(args).await,
-        Command::Simulate(args) => {
-            telemetry::init_tracing_or(LogFormat::Text, "warn");
-            return crate::simulator::command::run(*args).await;
-        }
-        // The demo builds its own configuration around the simulator.
-        Command::Demo(args) => {
-            let overrides = cli.global.overrides(None, None);
-            return crate::demo::run(cli.global.config, overrides, *args).await;
-        }
-        _ => {}
+    if let Command::Keys(KeysCommand::Generate) = command {
+        println!("{}", EncryptionKey::generate_base64());
+        return Ok(());
     }
     let (listen, workers) = match &command {
         Command::Serve { listen, no_workers } => (listen.clone(), no_workers.then_some(false)),
@@ -248,9 +216,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay(&config, args).await,
         Command::Retention => {
             let app = server::bootstrap(&config).await?;
-            let done =
-                crate::app::retention::run(&app.store, crate::domain::now(), config.outbound.event_retention)
-                    .await?;
+            let done = crate::app::retention::run(
+                &*app.store,
+                crate::domain::now(),
+                config.outbound.event_retention,
+            )
+            .await?;
             println!(
                 "deleted {} messages and {} live events; indexed {} conversations for search",
                 done.messages, done.events, done.indexed
@@ -267,13 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&config).await,
-        Command::BenchSend(args) => crate::bench::send::run(config, args).await,
-        Command::BenchInbox(args) => crate::bench::inbox::run(config, args).await,
-        Command::Keys(KeysCommand::Generate)
-        | Command::BenchIngest(_)
-        | Command::BenchSignup(_)
-        | Command::Simulate(_)
-        | Command::Demo(_) => Ok(()),
+        Command::Keys(KeysCommand::Generate) => Ok(()),
         Command::Admin(admin) => run_admin(&config, admin).await,
     }
 }
@@ -304,8 +269,8 @@ fn dev_banner(address: std::net::SocketAddr) -> String {
          \n  1. Sign up:  curl -s {base}/api/v1/auth/signup -H 'content-type: application/json' \\\
          \n                 -d '{{\"email\":\"you@example.com\",\"name\":\"You\",\"password\":\"correct horse battery\"}}'\
          \n     then sign in at {base}/api/v1/auth/login for a token.\
-         \n  2. See customers write without any Meta or TikTok account: `cargo run -- demo` runs the\
-         \n     whole loop; `snorq simulate` drives this service (docs/simulator.md).\
+         \n  2. See customers write without any Meta or TikTok account: `cargo run -p snorq-tools -- demo` runs the\
+         \n     whole loop; `snorq-tools simulate` drives this service (docs/simulator.md).\
          \n  3. Connect real accounts: docs/connecting.md.\n"
     )
 }

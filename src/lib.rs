@@ -4,16 +4,13 @@
 //! `http` and `worker` -> `app` (use cases) -> `store` / `queue` / `crypto` / `snorq_connectors`.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod queue;
 pub mod server;
-pub mod simulator;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -194,7 +194,7 @@ async fn clean_up(
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "cleanup failed; will try again"),
         }
-        match crate::app::retention::run(&store, now, event_retention).await {
+        match crate::app::retention::run(&*store, now, event_retention).await {
             Ok(done) if done.messages + done.events + done.indexed > 0 => tracing::info!(
                 messages = done.messages,
                 events = done.events,

@@ -3,7 +3,7 @@
 Snorq server on a fresh database.
 
 For each backend asked for (sqlite, postgres): a fresh database, `snorq serve` on a free port
-with `snorq simulate` as the platforms (it answers the account proofs), then a seeded
+with `snorq-tools simulate` as the platforms (it answers the account proofs), then a seeded
 organization (BUSINESS plan, a WhatsApp connection, a customer's conversation, a label, a note,
 an API key, an invitation) so that paths get real ids. Exits non-zero on any finding.
 
@@ -162,6 +162,11 @@ def without_pinned_ids(config):
     return "".join(kept)
 
 
+def tools_binary(snorq):
+    """`snorq-tools` (the simulator), built next to `snorq`."""
+    return os.path.join(os.path.dirname(snorq), "snorq-tools")
+
+
 def run(snorq, backend):
     work = tempfile.mkdtemp(prefix="snorq-schemathesis-")
     port, sim_port = free_port(), free_port()
@@ -195,12 +200,12 @@ def run(snorq, backend):
         processes.append(subprocess.Popen([snorq, "serve", "--listen", f"127.0.0.1:{port}"], env=env,
                                           stdout=log, stderr=log))
         processes.append(subprocess.Popen(
-            [snorq, "simulate", "--target", base, "--listen", f"127.0.0.1:{sim_port}", "--rate", "0",
+            [tools_binary(snorq), "simulate", "--target", base, "--listen", f"127.0.0.1:{sim_port}", "--rate", "0",
              "--whatsapp-app-secret", META_SECRET, "--facebook-app-secret", META_SECRET,
              "--tiktok-app-secret", TIKTOK_SECRET, "--fail", "none"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(base + "/readyz", "snorq serve")
-        wait_for(sim + "/_simulator/stats", "snorq simulate")
+        wait_for(sim + "/_simulator/stats", "snorq-tools simulate")
         lint(base + "/api/v1/openapi.json")
         values = seed(base, snorq, env)
         env.update({f"SCHEMATHESIS_{k}": v for k, v in values.items()})

@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::crypto::{SecretField, Vault};
 use crate::domain::{self, ConnectionStatus, MessageStatus};
 use crate::queue::{QueuedJob, RetrySchedule, SendJob, SendRates};
-use crate::store::{REASON_CONNECTION_UNAVAILABLE, SendContext, SendOutcome, SendResult, Store, StoreResult};
+use crate::store::{
+    OutboundStore, REASON_CONNECTION_UNAVAILABLE, SendContext, SendOutcome, SendResult, StoreResult,
+};
 
 use super::batcher::{Batched, Batcher};
 use super::pacing::Pacer;
@@ -51,7 +53,7 @@ pub struct Delivery {
 }
 
 /// Concurrent jobs' messages are loaded together, one query per batch.
-struct ContextLoad(Arc<dyn Store>);
+struct ContextLoad(Arc<dyn OutboundStore>);
 
 #[async_trait]
 impl Batched for ContextLoad {
@@ -72,7 +74,7 @@ impl Batched for ContextLoad {
     }
 }
 
-struct OutcomeWrite(Arc<dyn Store>);
+struct OutcomeWrite(Arc<dyn OutboundStore>);
 
 #[async_trait]
 impl Batched for OutcomeWrite {
@@ -88,7 +90,7 @@ impl Batched for OutcomeWrite {
 
 impl Delivery {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OutboundStore>,
         vault: Vault,
         client: snorq_connectors::Client,
         settings: DeliverySettings,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::domain::{self, MessageStatus};
 use crate::store::{
     Author, IncomingMessage, IncomingReceipt, IncomingWatermark, IncomingWebhook, IngestEvent, IngestOutcome,
-    ReplayFilter, Store, StoreResult, WebhookStatus,
+    IngestStore, ReplayFilter, StoreResult, WebhookStatus,
 };
 
 use super::AppResult;
@@ -35,7 +35,7 @@ pub struct Ingestor {
     commits: Batcher<IngestWrite>,
 }
 
-struct IngestWrite(Arc<dyn Store>);
+struct IngestWrite(Arc<dyn IngestStore>);
 
 #[async_trait]
 impl Batched for IngestWrite {
@@ -51,7 +51,7 @@ impl Batched for IngestWrite {
 
 impl Ingestor {
     /// Starts the writer tasks; they end when the last `Ingestor` clone is dropped.
-    pub fn start(store: Arc<dyn Store>, settings: IngestSettings) -> Self {
+    pub fn start(store: Arc<dyn IngestStore>, settings: IngestSettings) -> Self {
         Ingestor {
             commits: Batcher::start(IngestWrite(store), settings.max_batch, settings.writers),
         }
@@ -214,7 +214,7 @@ pub struct ReplayReport {
 /// Applies stored webhooks again (after a fix, or after the missing connection was added).
 /// Idempotent: what was applied before is not applied twice.
 pub async fn replay(
-    store: &dyn Store,
+    store: &dyn IngestStore,
     filter: &ReplayFilter,
     mut progress: impl FnMut(&ReplayReport),
 ) -> AppResult<ReplayReport> {

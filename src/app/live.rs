@@ -16,7 +16,7 @@ use futures::Stream;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::store::{EventRecord, Store};
+use crate::store::{EventRecord, EventStore};
 
 use super::orgs::OrgAccess;
 use super::{App, AppError, AppResult};
@@ -132,16 +132,16 @@ impl EventPump {
 
     /// A receiver that changes when `org` has new events (the newest id), starting the pump on
     /// first use. Only that organization's events wake it.
-    pub fn subscribe(&self, store: &Arc<dyn Store>, org: Uuid) -> watch::Receiver<i64> {
+    pub fn subscribe(&self, store: Arc<dyn EventStore>, org: Uuid) -> watch::Receiver<i64> {
         self.started.get_or_init(|| {
-            tokio::spawn(pump(store.clone(), self.orgs.clone()));
+            tokio::spawn(pump(store, self.orgs.clone()));
         });
         let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
         orgs.entry(org).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 }
 
-async fn pump(store: Arc<dyn Store>, orgs: Arc<Mutex<HashMap<Uuid, watch::Sender<i64>>>>) {
+async fn pump(store: Arc<dyn EventStore>, orgs: Arc<Mutex<HashMap<Uuid, watch::Sender<i64>>>>) {
     let mut interval = tokio::time::interval(PUMP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = store.latest_event_id().await.unwrap_or(0);
@@ -193,7 +193,7 @@ pub async fn follow(
         Some(id) => id,
         None => app.store.latest_org_event_id(org_id).await?,
     };
-    let wake = app.live.subscribe(&app.store, org_id);
+    let wake = app.live.subscribe(app.store.clone(), org_id);
     let closing = app.live.closing.subscribe();
     let state = Follow {
         app,

@@ -74,8 +74,8 @@ impl App {
         let ingestor = ingest::Ingestor::start(
             store.clone(),
             ingest::IngestSettings {
-                max_batch: config.ingest_max_batch,
-                writers: config.ingest_writers,
+                max_batch: config.ingest.max_batch,
+                writers: config.ingest.writers,
             },
         );
         App {
@@ -90,7 +90,7 @@ impl App {
                 oauth: config.oauth.clone(),
                 token_refresh: config.token_refresh.clone(),
                 platforms: config.outbound.platforms.clone(),
-                search_walk_threshold: config.search_walk_threshold,
+                search_walk_threshold: config.ingest.search_walk_threshold,
                 security: config.security.clone(),
             },
             login_limiter: LoginLimiter::new(config.security.login_limits),

@@ -3,12 +3,10 @@
 //! workers' janitor, and once with `snorq retention`. The same pass indexes for search the
 //! conversations written before the search index existed (after upgrading).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
 use crate::domain::Plan;
-use crate::store::{Retention, Store, StoreResult};
+use crate::store::{MaintenanceStore, Retention, StoreResult};
 
 /// Messages deleted per statement (short transactions; ingest keeps going meanwhile).
 const CHUNK: i64 = 5_000;
@@ -26,7 +24,7 @@ pub fn history_days(plan: Plan) -> Option<i64> {
 
 /// One pass: deletes what is past its retention as of `now`, and folds the inbox counters.
 pub async fn run(
-    store: &Arc<dyn Store>,
+    store: &dyn MaintenanceStore,
     now: DateTime<Utc>,
     event_retention: chrono::Duration,
 ) -> StoreResult<Retention> {

@@ -1,5 +1,5 @@
-//! Connecting accounts and keeping them healthy (issue 7): OAuth states, token refresh claims
-//! and health verdicts. The SQL is in `connections_sql.rs`.
+//! Platform connections: the accounts an organization connected, and keeping them healthy
+//! (OAuth states, token refresh claims, health verdicts).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,8 +8,58 @@ use snorq_connectors::Platform;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Connection, PlatformColumn, StoreResult};
+use super::StoreResult;
 use crate::domain::ConnectionStatus;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Connection {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub platform: PlatformColumn,
+    pub platform_user_id: String,
+    pub name: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: ConnectionStatus,
+    /// Vault envelopes; never plaintext (see `crypto::vault`).
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+    pub token_fingerprint: Option<String>,
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    pub settings: Json<Value>,
+    pub last_error: Option<String>,
+    /// The platform user who granted it (Meta's app-scoped user id; deauthorize names them).
+    pub granted_by_external_id: Option<String>,
+    /// Refreshes and checks failed in a row without a verdict on the token.
+    pub failure_count: i32,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the platform last granted these credentials (a connect flow, or credentials given
+    /// by hand): a deauthorize issued before it concerns an older grant.
+    pub granted_at: Option<DateTime<Utc>>,
+}
+
+/// `Platform` as a column value (the connectors crate owns `Platform` and knows no SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformColumn(pub Platform);
+
+impl TryFrom<String> for PlatformColumn {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        value.parse().map(PlatformColumn).map_err(|e| e.to_string())
+    }
+}
+
+/// The encrypted columns of one connection, for key rotation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConnectionSecrets {
+    pub id: Uuid,
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+}
 
 /// An OAuth start: the state the platform hands back names this row.
 #[derive(Debug, Clone)]
@@ -95,12 +145,62 @@ pub enum HealthVerdict {
     },
 }
 
+/// Platform connections: their records, OAuth states, refresh claims and health verdicts.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
+    // --- platform connections ---
+
+    /// Fails with `Conflict(ConnectionLiveAccount)` when the account is connected anywhere.
+    async fn insert_connection(&self, connection: &Connection) -> StoreResult<Connection>;
+
+    async fn connections(&self, org_id: Uuid) -> StoreResult<Vec<Connection>>;
+
+    async fn connection(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Connection>>;
+
+    /// Whether the account is connected (not disconnected) in an organization other than
+    /// `org_id`: the connect flows leave such accounts alone.
+    async fn account_live_elsewhere(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<bool>;
+
+    async fn connection_by_account(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<Option<Connection>>;
+
+    /// Writes every mutable field of the connection, if it is unchanged since it was read
+    /// (`updated_at` still `read_at`; otherwise `Stale`); `NotFound` when it is not in that org.
+    async fn save_connection(
+        &self,
+        connection: &Connection,
+        read_at: DateTime<Utc>,
+    ) -> StoreResult<Connection>;
+
+    /// Encrypted token columns of every connection with an id after `after`, in id order.
+    async fn connection_secrets_page(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<ConnectionSecrets>>;
+
+    /// Replaces the encrypted tokens only if they are still `old` (a concurrent change wins), and
+    /// bumps `updated_at` so an edit that read the old tokens cannot write them back; true when
+    /// the row was updated.
+    async fn replace_connection_secrets(
+        &self,
+        old: &ConnectionSecrets,
+        new: &ConnectionSecrets,
+    ) -> StoreResult<bool>;
+
     async fn insert_oauth_state(&self, state: &NewOAuthState) -> StoreResult<()>;
+
     /// Marks the state used if it is unused and unexpired, atomically: a state is good once.
     async fn consume_oauth_state(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StateUse>;
-    async fn delete_oauth_states_before(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Claims up to `limit` connections with a refresh token whose access token expires before
     /// `due_before` (active or in error, out of backoff, unclaimed or claim lapsed), until
@@ -113,6 +213,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
         claimed_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<RefreshClaim>>;
+
     /// Claims this connection for a refresh now (a check found its access token dead); `None`
     /// when another process holds it or it has no refresh token.
     async fn claim_refresh(
@@ -122,6 +223,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         claimed_until: DateTime<Utc>,
     ) -> StoreResult<Option<RefreshClaim>>;
+
     /// Applies a refresh's verdict if the claim still holds (same claim, same refresh token)
     /// and releases it; `None` when the claim was lost.
     async fn finish_refresh(
@@ -130,6 +232,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
         verdict: &HealthVerdict,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>>;
+
     /// Applies a check's verdict (not to a disconnected connection) if the connection's token
     /// is still the one checked (`token_fingerprint`); `None` when there is no such live
     /// connection in the organization, or its token changed. Writes `connection.updated` on a
@@ -142,6 +245,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
         verdict: &HealthVerdict,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>>;
+
     /// The platform says this user (or this Page) removed the app: every live Meta connection
     /// they granted (or that Page's) is disconnected, its tokens erased, in one transaction.
     /// Connections granted before `issued_before` only: a deauthorize signed before the

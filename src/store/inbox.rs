@@ -1,13 +1,15 @@
-//! Records of the team inbox (issue 6): conversations as agents list them, message history,
-//! labels, notes, live events, API keys and retention.
+//! The team inbox: conversations as agents list them, message history, labels and notes.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::PlatformColumn;
-use crate::domain::{ConnectionStatus, ConversationStatus, MessageDirection, MessageStatus, TimeCursor};
+use super::{PlatformColumn, StoreResult};
+use crate::domain::{
+    ConnectionStatus, ConversationStatus, MessageDirection, MessageStatus, SnapshotCursor, TimeCursor,
+};
 
 /// A conversation as the inbox shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -160,29 +162,93 @@ pub struct Note {
     pub created_at: DateTime<Utc>,
 }
 
-/// An entry of the organization's live event log.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EventRecord {
-    pub id: i64,
-    pub kind: String,
-    pub payload: Json<Value>,
-    pub created_at: DateTime<Utc>,
-}
+/// The team inbox: what agents list, read and organize. Every method is scoped by
+/// organization; an id of another organization is `None` / `NotFound`.
+#[async_trait]
+pub trait InboxStore: Send + Sync + 'static {
+    /// A page of conversations, newest activity first. Without a cursor the page starts at the
+    /// top and `as_of` is the organization's newest event; with one, conversations keep the
+    /// position they had at `as_of` (their newer messages, and conversations created since, are
+    /// left out), so a walk sees each conversation once however activity changes meanwhile.
+    async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&SnapshotCursor>,
+        limit: i64,
+    ) -> StoreResult<ConversationPage>;
 
-/// An organization API key (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ApiKey {
-    pub id: Uuid,
-    pub name: Option<String>,
-    pub user_id: Uuid,
-    pub created_at: DateTime<Utc>,
-}
+    async fn conversation(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<ConversationRecord>>;
 
-/// What one retention pass deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retention {
-    pub messages: u64,
-    pub events: u64,
-    /// Conversations whose words were indexed for search (written before the index existed).
-    pub indexed: u64,
+    /// The labels of these conversations (by name).
+    async fn conversation_labels(&self, org_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<ConversationLabel>>;
+
+    /// Open conversations: all, the user's, unassigned, unread; from the count deltas.
+    async fn inbox_counts(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<InboxCounts>;
+
+    /// Applies the update and writes `conversation.updated`; `None` when not in that org.
+    async fn update_conversation(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        update: &ConversationUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConversationRecord>>;
+
+    /// Sets the unread count to zero (with `conversation.updated` when it was not).
+    async fn mark_read(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConversationRecord>>;
+
+    /// Messages of the conversation, newest first, before `before`.
+    async fn messages(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        before: Option<&TimeCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>>;
+
+    async fn labels(&self, org_id: Uuid) -> StoreResult<Vec<Label>>;
+
+    /// `Conflict(LabelName)` when the name is taken in the organization.
+    async fn insert_label(&self, label: &Label) -> StoreResult<Label>;
+
+    /// `None` when not in that org; `Conflict(LabelName)` as above.
+    async fn update_label(&self, label: &Label) -> StoreResult<Option<Label>>;
+
+    async fn delete_label(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool>;
+
+    /// Replaces the conversation's labels (all of them in the org, checked by the caller) and
+    /// writes `conversation.updated`; false when the conversation is not in that org.
+    async fn set_conversation_labels(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        label_ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Notes of the conversation, newest first, before `before`.
+    async fn notes(
+        &self,
+        org_id: Uuid,
+        conversation_id: Uuid,
+        before: Option<&TimeCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<Note>>;
+
+    async fn note(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Note>>;
+
+    /// `NotFound` when the conversation is not in that org.
+    async fn insert_note(&self, note: &Note) -> StoreResult<Note>;
+
+    async fn delete_note(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool>;
+
+    // --- conversations ---
+
+    /// Every conversation id of the organization, in id order (benchmarks, tools).
+    async fn conversation_ids(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>>;
 }

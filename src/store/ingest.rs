@@ -1,11 +1,13 @@
 //! What webhook ingest hands to the store: verified bodies and their events in a
 //! platform-neutral form (the app maps connector events onto these), and what comes back.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use snorq_connectors::Platform;
 use uuid::Uuid;
 
+use super::StoreResult;
 use crate::domain::MessageStatus;
 
 /// One verified webhook body with its parsed events.
@@ -161,4 +163,35 @@ pub struct ReplayFilter {
     pub until: Option<DateTime<Utc>>,
     /// Also processed ones (normally only unroutable and failed are replayed).
     pub include_processed: bool,
+}
+
+/// Webhook ingest (docs/architecture.md, "The flow of a webhook"): verified bodies stored and
+/// applied in one transaction.
+#[async_trait]
+pub trait IngestStore: Send + Sync + 'static {
+    /// Stores every webhook of the batch and applies its events, all in one transaction: when
+    /// this returns Ok, everything is committed. One savepoint per event, so a bad event is
+    /// recorded on its webhook's row without affecting the others.
+    async fn ingest(&self, batch: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>>;
+
+    /// Applies a stored webhook's events again (idempotently) and updates its row.
+    async fn reapply(&self, webhook: &IncomingWebhook) -> StoreResult<IngestOutcome>;
+
+    /// Webhooks whose events were not all applied (unroutable, failed, partial), newest first:
+    /// of these organizations, or all of them (also those that reached none) for `None`.
+    async fn webhooks_needing_attention(
+        &self,
+        organizations: Option<&[Uuid]>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookSummary>>;
+
+    async fn webhook_summary(&self, id: Uuid) -> StoreResult<Option<WebhookSummary>>;
+
+    /// Stored webhooks matching the filter with an id after `after`, in id order.
+    async fn webhooks_for_replay(
+        &self,
+        filter: &ReplayFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredWebhook>>;
 }

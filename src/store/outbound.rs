@@ -1,12 +1,13 @@
 //! Outbound sends (docs/architecture.md, "The flow of a reply"): what the reply use case, the
 //! send worker, the sends API and the dashboard read and write.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::PlatformColumn;
+use super::{PlatformColumn, StoreResult};
 use crate::domain::{ConnectionStatus, MessageStatus};
 use crate::queue::QueuedJob;
 
@@ -214,9 +215,77 @@ pub struct HourlyOutcome {
     pub count: i64,
 }
 
-/// What a cleanup pass removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Cleanup {
-    pub finished_jobs: u64,
-    pub pending_receipts: u64,
+/// Outbound sends (docs/architecture.md, "The flow of a reply"): the reply, its jobs, their
+/// outcomes, the sends API.
+#[async_trait]
+pub trait OutboundStore: Send + Sync + 'static {
+    /// The conversation to reply in, with its connection; `None` when not in that organization.
+    async fn reply_target(&self, org_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<ReplyTarget>>;
+
+    /// Outbound messages of the conversation created after `since` and not failed (TikTok caps
+    /// them per window).
+    async fn outbound_count_since(&self, conversation_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64>;
+
+    /// Stores the message (pending) and pushes its first send job in one transaction. With an
+    /// idempotency key already used in the organization, returns that message instead
+    /// (`created: false`) and pushes nothing.
+    async fn create_outbound(&self, message: &NewOutbound) -> StoreResult<OutboundCreated>;
+
+    /// The outbound message created with this Idempotency-Key in the organization.
+    async fn outbound_by_idempotency_key(&self, org_id: Uuid, key: &str) -> StoreResult<Option<SendRecord>>;
+
+    /// The messages, with their conversations and connections, for the worker (missing ids are
+    /// left out; any order).
+    async fn send_contexts(&self, message_ids: &[Uuid]) -> StoreResult<Vec<SendContext>>;
+
+    /// Records provider calls, all in one transaction: each message moves on only if it is still
+    /// pending with `attempt - 1` attempts (otherwise `false` for that outcome: a duplicate run),
+    /// gets its attempt row, its live event, its retry job; receipts that arrived before the
+    /// platform's id are applied; an auth failure marks the connection.
+    async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>>;
+
+    /// Outbound messages matching the filter, newest first, with ids below `before`.
+    async fn sends(
+        &self,
+        filter: &SendFilter,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<SendRecord>>;
+
+    async fn send(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Option<SendRecord>>;
+
+    async fn send_attempts(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Vec<SendAttempt>>;
+
+    /// A failed send back to pending, with a new job (a fresh retry budget).
+    async fn retry_send(&self, org_id: Uuid, message_id: Uuid, now: DateTime<Utc>)
+    -> StoreResult<SendChange>;
+
+    /// A failed or pending send marked failed with reason `discarded`; its pending job, if any,
+    /// then does nothing.
+    async fn discard_send(
+        &self,
+        org_id: Uuid,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SendChange>;
+
+    /// Retries up to `limit` failed (not discarded) sends matching the filter with ids after
+    /// `after`, in id order; how many, and the last id looked at (where the next chunk starts).
+    async fn retry_sends(
+        &self,
+        filter: &SendFilter,
+        after: Option<Uuid>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<(u64, Option<Uuid>)>;
+
+    /// Failed (not discarded) sends per connection of these organizations.
+    async fn failed_sends_by_connection(&self, organizations: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>>;
+
+    /// Provider calls per hour and outcome since `since`.
+    async fn hourly_outcomes(
+        &self,
+        organizations: &[Uuid],
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<HourlyOutcome>>;
 }

@@ -438,7 +438,7 @@ async fn conversations_written_before_the_search_index_are_indexed_by_the_janito
         )
         .await;
     assert!(org.conversation_ids(&app, "?q=invoice").await.is_empty());
-    let done = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
+    let done = snorq::app::retention::run(&*app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await
         .expect("janitor pass");
     assert_eq!(done.indexed, 2);
@@ -451,7 +451,7 @@ async fn conversations_written_before_the_search_index_are_indexed_by_the_janito
             .await,
         0
     );
-    let again = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
+    let again = snorq::app::retention::run(&*app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await
         .expect("janitor pass");
     assert_eq!(again.indexed, 0);
@@ -943,7 +943,7 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
         json!({"body": "keep"}),
     )
     .await;
-    let done = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
+    let done = snorq::app::retention::run(&*app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await
         .expect("retention");
     assert_eq!(done.messages, 2);
@@ -971,7 +971,7 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
     assert_eq!(free.conversation_ids(&app, "?q=old").await, [old.as_str()]);
     assert_word_bits_are_exact(&app).await;
     // A second pass has nothing left to do.
-    let again = snorq::app::retention::run(&app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
+    let again = snorq::app::retention::run(&*app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))
         .await
         .expect("retention");
     assert_eq!(again.messages, 0);

@@ -442,8 +442,8 @@ async fn an_event_wakes_only_its_own_organizations_streams(backend: Backend) {
     let one = org(&store, &ana, "one", Plan::Free).await;
     let two = org(&store, &ana, "two", Plan::Free).await;
     let pump = snorq::app::live::EventPump::default();
-    let mut first = pump.subscribe(&store, one.id);
-    let second = pump.subscribe(&store, two.id);
+    let mut first = pump.subscribe(store.clone(), one.id);
+    let second = pump.subscribe(store.clone(), two.id);
     // Let the pump take its starting point, then write an event of the first organization.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     store

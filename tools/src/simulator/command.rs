@@ -1,5 +1,5 @@
-//! `snorq simulate`: the simulator beside a running service, and the flags it shares with
-//! `snorq demo`.
+//! `snorq-tools simulate`: the simulator beside a running service, and the flags it shares with
+//! `snorq-tools demo`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use super::{Accounts, FailureMix, FailureRule, Secrets, Simulator, SimulatorConfig, WhatsAppAccount};
 
-/// How customers and platforms behave (shared by `snorq simulate` and `snorq demo`).
+/// How customers and platforms behave (shared by `snorq-tools simulate` and `snorq-tools demo`).
 #[derive(Debug, Clone, Args)]
 pub struct SimulationArgs {
     /// Customer messages per second, over all platforms (0: none).
@@ -248,9 +248,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     match args.seconds {
         Some(seconds) => tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
-            () = crate::server::shutdown_signal() => {}
+            () = snorq::server::shutdown_signal() => {}
         },
-        None => crate::server::shutdown_signal().await,
+        None => snorq::server::shutdown_signal().await,
     }
     let stats = simulator.stop().await;
     println!("{}", stats.summary());

@@ -1,17 +1,38 @@
-// Connection health and OAuth states, shared by both backends (included after `shared_sql.rs`,
-// whose `connection_columns!`, `connection_changed` and `insert_live_events` it uses).
+//! Platform connections: their rows, OAuth states, refresh claims and health verdicts.
 
-macro_rules! refresh_claim_columns {
-    () => {
-        "id, organization_id, platform, platform_user_id, status, refresh_token_enc, \
-         refresh_token_expires_at, failure_count, last_error, refresh_claimed_until AS claimed_until"
-    };
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use snorq_connectors::Platform;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::events::{LiveEvents, insert_live_events, live};
+use super::{Backend, Db, FOR_UPDATE, begin_write, db_error};
+use crate::store::{
+    Connection, ConnectionSecrets, ConnectionStore, HealthVerdict, NewOAuthState, OAuthState, RefreshClaim,
+    StateUse, StoreError, StoreResult,
+};
+
+/// `connection.created` / `connection.updated`: the connection's health as clients show it.
+pub(super) fn connection_changed(out: &mut LiveEvents, kind: &'static str, c: &Connection) {
+    live(
+        out,
+        c.organization_id,
+        kind,
+        json!({
+            "connection_id": c.id,
+            "platform": c.platform.0.as_str(),
+            "status": c.status,
+            "last_error": c.last_error,
+        }),
+    );
 }
 
 /// `SET ...` for a verdict, with its binds (after `$1` .. `$n` of the caller's WHERE clause,
 /// which come last). Every verdict bumps `updated_at`, so a save prepared from an older read of
 /// the connection fails as stale instead of restoring old tokens.
-fn push_verdict(query: &mut sqlx::QueryBuilder<Db>, verdict: &HealthVerdict, now: DateTime<Utc>) {
+pub(super) fn push_verdict(query: &mut sqlx::QueryBuilder<Db>, verdict: &HealthVerdict, now: DateTime<Utc>) {
     query
         .push("UPDATE platform_connections SET updated_at = ")
         .push_bind(now);
@@ -61,7 +82,7 @@ fn push_verdict(query: &mut sqlx::QueryBuilder<Db>, verdict: &HealthVerdict, now
 /// The row a verdict is for: a live connection of an organization whose token is still the one
 /// checked (a check), or the connection a refresh claimed, if the claim still holds (same
 /// claim, same refresh token).
-enum VerdictTarget<'a> {
+pub(super) enum VerdictTarget<'a> {
     Live {
         org_id: Uuid,
         id: Uuid,
@@ -72,13 +93,13 @@ enum VerdictTarget<'a> {
 
 impl VerdictTarget<'_> {
     /// `, refresh_claimed_until = NULL` when the verdict ends a claim.
-    fn push_release(&self, query: &mut sqlx::QueryBuilder<Db>) {
+    pub(super) fn push_release(&self, query: &mut sqlx::QueryBuilder<Db>) {
         if matches!(self, VerdictTarget::Claim(_)) {
             query.push(", refresh_claimed_until = NULL");
         }
     }
 
-    fn push(&self, query: &mut sqlx::QueryBuilder<Db>) {
+    pub(super) fn push(&self, query: &mut sqlx::QueryBuilder<Db>) {
         query.push(" WHERE status <> 'DISCONNECTED'");
         match self {
             VerdictTarget::Live {
@@ -114,7 +135,7 @@ impl VerdictTarget<'_> {
 
 /// Applies a verdict and writes `connection.updated` when the status or the last error
 /// changed; `None` when the target row is gone (or the claim was lost).
-async fn apply_verdict(
+pub(super) async fn apply_verdict(
     pool: &sqlx::Pool<Db>,
     target: VerdictTarget<'_>,
     verdict: &HealthVerdict,
@@ -159,7 +180,7 @@ async fn apply_verdict(
 /// Claims the rows `select` picks (pushed after `WHERE ... AND`), conditionally: the claim's
 /// own condition is repeated on the updated row, so of two processes racing for a row the
 /// second finds it claimed once the first commits.
-async fn claim_refreshes(
+pub(super) async fn claim_refreshes(
     pool: &sqlx::Pool<Db>,
     now: DateTime<Utc>,
     claimed_until: DateTime<Utc>,
@@ -196,6 +217,197 @@ async fn claim_refreshes(
 
 #[async_trait]
 impl ConnectionStore for Backend {
+    async fn insert_connection(&self, c: &Connection) -> StoreResult<Connection> {
+        let mut tx = begin_write(&self.pool).await?;
+        let saved: Connection = sqlx::query_as(concat!(
+            "INSERT INTO platform_connections (id, organization_id, platform, platform_user_id, name, status, \
+             access_token_enc, refresh_token_enc, token_fingerprint, access_token_expires_at, \
+             refresh_token_expires_at, settings, last_error, granted_by_external_id, failure_count, \
+             last_checked_at, last_refreshed_at, created_at, updated_at, granted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING ",
+            connection_columns!()
+        ))
+        .bind(c.id)
+        .bind(c.organization_id)
+        .bind(c.platform.0.as_str())
+        .bind(&c.platform_user_id)
+        .bind(&c.name)
+        .bind(c.status.as_db())
+        .bind(&c.access_token_enc)
+        .bind(&c.refresh_token_enc)
+        .bind(&c.token_fingerprint)
+        .bind(c.access_token_expires_at)
+        .bind(c.refresh_token_expires_at)
+        .bind(&c.settings)
+        .bind(&c.last_error)
+        .bind(&c.granted_by_external_id)
+        .bind(c.failure_count)
+        .bind(c.last_checked_at)
+        .bind(c.last_refreshed_at)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.granted_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut events = LiveEvents::new();
+        connection_changed(&mut events, "connection.created", &saved);
+        insert_live_events(&mut tx, &events, saved.updated_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(saved)
+    }
+
+    async fn connections(&self, org_id: Uuid) -> StoreResult<Vec<Connection>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM platform_connections WHERE organization_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn connection(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM platform_connections WHERE organization_id = $1 AND id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn connection_by_account(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<Option<Connection>> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM platform_connections WHERE organization_id = $1 AND platform = $2 AND platform_user_id = $3"
+        ))
+        .bind(org_id)
+        .bind(platform.as_str())
+        .bind(platform_user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn account_live_elsewhere(
+        &self,
+        org_id: Uuid,
+        platform: Platform,
+        platform_user_id: &str,
+    ) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM platform_connections WHERE platform = $1 AND platform_user_id = $2 \
+             AND organization_id <> $3 AND status <> 'DISCONNECTED'",
+        )
+        .bind(platform.as_str())
+        .bind(platform_user_id)
+        .bind(org_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(n > 0)
+    }
+
+    async fn save_connection(&self, c: &Connection, read_at: DateTime<Utc>) -> StoreResult<Connection> {
+        let mut tx = begin_write(&self.pool).await?;
+        // A save (a reconnect, new credentials) also ends any refresh backoff.
+        let saved: Option<Connection> = sqlx::query_as(concat!(
+            "UPDATE platform_connections SET name = $3, status = $4, access_token_enc = $5, \
+             refresh_token_enc = $6, token_fingerprint = $7, access_token_expires_at = $8, \
+             refresh_token_expires_at = $9, settings = $10, last_error = $11, granted_by_external_id = $12, \
+             failure_count = $13, last_checked_at = $14, last_refreshed_at = $15, next_refresh_at = NULL, \
+             updated_at = $16, granted_at = $18 WHERE organization_id = $1 AND id = $2 AND updated_at = $17 RETURNING ",
+            connection_columns!()
+        ))
+        .bind(c.organization_id)
+        .bind(c.id)
+        .bind(&c.name)
+        .bind(c.status.as_db())
+        .bind(&c.access_token_enc)
+        .bind(&c.refresh_token_enc)
+        .bind(&c.token_fingerprint)
+        .bind(c.access_token_expires_at)
+        .bind(c.refresh_token_expires_at)
+        .bind(&c.settings)
+        .bind(&c.last_error)
+        .bind(&c.granted_by_external_id)
+        .bind(c.failure_count)
+        .bind(c.last_checked_at)
+        .bind(c.last_refreshed_at)
+        .bind(c.updated_at)
+        .bind(read_at)
+        .bind(c.granted_at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(saved) = saved else {
+            drop(tx);
+            // Changed since it was read, or not in this organization at all.
+            return match self.connection(c.organization_id, c.id).await? {
+                Some(_) => Err(StoreError::Stale),
+                None => Err(StoreError::NotFound),
+            };
+        };
+        let mut events = LiveEvents::new();
+        connection_changed(&mut events, "connection.updated", &saved);
+        insert_live_events(&mut tx, &events, saved.updated_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(saved)
+    }
+
+    async fn connection_secrets_page(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<ConnectionSecrets>> {
+        sqlx::query_as(
+            "SELECT id, access_token_enc, refresh_token_enc FROM platform_connections \
+             WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn replace_connection_secrets(
+        &self,
+        old: &ConnectionSecrets,
+        new: &ConnectionSecrets,
+    ) -> StoreResult<bool> {
+        // IS NOT DISTINCT FROM would be clearer, but SQLite spells it IS; this form runs on both.
+        let updated = sqlx::query(
+            "UPDATE platform_connections SET access_token_enc = $4, refresh_token_enc = $5, updated_at = $6 \
+             WHERE id = $1 \
+             AND ((access_token_enc IS NULL AND $2 IS NULL) OR access_token_enc = $2) \
+             AND ((refresh_token_enc IS NULL AND $3 IS NULL) OR refresh_token_enc = $3)",
+        )
+        .bind(old.id)
+        .bind(&old.access_token_enc)
+        .bind(&old.refresh_token_enc)
+        .bind(&new.access_token_enc)
+        .bind(&new.refresh_token_enc)
+        // A concurrent edit that read the old envelope must not write it back (see save_connection).
+        .bind(crate::domain::now())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     async fn insert_oauth_state(&self, state: &NewOAuthState) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO oauth_states (id, organization_id, user_id, platform, redirect_uri, options, \
@@ -240,15 +452,6 @@ impl ConnectionStore for Backend {
             Some((Some(_),)) => StateUse::Used,
             Some((None,)) => StateUse::Expired,
         })
-    }
-
-    async fn delete_oauth_states_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let deleted = sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(deleted.rows_affected())
     }
 
     async fn claim_due_refreshes(

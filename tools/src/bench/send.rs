@@ -1,4 +1,4 @@
-//! `snorq bench-send`: outbound throughput through the real queue. Starts the platform
+//! `snorq-tools bench-send`: outbound throughput through the real queue. Starts the platform
 //! simulator's send APIs in-process (answering after a configurable delay), seeds an organization with
 //! conversations on the configured database, queues replies through the same use case as the
 //! API, runs the send workers, and reports sends per second and enqueue-to-sent percentiles.
@@ -16,15 +16,15 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use super::ingest::percentile;
-use crate::app::orgs::OrgAccess;
-use crate::app::replies::{self, ReplyRequest};
-use crate::app::{App, ingest};
-use crate::config::Config;
-use crate::domain::{self, Role};
 use crate::simulator::payloads::{self, Customer, Said};
 use crate::simulator::{Accounts, Simulator, SimulatorConfig, Stats, WhatsAppAccount};
-use crate::store::{Membership, NewOrganization, NewUser, SendFilter, SendStatusFilter};
-use crate::{server, worker};
+use snorq::app::orgs::OrgAccess;
+use snorq::app::replies::{self, ReplyRequest};
+use snorq::app::{App, ingest};
+use snorq::config::Config;
+use snorq::domain::{self, Role};
+use snorq::store::{Membership, NewOrganization, NewUser, SendFilter, SendStatusFilter};
+use snorq::{server, worker};
 
 #[derive(Debug, Clone, Args)]
 pub struct SendBenchArgs {
@@ -57,7 +57,7 @@ pub struct SendBenchArgs {
 const BENCH_WABA: &str = "100000000000009";
 
 pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
-    let metrics = crate::telemetry::metrics();
+    let metrics = snorq::telemetry::metrics();
     let tag = domain::new_id().simple().to_string();
     let phone_number_id = format!(
         "9{}",
@@ -71,7 +71,7 @@ pub async fn run(config: Config, args: SendBenchArgs) -> anyhow::Result<()> {
     let mut config = config;
     config.outbound.platforms = snorq_connectors::ClientConfig::with_base_url(platform.url());
     config.outbound.concurrency = args.concurrency;
-    config.outbound.rates = crate::queue::SendRates {
+    config.outbound.rates = snorq::queue::SendRates {
         whatsapp: 0,
         facebook: 0,
         tiktok: 0,
@@ -190,7 +190,7 @@ async fn seed(
             id: domain::new_id(),
             name: "Bench".into(),
             slug: format!("bench-{tag}"),
-            plan: crate::domain::Plan::Business,
+            plan: snorq::domain::Plan::Business,
             owner_id: user.id,
             created_at: now,
         })
@@ -204,15 +204,15 @@ async fn seed(
         },
         token_hash: None,
     };
-    crate::app::connections::create(
+    snorq::app::connections::create(
         app,
         &access,
-        crate::app::connections::NewConnection {
+        snorq::app::connections::NewConnection {
             platform: Platform::WhatsApp,
             platform_user_id: phone_number_id.clone(),
             name: Some("bench".into()),
             waba_id: Some(BENCH_WABA.to_owned()),
-            credentials: crate::app::connections::Credentials {
+            credentials: snorq::app::connections::Credentials {
                 access_token: "bench-token".into(),
                 refresh_token: None,
                 access_token_expires_at: None,
@@ -276,7 +276,7 @@ async fn enqueue(
                 replies::reply(&app, &access, conversation, request).await?;
                 i += lanes;
             }
-            Ok::<_, crate::app::AppError>(())
+            Ok::<_, snorq::app::AppError>(())
         }));
     }
     for task in tasks {

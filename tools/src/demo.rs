@@ -1,4 +1,4 @@
-//! `snorq demo`: the whole loop on one machine with no platform account. The service runs on
+//! `snorq-tools demo`: the whole loop on one machine with no platform account. The service runs on
 //! a temporary SQLite database (or the configured one) with a demo organization, an agent
 //! and one connection per platform, all pointed at the built-in simulator, whose customers
 //! start writing at once.
@@ -15,18 +15,18 @@ use snorq_connectors::Platform;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::app::auth::{self, NewAccount};
-use crate::app::connections::{self, Credentials, NewConnection};
-use crate::app::live::{self, LiveItem};
-use crate::app::orgs::{self, OrgAccess};
-use crate::app::replies::{self, ReplyRequest};
-use crate::app::{App, AppError};
-use crate::config::{Config, DatabaseUrl, Overrides};
-use crate::crypto::EncryptionKey;
-use crate::domain::{self, Plan};
 use crate::simulator::command::SimulationArgs;
 use crate::simulator::{Accounts, FailureKind, Secrets, Simulator, WhatsAppAccount};
-use crate::{server, telemetry};
+use snorq::app::auth::{self, NewAccount};
+use snorq::app::connections::{self, Credentials, NewConnection};
+use snorq::app::live::{self, LiveItem};
+use snorq::app::orgs::{self, OrgAccess};
+use snorq::app::replies::{self, ReplyRequest};
+use snorq::app::{App, AppError};
+use snorq::config::{Config, DatabaseUrl, Overrides};
+use snorq::crypto::EncryptionKey;
+use snorq::domain::{self, Plan};
+use snorq::{server, telemetry};
 
 /// What the demo's platforms get wrong unless `--fail` says otherwise: enough to see retries
 /// and a failed send or two in the dashboard.

@@ -1,383 +1,25 @@
-//! `snorq bench-inbox`: read latency of the team inbox (issue 6) on a large organization.
-//!
-//! Seeds (once; `--reseed` to start over) one organization with `--conversations` conversations
-//! and `--messages` messages, plus `--other-orgs` small organizations of the same shape, with raw
-//! multi-row INSERTs on the service's own pool (the count and search triggers run as they do in
-//! production). Then serves the service in-process on a random local port and, per scenario,
-//! runs `--clients` concurrent HTTP clients flat out for `--seconds` (after a warm-up), and
-//! reports requests/s and latency percentiles. Any non-200 answer fails the run.
+//! Seeding the benchmark's organizations straight into the database: conversations, messages,
+//! labels and search words in bulk, far faster than through the API.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use sqlx::types::Json;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::ingest::percentile;
-use crate::app::App;
-use crate::config::Config;
-use crate::domain::{self, Plan};
-use crate::server;
-use crate::store::QueuePool;
+use snorq::app::App;
+use snorq::domain::{self, Plan};
+use snorq::store::QueuePool;
 
-#[derive(Debug, Clone, Args)]
-pub struct InboxBenchArgs {
-    /// Conversations of the big organization.
-    #[arg(long, default_value_t = 100_000)]
-    pub conversations: usize,
-    /// Messages of the big organization (spread unevenly, at least one per conversation).
-    #[arg(long, default_value_t = 2_000_000)]
-    pub messages: usize,
-    /// Further organizations sharing the tables.
-    #[arg(long, default_value_t = 3)]
-    pub other_orgs: usize,
-    /// Conversations of each further organization (20 messages each on average).
-    #[arg(long, default_value_t = 2_000)]
-    pub other_conversations: usize,
-    /// Concurrent HTTP clients per scenario.
-    #[arg(long, default_value_t = 50)]
-    pub clients: usize,
-    /// Measured seconds per scenario.
-    #[arg(long, default_value_t = 15)]
-    pub seconds: u64,
-    /// Pause of each client between its requests (0: flat out, which measures saturation:
-    /// latency is then mostly queueing, clients / throughput).
-    #[arg(long, default_value_t = 0)]
-    pub think_ms: u64,
-    /// Unmeasured seconds before each scenario's measurement.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: u64,
-    /// Delete the benchmark organizations and seed again.
-    #[arg(long)]
-    pub reseed: bool,
-    /// Only these scenarios (comma-separated: list, label, unread, search, search-rare, messages).
-    #[arg(long, value_delimiter = ',')]
-    pub only: Vec<String>,
-    /// Marks each scenario whose p99 is above this many milliseconds as MISSED.
-    #[arg(long)]
-    pub goal_p99_ms: Option<f64>,
-}
-
-const SLUG: &str = "bench-inbox";
-const PASSWORD: &str = "bench-inbox password";
-/// Found in ~0.5% of messages.
-const SEARCH_WORD: &str = "refund";
-/// Order numbers `4521NN` appear in ~0.05% of messages; one of them is searched.
-const RARE_WORD: &str = "452117";
-const LABELS: [(&str, &str, f64); 5] = [
-    ("vip", "#d4a017", 0.03),
-    ("billing", "#1f77b4", 0.10),
-    ("support", "#2ca02c", 0.20),
-    ("sales", "#9467bd", 0.08),
-    ("follow-up", "#ff7f0e", 0.05),
-];
-/// Conversations per seeding transaction (~5,000 messages).
-const CONVERSATIONS_PER_TX: usize = 250;
-/// Rows per INSERT statement (16 columns: within SQLite's 32,766 parameters).
-const ROWS_PER_STATEMENT: usize = 1_000;
-
-pub async fn run(config: Config, args: InboxBenchArgs) -> anyhow::Result<()> {
-    if args.messages < args.conversations {
-        bail!("--messages must be at least --conversations (every conversation has a message)");
-    }
-    let mut config = config;
-    config.workers = false;
-    let app = server::bootstrap(&config).await?;
-    let backend = app.store.backend();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/api/v1", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = {
-        let (app, config) = (app.clone(), config.clone());
-        tokio::spawn(async move {
-            server::run(app, &config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let api = Api {
-        client: client.clone(),
-        base: base.clone(),
-    };
-
-    let pool = app.store.queue_pool();
-    let owner = api.session(&owner_email(0)).await?;
-    let seeded = is_seeded(&pool, &args).await?;
-    if args.reseed || !seeded {
-        if args.reseed || org_by_slug(&pool, SLUG).await?.is_some() {
-            let started = Instant::now();
-            delete_bench_orgs(&pool).await?;
-            eprintln!(
-                "deleted the previous benchmark data in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        seed_all(&app, &api, &pool, &args).await?;
-    } else {
-        eprintln!("{backend}: reusing the seeded organizations (--reseed to start over)");
-    }
-    index_for_search(&app, &pool).await?;
-    let org = org_by_slug(&pool, SLUG)
-        .await?
-        .context("the benchmark organization is missing")?;
-    let labels = api.get(&owner.token, &format!("/orgs/{org}/labels")).await?;
-    let vip = labels["items"]
-        .as_array()
-        .and_then(|items| items.iter().find(|l| l["name"] == "vip"))
-        .and_then(|l| l["id"].as_str())
-        .context("no vip label")?
-        .to_owned();
-    let conversations = Arc::new(conversation_ids(&pool, org).await?);
-
-    println!(
-        "{backend}: {} conversations, {} messages in the big organization; {} clients (think {} ms), {} s per scenario after {} s warm-up",
-        args.conversations, args.messages, args.clients, args.think_ms, args.seconds, args.warmup
-    );
-    let list = format!("{base}/orgs/{org}/conversations?limit=50");
-    let scenarios: Vec<(&str, UrlFn)> = vec![
-        ("list", fixed(list.clone())),
-        ("label", fixed(format!("{list}&label={vip}"))),
-        ("unread", fixed(format!("{list}&unread=true"))),
-        ("search", fixed(format!("{list}&q={SEARCH_WORD}"))),
-        ("search-rare", fixed(format!("{list}&q={RARE_WORD}"))),
-        ("messages", {
-            let base = format!("{base}/orgs/{org}/conversations");
-            Arc::new(move |rng: &mut StdRng| {
-                let id = conversations[rng.random_range(0..conversations.len())];
-                format!("{base}/{id}/messages?limit=50")
-            })
-        }),
-    ];
-    println!(
-        "{:<12} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7}  goal",
-        "scenario", "items", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
-    );
-    let mut failures = Vec::new();
-    for (name, url) in scenarios {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
-            continue;
-        }
-        let items = api
-            .sample(&owner.token, &url(&mut StdRng::seed_from_u64(7)))
-            .await?;
-        let result = measure(&client, &owner.token, url, &args).await;
-        let p99 = percentile(&result.micros, 99.0);
-        let goal = match args.goal_p99_ms {
-            Some(goal) if p99 > goal => format!("MISSED (p99 < {goal} ms)"),
-            Some(goal) => format!("met (p99 < {goal} ms)"),
-            None => String::new(),
-        };
-        println!(
-            "{:<12} {:>7} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>7}  {goal}",
-            name,
-            items,
-            result.per_second,
-            percentile(&result.micros, 50.0),
-            p99,
-            percentile(&result.micros, 100.0),
-            result.errors
-        );
-        if let Some(error) = &result.first_error {
-            eprintln!("  first error: {error}");
-        }
-        if result.errors > 0 {
-            failures.push(format!("{name}: {} failed requests", result.errors));
-        }
-    }
-    let _ = stop.send(());
-    served.await??;
-    if !failures.is_empty() {
-        bail!("{backend}: {}", failures.join("; "));
-    }
-    Ok(())
-}
-
-fn owner_email(org_index: usize) -> String {
-    if org_index == 0 {
-        "bench-inbox@example.com".to_owned()
-    } else {
-        format!("bench-inbox-{org_index}@example.com")
-    }
-}
-
-fn org_slug(org_index: usize) -> String {
-    if org_index == 0 {
-        SLUG.to_owned()
-    } else {
-        format!("{SLUG}-other-{org_index}")
-    }
-}
-
-// --- the API client ---
-
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-struct Session {
-    token: String,
-    user_id: Uuid,
-}
-
-impl Api {
-    /// Logs in, signing up first when the account does not exist yet.
-    async fn session(&self, email: &str) -> anyhow::Result<Session> {
-        let login = self
-            .client
-            .post(format!("{}/auth/login", self.base))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await?;
-        if login.status().is_success() {
-            let body: Value = login.json().await?;
-            return Ok(Session {
-                token: body["token"].as_str().context("no token")?.to_owned(),
-                user_id: body["user"]["id"]
-                    .as_str()
-                    .and_then(|id| Uuid::parse_str(id).ok())
-                    .context("no user id")?,
-            });
-        }
-        let (token, user_id) =
-            super::signup_and_login(&self.client, &self.base, email, "Bench inbox", PASSWORD).await?;
-        Ok(Session { token, user_id })
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
-    }
-
-    async fn get(&self, token: &str, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
-    }
-
-    /// Items on one page of `url` (a full URL), to show what a scenario returns.
-    async fn sample(&self, token: &str, url: &str) -> anyhow::Result<usize> {
-        let path = url.strip_prefix(&self.base).unwrap_or(url);
-        let page = self.get(token, path).await?;
-        Ok(page["items"].as_array().map_or(0, Vec::len))
-    }
-}
-
-// --- measuring ---
-
-type UrlFn = Arc<dyn Fn(&mut StdRng) -> String + Send + Sync>;
-
-fn fixed(url: String) -> UrlFn {
-    Arc::new(move |_| url.clone())
-}
-
-struct Measured {
-    /// Sorted latencies of the measured window, in microseconds.
-    micros: Vec<u64>,
-    per_second: f64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-async fn measure(client: &reqwest::Client, token: &str, url: UrlFn, args: &InboxBenchArgs) -> Measured {
-    let start = Instant::now() + Duration::from_secs(args.warmup);
-    let end = start + Duration::from_secs(args.seconds);
-    let think = Duration::from_millis(args.think_ms);
-    let mut tasks = Vec::new();
-    for lane in 0..args.clients {
-        let (client, token, url) = (client.clone(), token.to_owned(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(lane as u64);
-            let mut micros = Vec::new();
-            let (mut errors, mut first_error) = (0u64, None);
-            loop {
-                let sent = Instant::now();
-                if sent >= end {
-                    break;
-                }
-                let outcome = match client.get(url(&mut rng)).bearer_auth(&token).send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        match response.bytes().await {
-                            Ok(_) if status == reqwest::StatusCode::OK => Ok(()),
-                            Ok(body) => Err(format!("{status} {}", String::from_utf8_lossy(&body))),
-                            Err(err) => Err(err.to_string()),
-                        }
-                    }
-                    Err(err) => Err(err.to_string()),
-                };
-                if sent >= start {
-                    micros.push(sent.elapsed().as_micros() as u64);
-                }
-                if let Err(err) = outcome {
-                    errors += 1;
-                    first_error.get_or_insert(err);
-                }
-                if think > Duration::ZERO {
-                    tokio::time::sleep(think).await;
-                }
-            }
-            (micros, errors, first_error)
-        }));
-    }
-    let mut measured = Measured {
-        micros: Vec::new(),
-        per_second: 0.0,
-        errors: 0,
-        first_error: None,
-    };
-    for task in tasks {
-        match task.await {
-            Ok((micros, errors, first_error)) => {
-                measured.micros.extend(micros);
-                measured.errors += errors;
-                if measured.first_error.is_none() {
-                    measured.first_error = first_error;
-                }
-            }
-            Err(err) => {
-                measured.errors += 1;
-                measured.first_error.get_or_insert(err.to_string());
-            }
-        }
-    }
-    measured.micros.sort_unstable();
-    measured.per_second = measured.micros.len() as f64 / args.seconds.max(1) as f64;
-    measured
-}
+use super::{
+    Api, CONVERSATIONS_PER_TX, InboxBenchArgs, LABELS, ROWS_PER_STATEMENT, SEARCH_WORD, SLUG, org_slug,
+    owner_email,
+};
 
 // --- database helpers (both backends) ---
 
@@ -399,7 +41,7 @@ macro_rules! on_pool {
     };
 }
 
-async fn org_by_slug(queue: &QueuePool, slug: &str) -> anyhow::Result<Option<Uuid>> {
+pub(super) async fn org_by_slug(queue: &QueuePool, slug: &str) -> anyhow::Result<Option<Uuid>> {
     let sql = "SELECT id FROM organizations WHERE slug = $1";
     Ok(on_pool!(queue, |pool, Db| sqlx::query_scalar(sql)
         .bind(slug)
@@ -407,7 +49,7 @@ async fn org_by_slug(queue: &QueuePool, slug: &str) -> anyhow::Result<Option<Uui
         .await?))
 }
 
-async fn conversation_count(queue: &QueuePool, org: Uuid) -> anyhow::Result<i64> {
+pub(super) async fn conversation_count(queue: &QueuePool, org: Uuid) -> anyhow::Result<i64> {
     let sql = "SELECT CAST(COUNT(*) AS BIGINT) FROM conversations WHERE organization_id = $1";
     Ok(on_pool!(queue, |pool, Db| sqlx::query_scalar(sql)
         .bind(org)
@@ -415,7 +57,7 @@ async fn conversation_count(queue: &QueuePool, org: Uuid) -> anyhow::Result<i64>
         .await?))
 }
 
-async fn conversation_ids(queue: &QueuePool, org: Uuid) -> anyhow::Result<Vec<Uuid>> {
+pub(super) async fn conversation_ids(queue: &QueuePool, org: Uuid) -> anyhow::Result<Vec<Uuid>> {
     let sql = "SELECT id FROM conversations WHERE organization_id = $1";
     Ok(on_pool!(queue, |pool, Db| sqlx::query_scalar(sql)
         .bind(org)
@@ -425,7 +67,7 @@ async fn conversation_ids(queue: &QueuePool, org: Uuid) -> anyhow::Result<Vec<Uu
 
 /// Whether every benchmark organization exists with its full set of conversations (a seeding
 /// that was interrupted leaves one short, and is done again).
-async fn is_seeded(queue: &QueuePool, args: &InboxBenchArgs) -> anyhow::Result<bool> {
+pub(super) async fn is_seeded(queue: &QueuePool, args: &InboxBenchArgs) -> anyhow::Result<bool> {
     for index in 0..=args.other_orgs {
         let expected = if index == 0 {
             args.conversations
@@ -440,7 +82,7 @@ async fn is_seeded(queue: &QueuePool, args: &InboxBenchArgs) -> anyhow::Result<b
     Ok(true)
 }
 
-async fn delete_bench_orgs(queue: &QueuePool) -> anyhow::Result<()> {
+pub(super) async fn delete_bench_orgs(queue: &QueuePool) -> anyhow::Result<()> {
     let pattern = format!("{SLUG}%");
     on_pool!(queue, |pool, Db| {
         let mut tx = pool.begin().await?;
@@ -461,7 +103,7 @@ async fn delete_bench_orgs(queue: &QueuePool) -> anyhow::Result<()> {
 }
 
 /// Planner statistics after the bulk load (and, on PostgreSQL, the visibility map).
-async fn analyze(queue: &QueuePool) -> anyhow::Result<()> {
+pub(super) async fn analyze(queue: &QueuePool) -> anyhow::Result<()> {
     match queue {
         QueuePool::Postgres(pool) => {
             sqlx::query(
@@ -480,7 +122,7 @@ async fn analyze(queue: &QueuePool) -> anyhow::Result<()> {
 }
 
 /// Indexes for search what is not indexed yet (all of it after seeding, as after an upgrade).
-async fn index_for_search(app: &Arc<App>, queue: &QueuePool) -> anyhow::Result<()> {
+pub(super) async fn index_for_search(app: &Arc<App>, queue: &QueuePool) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut indexed = 0;
     loop {
@@ -502,14 +144,19 @@ async fn index_for_search(app: &Arc<App>, queue: &QueuePool) -> anyhow::Result<(
 
 // --- seeding ---
 
-struct OrgSeed {
+pub(super) struct OrgSeed {
     org: Uuid,
     connection: Uuid,
     owner: Uuid,
     labels: Vec<(Uuid, f64)>,
 }
 
-async fn seed_all(app: &Arc<App>, api: &Api, queue: &QueuePool, args: &InboxBenchArgs) -> anyhow::Result<()> {
+pub(super) async fn seed_all(
+    app: &Arc<App>,
+    api: &Api,
+    queue: &QueuePool,
+    args: &InboxBenchArgs,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rows = 0usize;
     for index in 0..=args.other_orgs {
@@ -540,7 +187,7 @@ async fn seed_all(app: &Arc<App>, api: &Api, queue: &QueuePool, args: &InboxBenc
 }
 
 /// The organization, its WhatsApp connection and labels, through the API.
-async fn create_org(app: &Arc<App>, api: &Api, index: usize) -> anyhow::Result<OrgSeed> {
+pub(super) async fn create_org(app: &Arc<App>, api: &Api, index: usize) -> anyhow::Result<OrgSeed> {
     let owner = api.session(&owner_email(index)).await?;
     let slug = org_slug(index);
     let org = api
@@ -554,7 +201,7 @@ async fn create_org(app: &Arc<App>, api: &Api, index: usize) -> anyhow::Result<O
         .as_str()
         .and_then(|id| Uuid::parse_str(id).ok())
         .context("no org id")?;
-    crate::app::orgs::set_plan(app, org_id, Plan::Business).await?;
+    snorq::app::orgs::set_plan(app, org_id, Plan::Business).await?;
     // Stored directly: the API would ask a platform to prove the token, and the inbox
     // benchmark measures reading, not connecting.
     let connection = seed_connection(app, org_id, &format!("9{:014}", 4_521_000 + index)).await?;
@@ -581,7 +228,7 @@ async fn create_org(app: &Arc<App>, api: &Api, index: usize) -> anyhow::Result<O
     })
 }
 
-struct ConversationRow {
+pub(super) struct ConversationRow {
     id: Uuid,
     external_id: String,
     contact_name: String,
@@ -594,7 +241,7 @@ struct ConversationRow {
     created_at: DateTime<Utc>,
 }
 
-struct MessageRow {
+pub(super) struct MessageRow {
     id: Uuid,
     conversation_id: Uuid,
     inbound: bool,
@@ -606,7 +253,7 @@ struct MessageRow {
 }
 
 #[derive(Default)]
-struct Batch {
+pub(super) struct Batch {
     conversations: Vec<ConversationRow>,
     messages: Vec<MessageRow>,
     /// (conversation, label, the conversation's last_message_at)
@@ -614,7 +261,7 @@ struct Batch {
 }
 
 /// Seeds one organization's conversations and messages; returns the rows inserted.
-async fn seed_org(
+pub(super) async fn seed_org(
     queue: &QueuePool,
     org: &OrgSeed,
     index: usize,
@@ -644,7 +291,7 @@ async fn seed_org(
 
 /// Messages per conversation: `messages` in all, at least one each, uneven (a few long
 /// threads, many short ones).
-fn message_counts(rng: &mut StdRng, conversations: usize, messages: usize) -> Vec<usize> {
+pub(super) fn message_counts(rng: &mut StdRng, conversations: usize, messages: usize) -> Vec<usize> {
     let average = messages / conversations;
     let mut counts: Vec<usize> = (0..conversations)
         .map(|i| average + usize::from(i < messages % conversations))
@@ -663,16 +310,16 @@ fn message_counts(rng: &mut StdRng, conversations: usize, messages: usize) -> Ve
     counts
 }
 
-const FIRST_NAMES: [&str; 24] = [
+pub(super) const FIRST_NAMES: [&str; 24] = [
     "Ana", "Bruno", "Carla", "Diego", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kemal", "Lena",
     "Marta", "Nadia", "Omar", "Paula", "Quentin", "Rosa", "Samir", "Tomas", "Ulla", "Vera", "Wen", "Yara",
 ];
-const LAST_NAMES: [&str; 20] = [
+pub(super) const LAST_NAMES: [&str; 20] = [
     "Almeida", "Becker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ivanova", "Jensen",
     "Kowalski", "Lopez", "Moreau", "Nguyen", "Okafor", "Petrov", "Rossi", "Silva", "Tanaka", "Weber",
 ];
 /// Message words; none starts with the searched words.
-const WORDS: [&str; 64] = [
+pub(super) const WORDS: [&str; 64] = [
     "hi",
     "hello",
     "thanks",
@@ -739,7 +386,7 @@ const WORDS: [&str; 64] = [
     "photo",
 ];
 
-fn message_body(rng: &mut StdRng) -> String {
+pub(super) fn message_body(rng: &mut StdRng) -> String {
     let length = rng.random_range(3..=16);
     let mut words: Vec<String> = (0..length)
         .map(|_| WORDS[rng.random_range(0..WORDS.len())].to_owned())
@@ -756,7 +403,7 @@ fn message_body(rng: &mut StdRng) -> String {
 }
 
 /// A UUIDv7 of the given time (ids sort like creation times, as the service's do).
-fn id_at(at: DateTime<Utc>) -> Uuid {
+pub(super) fn id_at(at: DateTime<Utc>) -> Uuid {
     let micros = at.timestamp_micros().max(0) as u64;
     Uuid::new_v7(uuid::Timestamp::from_unix(
         uuid::NoContext,
@@ -765,7 +412,7 @@ fn id_at(at: DateTime<Utc>) -> Uuid {
     ))
 }
 
-fn generate_conversation(
+pub(super) fn generate_conversation(
     rng: &mut StdRng,
     batch: &mut Batch,
     org: &OrgSeed,
@@ -848,7 +495,7 @@ fn generate_conversation(
     });
 }
 
-async fn insert_batch(queue: &QueuePool, org: &OrgSeed, batch: &Batch) -> anyhow::Result<()> {
+pub(super) async fn insert_batch(queue: &QueuePool, org: &OrgSeed, batch: &Batch) -> anyhow::Result<()> {
     on_pool!(queue, |pool, Db| {
         let mut tx = pool.begin().await?;
         for chunk in batch.conversations.chunks(ROWS_PER_STATEMENT) {
@@ -920,9 +567,9 @@ async fn insert_batch(queue: &QueuePool, org: &OrgSeed, batch: &Batch) -> anyhow
 }
 
 /// A WhatsApp connection written straight to the store (its token encrypted as the service does).
-async fn seed_connection(app: &App, org_id: Uuid, number: &str) -> anyhow::Result<Uuid> {
-    use crate::crypto::SecretField;
-    use crate::store::{Connection, PlatformColumn};
+pub(super) async fn seed_connection(app: &App, org_id: Uuid, number: &str) -> anyhow::Result<Uuid> {
+    use snorq::crypto::SecretField;
+    use snorq::store::{Connection, PlatformColumn};
     let now = domain::now();
     let id = domain::new_id();
     let connection = Connection {
@@ -931,13 +578,13 @@ async fn seed_connection(app: &App, org_id: Uuid, number: &str) -> anyhow::Resul
         platform: PlatformColumn(snorq_connectors::Platform::WhatsApp),
         platform_user_id: number.to_owned(),
         name: Some("Bench".into()),
-        status: crate::domain::ConnectionStatus::Active,
+        status: snorq::domain::ConnectionStatus::Active,
         access_token_enc: Some(
             app.vault
                 .encrypt(SecretField::ConnectionAccessToken, id, "bench")?,
         ),
         refresh_token_enc: None,
-        token_fingerprint: Some(crate::crypto::tokens::fingerprint("bench")),
+        token_fingerprint: Some(snorq::crypto::tokens::fingerprint("bench")),
         access_token_expires_at: None,
         refresh_token_expires_at: None,
         settings: Json(json!({})),

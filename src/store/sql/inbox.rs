@@ -1,35 +1,24 @@
-// The team inbox, shared by both backends (included after `shared_sql.rs` and `search_sql.rs`,
-// whose `live`, `insert_live_events` and search conditions it uses). Each includer also defines
-// `compact_conversation_counts`.
+//! The team inbox: conversation listings (with search), history, assignment, reading,
+//! labels and notes.
 
-macro_rules! conversation_columns {
-    () => {
-        "c.id, c.organization_id, c.platform_connection_id, c.platform, c.external_id, \
-         c.contact_external_id, c.contact_name, c.contact_username, c.status, c.assignee_id, c.preview, \
-         c.last_message_at, c.last_inbound_at, c.unread_count, c.created_at, c.updated_at, \
-         pc.settings AS connection_settings, pc.status AS connection_status"
-    };
-}
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
 
-macro_rules! message_columns {
-    () => {
-        "m.id, m.conversation_id, m.direction, m.external_id, m.content_type, m.content, m.media_url, \
-         m.status, m.error_code, m.error_message, m.failure_reason, m.attempts, m.sender_user_id, \
-         u.name AS sender_name, m.created_at, m.updated_at"
-    };
-}
-
-macro_rules! note_columns {
-    () => {
-        "n.id, n.organization_id, n.conversation_id, n.author_id, u.name AS author_name, n.body, n.created_at"
-    };
-}
+use super::events::{LiveEvents, insert_live_events, live};
+use super::search::{SearchPlan, plan_search, push_search_matches, push_search_probes};
+use super::{Backend, Db, DbConn, begin_write, db_error, push_any_of};
+use crate::store::{
+    AssigneeFilter, ConversationFilter, ConversationLabel, ConversationPage, ConversationRecord,
+    ConversationUpdate, InboxCounts, InboxStore, Label, MessageRecord, Note, StoreError, StoreResult,
+};
 
 /// Where a listing's rows come from. A search for a rare word starts from its matches, a label
 /// filter from the label's rows (which carry their conversation's activity, migration 9),
 /// anything else from the conversations in activity order.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ListingSource {
+pub(super) enum ListingSource {
     Conversations,
     Label(Uuid),
     /// The conversations that have search word `n`.
@@ -41,7 +30,7 @@ enum ListingSource {
 }
 
 impl ListingSource {
-    fn of(filter: &ConversationFilter, plan: SearchPlan) -> Self {
+    pub(super) fn of(filter: &ConversationFilter, plan: SearchPlan) -> Self {
         match (plan, filter.label_id) {
             (SearchPlan::FromMatches(n), _) => ListingSource::SearchMatches(n),
             (_, Some(label)) => ListingSource::Label(label),
@@ -51,7 +40,7 @@ impl ListingSource {
     }
 
     /// The columns the rows are ordered by (equal to `c.last_message_at`, `c.id`).
-    fn order(self) -> (&'static str, &'static str) {
+    pub(super) fn order(self) -> (&'static str, &'static str) {
         match self {
             ListingSource::Label(_) => ("cl.last_message_at", "cl.conversation_id"),
             _ => ("c.last_message_at", "c.id"),
@@ -59,7 +48,7 @@ impl ListingSource {
     }
 
     /// `FROM ... WHERE <the source's own condition>`; the caller adds the filters.
-    fn push_from(self, query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
+    pub(super) fn push_from(self, query: &mut sqlx::QueryBuilder<Db>, filter: &ConversationFilter) {
         match self {
             ListingSource::Conversations => {
                 query.push(
@@ -87,7 +76,7 @@ impl ListingSource {
         }
     }
 
-    fn push_order(self, query: &mut sqlx::QueryBuilder<Db>) {
+    pub(super) fn push_order(self, query: &mut sqlx::QueryBuilder<Db>) {
         let (at, id) = self.order();
         query.push(format!(" ORDER BY {at} DESC, {id} DESC LIMIT "));
     }
@@ -95,7 +84,7 @@ impl ListingSource {
     /// The page size of a first page: written into the statement where the plan's shape is
     /// fixed by the source (see [`push_plain_limit`]), bound for a search's matches, whose
     /// plan must be made for the word (a generic one may walk the whole inbox for a rare word).
-    fn push_first_page_limit(self, query: &mut sqlx::QueryBuilder<Db>, limit: i64) {
+    pub(super) fn push_first_page_limit(self, query: &mut sqlx::QueryBuilder<Db>, limit: i64) {
         match self {
             ListingSource::SearchMatches(_) => {
                 query.push_bind(limit);
@@ -105,7 +94,7 @@ impl ListingSource {
     }
 
     /// After the order and limit: closes what `push_from` opened.
-    fn push_close(self, query: &mut sqlx::QueryBuilder<Db>) {
+    pub(super) fn push_close(self, query: &mut sqlx::QueryBuilder<Db>) {
         if self == ListingSource::WordWalk {
             query.push(") ORDER BY c.last_message_at DESC, c.id DESC");
         }
@@ -114,7 +103,7 @@ impl ListingSource {
 
 /// The filter's conditions on `c` (every branch of the listing repeats them); the label is left
 /// out when the rows come from the label already.
-fn push_conversation_filters(
+pub(super) fn push_conversation_filters(
     query: &mut sqlx::QueryBuilder<Db>,
     filter: &ConversationFilter,
     source: ListingSource,
@@ -172,14 +161,14 @@ fn push_conversation_filters(
 
 /// Rows of a listing with the position each had in its walk.
 #[derive(sqlx::FromRow)]
-struct PositionedConversation {
+pub(super) struct PositionedConversation {
     #[sqlx(flatten)]
-    conversation: ConversationRecord,
-    position_at: DateTime<Utc>,
-    as_of: Option<i64>,
+    pub(super) conversation: ConversationRecord,
+    pub(super) position_at: DateTime<Utc>,
+    pub(super) as_of: Option<i64>,
 }
 
-async fn conversation_record(
+pub(super) async fn conversation_record(
     conn: &mut DbConn,
     org_id: Uuid,
     id: Uuid,
@@ -207,12 +196,12 @@ async fn conversation_record(
 /// a tenth of the rows), so every call was planned again: 0.2-0.45 ms, more than the statement
 /// ran (docs/benchmarks.md, "Inbox benchmark"). Only for statements whose best plan is the same for any
 /// values bound; `limit` is an integer, never text from a request.
-fn push_plain_limit(query: &mut sqlx::QueryBuilder<Db>, limit: i64) {
+pub(super) fn push_plain_limit(query: &mut sqlx::QueryBuilder<Db>, limit: i64) {
     query.push(limit.to_string());
 }
 
 /// Newest first from just before `before` (on `alias`.created_at, `alias`.id), `limit` rows.
-fn push_history_page(
+pub(super) fn push_history_page(
     query: &mut sqlx::QueryBuilder<Db>,
     alias: &'static str,
     before: Option<&crate::domain::TimeCursor>,
@@ -232,7 +221,7 @@ fn push_history_page(
     push_plain_limit(query, limit);
 }
 
-fn conversation_updated(out: &mut LiveEvents, org_id: Uuid, id: Uuid) {
+pub(super) fn conversation_updated(out: &mut LiveEvents, org_id: Uuid, id: Uuid) {
     live(
         out,
         org_id,
@@ -243,6 +232,14 @@ fn conversation_updated(out: &mut LiveEvents, org_id: Uuid, id: Uuid) {
 
 #[async_trait]
 impl InboxStore for Backend {
+    async fn conversation_ids(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        sqlx::query_scalar("SELECT id FROM conversations WHERE organization_id = $1 ORDER BY id")
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
     async fn conversations(
         &self,
         filter: &ConversationFilter,
@@ -655,141 +652,5 @@ impl InboxStore for Backend {
             .await
             .map_err(db_error)?;
         Ok(deleted.rows_affected() == 1)
-    }
-
-    async fn events_after(&self, org_id: Uuid, after: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
-        sqlx::query_as(
-            "SELECT id, kind, payload, created_at FROM events \
-             WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(org_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)
-    }
-
-    async fn latest_event_id(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)
-    }
-
-    async fn newest_event_ids_after(&self, after: i64) -> StoreResult<Vec<(Uuid, i64)>> {
-        sqlx::query_as("SELECT organization_id, MAX(id) FROM events WHERE id > $1 GROUP BY organization_id")
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)
-    }
-
-    async fn latest_org_event_id(&self, org_id: Uuid) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE organization_id = $1")
-            .bind(org_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)
-    }
-
-    async fn api_keys(&self, org_id: Uuid) -> StoreResult<Vec<ApiKey>> {
-        sqlx::query_as(
-            "SELECT id, name, user_id, created_at FROM api_tokens \
-             WHERE organization_id = $1 AND kind = 'API_KEY' AND revoked_at IS NULL ORDER BY id DESC",
-        )
-        .bind(org_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)
-    }
-
-    async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
-        let revoked = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $3 \
-             WHERE organization_id = $1 AND id = $2 AND kind = 'API_KEY' AND revoked_at IS NULL",
-        )
-        .bind(org_id)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(revoked.rows_affected() == 1)
-    }
-
-    async fn delete_messages_before(
-        &self,
-        plan: crate::domain::Plan,
-        before: DateTime<Utc>,
-        limit: i64,
-    ) -> StoreResult<u64> {
-        let mut tx = begin_write(&self.pool).await?;
-        let doomed: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "SELECT m.id, m.conversation_id FROM organizations o \
-             JOIN conversations c ON c.organization_id = o.id \
-             JOIN messages m ON m.conversation_id = c.id \
-             WHERE o.plan = $1 AND m.created_at < $2 AND m.status <> 'PENDING' LIMIT $3",
-        )
-        .bind(plan.as_db())
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        let conversations: Vec<Uuid> = doomed
-            .iter()
-            .map(|(_, conversation)| *conversation)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        // Their words are rebuilt from what is left, so search stops finding what was deleted.
-        // The rebuild locks the conversations before the messages are deleted: the order in
-        // which ingest takes them.
-        lock_conversations(&mut tx, &conversations).await?;
-        let mut deleted = 0;
-        for chunk in doomed.chunks(BULK_ROWS) {
-            let mut delete =
-                sqlx::QueryBuilder::<Db>::new("DELETE FROM messages WHERE status <> 'PENDING' AND id IN (");
-            let mut list = delete.separated(", ");
-            for (id, _) in chunk {
-                list.push_bind(*id);
-            }
-            delete.push(")");
-            deleted += delete
-                .build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
-        }
-        reindex_conversations(&mut tx, &conversations).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(deleted)
-    }
-
-    async fn index_for_search(&self, limit: i64) -> StoreResult<u64> {
-        let mut tx = begin_write(&self.pool).await?;
-        let ids = unindexed_conversations(&mut tx, limit).await?;
-        reindex_conversations(&mut tx, &ids).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(ids.len() as u64)
-    }
-
-    async fn delete_events_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let deleted = sqlx::query("DELETE FROM events WHERE created_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(deleted.rows_affected())
-    }
-
-    async fn compact_conversation_counts(&self) -> StoreResult<u64> {
-        compact_conversation_counts(&self.pool).await
     }
 }

@@ -1,4 +1,4 @@
-//! `snorq bench-ingest`: a load generator for webhook ingest. It posts correctly signed WhatsApp
+//! `snorq-tools bench-ingest`: a load generator for webhook ingest. It posts correctly signed WhatsApp
 //! webhooks (one message each, spread over many conversations, a share of them duplicates), flat
 //! out or at a fixed rate, retries what did not get a 200 as a platform would, reports
 //! throughput and time-to-200 percentiles, and can then check the database holds exactly the
@@ -19,9 +19,9 @@ use snorq_connectors::Platform;
 use snorq_connectors::verify::meta_signature_header;
 use tokio::sync::Mutex;
 
-use crate::config::DatabaseUrl;
 use crate::simulator::WhatsAppAccount;
 use crate::simulator::payloads::{self, Customer, Said};
+use snorq::config::DatabaseUrl;
 
 #[derive(Debug, Clone, Args)]
 pub struct IngestBenchArgs {

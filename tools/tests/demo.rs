@@ -1,9 +1,11 @@
-//! `snorq demo` and `snorq simulate` as a newcomer runs them: the binary, on both backends.
+//! `snorq-tools demo` and `snorq-tools simulate` as a newcomer runs them: the binary, on both backends.
 //! The demo's customers write on all three platforms, a reply through the API reaches the
 //! simulator and becomes `delivered`, an injected failure shows in the sends API, and Ctrl-C
 //! stops everything cleanly.
 
-use crate::common;
+#[macro_use]
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Stdio;
@@ -20,7 +22,7 @@ const GREETING: &str = "Hi! Thanks for writing to Demo Shop. An agent will be wi
 
 /// The binary with a clean environment: only what the test passes applies.
 fn snorq() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_snorq"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_snorq-tools"));
     for (key, _) in std::env::vars() {
         if key.starts_with("SNORQ_") || key == "DATABASE_URL" {
             cmd.env_remove(key);
@@ -139,11 +141,11 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
         Backend::Sqlite => None,
     };
     let mut cmd = snorq();
+    cmd.arg("demo");
     if let Some(db) = &db {
         cmd.arg("--database-url").arg(db.url_string());
     }
     cmd.args([
-        "demo",
         "--listen",
         "127.0.0.1:0",
         "--rate",
@@ -155,7 +157,7 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
         "--read-share",
         "0",
     ]);
-    let mut child = cmd.spawn().expect("spawn snorq demo");
+    let mut child = cmd.spawn().expect("spawn snorq-tools demo");
     let (fields, mut stdout) = banner(&mut child).await;
     for label in [
         "Docs",
@@ -376,7 +378,7 @@ async fn demo_runs_the_whole_loop(backend: Backend) {
     }
 }
 
-/// `snorq simulate` beside a service started by the test: its customers reach the service's
+/// `snorq-tools simulate` beside a service started by the test: its customers reach the service's
 /// connections and its send API answers the service's replies.
 async fn simulate_drives_a_running_service(backend: Backend) {
     let simulator_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -413,14 +415,14 @@ async fn simulate_drives_a_running_service(backend: Backend) {
         "--tiktok-app-secret",
         common::TIKTOK_SECRET,
     ]);
-    let mut child = cmd.spawn().expect("spawn snorq simulate");
+    let mut child = cmd.spawn().expect("spawn snorq-tools simulate");
     // Once the simulated platforms answer, connect the simulator's default accounts: the
     // service asks them to prove the tokens.
     let stats = format!("{simulator_url}/_simulator/stats");
     let mut waited = 0;
     while reqwest::get(&stats).await.is_err() {
         waited += 1;
-        assert!(waited < 200, "snorq simulate did not start listening");
+        assert!(waited < 200, "snorq-tools simulate did not start listening");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for body in [
@@ -489,3 +491,38 @@ async fn simulate_drives_a_running_service(backend: Backend) {
 }
 
 backend_tests!(demo_runs_the_whole_loop, simulate_drives_a_running_service);
+
+/// Each command offers only the flags that apply to it: the service's `--dev` and `--listen`
+/// are not the simulator's, and the client-side generators take no database.
+#[test]
+fn each_command_lists_only_what_applies() {
+    let help = |command: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_snorq-tools"))
+            .args([command, "--help"])
+            .output()
+            .expect("run snorq-tools");
+        assert!(out.status.success(), "{command} --help failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let demo = help("demo");
+    for flag in [
+        "--listen",
+        "--simulator-listen",
+        "--database-url",
+        "--rate",
+        "--fail",
+    ] {
+        assert!(demo.contains(flag), "demo --help lacks {flag}:\n{demo}");
+    }
+    assert!(!demo.contains("--dev"), "demo --help offers --dev:\n{demo}");
+    let simulate = help("simulate");
+    assert!(simulate.contains("--target"), "{simulate}");
+    assert!(
+        !simulate.contains("--database-url") && !simulate.contains("--data-dir"),
+        "{simulate}"
+    );
+    let ingest = help("bench-ingest");
+    assert!(!ingest.contains("--database-url"), "{ingest}");
+    let send = help("bench-send");
+    assert!(send.contains("--database-url"), "{send}");
+}

@@ -1,4 +1,4 @@
-//! Load generators behind `snorq bench-ingest`, `snorq bench-send` and `snorq bench-inbox`
+//! Load generators behind `snorq-tools bench-ingest`, `snorq-tools bench-send` and `snorq-tools bench-inbox`
 //! (figures in docs/benchmarks.md).
 
 pub mod inbox;

@@ -1,19 +1,36 @@
-// Outbound sends, shared by both backends (included after `shared_sql.rs`, whose helpers it
-// uses: `advance_status`, `apply_pending_receipts`, `live`, `insert_live_events`).
+//! Outbound sends: the reply and its first job in one transaction, outcomes recorded by the
+//! worker, the sends API (retry, discard) and the dashboard's figures.
 
-macro_rules! send_columns {
-    () => {
-        "m.id, m.organization_id, m.conversation_id, c.platform_connection_id AS connection_id, \
-         c.platform, m.content_type, m.content, m.media_url, m.status, m.external_id, m.error_code, \
-         m.error_message, m.failure_reason, m.attempts, m.next_attempt_at, m.last_attempt_at, \
-         m.sender_user_id, m.idempotency_key, m.created_at, m.updated_at"
-    };
-}
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use snorq_connectors::Platform;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::events::{LiveEvents, insert_live_events, live};
+use super::receipts::advance_status;
+use super::search::{BitsWrite, TermsGained};
+use super::{Backend, Db, DbConn, HOUR_BUCKET, begin_write, db_error, push_send_jobs};
+use crate::domain::MessageStatus;
+use crate::queue::{QueuedJob, SendJob};
+use crate::store::{
+    HourlyOutcome, NewOutbound, OutboundCreated, OutboundStore, PlatformColumn, ReplyTarget, SendAttempt,
+    SendChange, SendContext, SendFilter, SendOutcome, SendRecord, SendResult, SendStatusFilter, StoreError,
+    StoreResult,
+};
 
 /// Sends that the `failed` filter shows: failed and not discarded.
-const ACTIONABLE_FAILED: &str = "m.status = 'FAILED' AND COALESCE(m.failure_reason, '') <> 'discarded'";
+pub(super) const ACTIONABLE_FAILED: &str =
+    "m.status = 'FAILED' AND COALESCE(m.failure_reason, '') <> 'discarded'";
 
-async fn send_record(conn: &mut DbConn, org_id: Uuid, message_id: Uuid) -> StoreResult<Option<SendRecord>> {
+pub(super) async fn send_record(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    message_id: Uuid,
+) -> StoreResult<Option<SendRecord>> {
     sqlx::query_as(concat!(
         "SELECT ",
         send_columns!(),
@@ -27,7 +44,11 @@ async fn send_record(conn: &mut DbConn, org_id: Uuid, message_id: Uuid) -> Store
     .map_err(db_error)
 }
 
-async fn send_by_key(conn: &mut DbConn, org_id: Uuid, key: &str) -> StoreResult<Option<SendRecord>> {
+pub(super) async fn send_by_key(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    key: &str,
+) -> StoreResult<Option<SendRecord>> {
     sqlx::query_as(concat!(
         "SELECT ",
         send_columns!(),
@@ -41,7 +62,7 @@ async fn send_by_key(conn: &mut DbConn, org_id: Uuid, key: &str) -> StoreResult<
     .map_err(db_error)
 }
 
-fn send_event(record: &SendRecord) -> serde_json::Value {
+pub(super) fn send_event(record: &SendRecord) -> serde_json::Value {
     json!({
         "conversation_id": record.conversation_id,
         "message_id": record.id,
@@ -54,7 +75,7 @@ fn send_event(record: &SendRecord) -> serde_json::Value {
 }
 
 /// Appends the filter's conditions (after a `WHERE ...` already started).
-fn push_send_filter(query: &mut sqlx::QueryBuilder<Db>, filter: &SendFilter) {
+pub(super) fn push_send_filter(query: &mut sqlx::QueryBuilder<Db>, filter: &SendFilter) {
     query.push(" AND m.direction = 'OUTBOUND' AND m.organization_id IN (");
     let mut orgs = query.separated(", ");
     for org in &filter.organizations {
@@ -107,7 +128,7 @@ fn push_send_filter(query: &mut sqlx::QueryBuilder<Db>, filter: &SendFilter) {
 
 /// Moves one failed send back to pending, due now; the new round's job is returned for the
 /// caller to push in the same transaction.
-async fn reopen_send(
+pub(super) async fn reopen_send(
     conn: &mut DbConn,
     message_id: Uuid,
     now: DateTime<Utc>,
@@ -130,7 +151,9 @@ async fn reopen_send(
 }
 
 /// The columns an outcome writes on its message.
-fn outcome_fields(o: &SendOutcome) -> (MessageStatus, Option<&str>, Option<DateTime<Utc>>, Option<&str>) {
+pub(super) fn outcome_fields(
+    o: &SendOutcome,
+) -> (MessageStatus, Option<&str>, Option<DateTime<Utc>>, Option<&str>) {
     match &o.result {
         SendResult::Sent { external_id } => (MessageStatus::Sent, Some(external_id.as_str()), None, None),
         SendResult::Retry { at, .. } => (MessageStatus::Pending, None, Some(*at), None),
@@ -138,7 +161,7 @@ fn outcome_fields(o: &SendOutcome) -> (MessageStatus, Option<&str>, Option<DateT
     }
 }
 
-fn outcome_event(o: &SendOutcome) -> serde_json::Value {
+pub(super) fn outcome_event(o: &SendOutcome) -> serde_json::Value {
     let (status, _, next_attempt_at, reason) = outcome_fields(o);
     json!({
         "conversation_id": o.conversation_id,
@@ -154,7 +177,7 @@ fn outcome_event(o: &SendOutcome) -> serde_json::Value {
 /// An echo of one of these very messages may have been imported before we learned its
 /// platform id: ours is the record to keep. Only TikTok needs this: WhatsApp and Messenger carry
 /// our correlation value back, so ingest matches their echoes to our message instead.
-async fn forget_imported_echoes(conn: &mut DbConn, outcomes: &[SendOutcome]) -> StoreResult<()> {
+pub(super) async fn forget_imported_echoes(conn: &mut DbConn, outcomes: &[SendOutcome]) -> StoreResult<()> {
     let sent: Vec<(&SendOutcome, &str)> = outcomes
         .iter()
         .filter(|o| o.platform == Platform::TikTok)
@@ -197,7 +220,7 @@ async fn forget_imported_echoes(conn: &mut DbConn, outcomes: &[SendOutcome]) -> 
 /// returns the ids it moved (the others were recorded by a duplicate run already). A send the
 /// platform accepted is recorded even if an agent discarded it during the call: it did go out,
 /// and its receipts must find it.
-async fn advance_sends(
+pub(super) async fn advance_sends(
     conn: &mut DbConn,
     outcomes: &[SendOutcome],
     now: DateTime<Utc>,
@@ -235,7 +258,7 @@ async fn advance_sends(
         .map_err(db_error)
 }
 
-async fn insert_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
+pub(super) async fn insert_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
     let mut insert = sqlx::QueryBuilder::<Db>::new(
         "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, \
          finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) ",
@@ -265,7 +288,7 @@ async fn insert_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> S
 }
 
 /// Receipts that arrived before we knew the platform's id of these sent messages.
-async fn apply_receipts_for_sent(
+pub(super) async fn apply_receipts_for_sent(
     conn: &mut DbConn,
     outcomes: &[&SendOutcome],
     events: &mut LiveEvents,
@@ -340,7 +363,7 @@ async fn apply_receipts_for_sent(
 }
 
 /// The platform rejected the connection's token: the connection takes the outcome's status.
-async fn mark_connection(
+pub(super) async fn mark_connection(
     conn: &mut DbConn,
     o: &SendOutcome,
     events: &mut LiveEvents,
@@ -751,27 +774,5 @@ impl OutboundStore for Backend {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)
-    }
-
-    async fn cleanup(
-        &self,
-        jobs_before: DateTime<Utc>,
-        receipts_before: DateTime<Utc>,
-    ) -> StoreResult<Cleanup> {
-        let jobs = sqlx::query(DELETE_FINISHED_JOBS)
-            .bind(SEND_QUEUE)
-            .bind(job_time(jobs_before))
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let receipts = sqlx::query("DELETE FROM pending_receipts WHERE received_at < $1")
-            .bind(receipts_before)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(Cleanup {
-            finished_jobs: jobs.rows_affected(),
-            pending_receipts: receipts.rows_affected(),
-        })
     }
 }

@@ -8,7 +8,7 @@
 //! - **Receipts** follow each accepted send, as webhooks: WhatsApp statuses, Messenger echoes
 //!   and delivery/read watermarks, TikTok echoes and read watermarks.
 //!
-//! `snorq simulate` runs it beside a service; `snorq demo` runs both in one process.
+//! `snorq-tools simulate` runs it beside a service; `snorq-tools demo` runs both in one process.
 
 pub mod command;
 pub mod customers;

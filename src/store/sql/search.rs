@@ -1,17 +1,24 @@
-// Search by conversation (`q`), shared by both backends (included after `shared_sql.rs`): the
-// words index (`conversation_terms`, migration 11), keeping it, and what a searched listing
-// asks of it. Every word of a search must start a word of the conversation: of its contact's
-// name or username, or of any of its messages.
+//! Search by conversation (`q`): the words index (`conversation_terms`), keeping it, and
+//! what a searched listing asks of it. Every word of a search must start a word of the
+//! conversation: of its contact's name or username, or of any of its messages.
+
+use std::collections::BTreeMap;
 
 use crate::domain::search::{Terms, WORD_BITS_COLUMNS, WordBits, prefix_end};
 use futures::TryStreamExt;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::messages::BULK_ROWS;
+use super::{Db, DbConn, FOR_UPDATE, db_error};
+use crate::store::{ConversationFilter, StoreResult};
 
 /// How many conversations one backfill or rebuild statement covers.
-const INDEX_BATCH: usize = 200;
+pub(super) const INDEX_BATCH: usize = 200;
 
 /// Adds words to conversations' entries in the index (words already there are kept). `rows`
 /// are (conversation, organization, word), sorted, so concurrent writers insert in one order.
-async fn insert_terms(conn: &mut DbConn, rows: &[(Uuid, Uuid, &str)]) -> StoreResult<()> {
+pub(super) async fn insert_terms(conn: &mut DbConn, rows: &[(Uuid, Uuid, &str)]) -> StoreResult<()> {
     for chunk in rows.chunks(BULK_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO conversation_terms (conversation_id, organization_id, term) ",
@@ -32,10 +39,10 @@ async fn insert_terms(conn: &mut DbConn, rows: &[(Uuid, Uuid, &str)]) -> StoreRe
 
 /// The words each conversation gained, to be added to the index in one go.
 #[derive(Default)]
-struct TermsGained(BTreeMap<Uuid, (Uuid, Terms)>);
+pub(super) struct TermsGained(BTreeMap<Uuid, (Uuid, Terms)>);
 
 impl TermsGained {
-    fn of(&mut self, conversation_id: Uuid, organization_id: Uuid) -> &mut Terms {
+    pub(super) fn of(&mut self, conversation_id: Uuid, organization_id: Uuid) -> &mut Terms {
         &mut self
             .0
             .entry(conversation_id)
@@ -45,7 +52,7 @@ impl TermsGained {
 
     /// Adds the words to the index, and their bits to the conversations' bits (or replaces
     /// those, for a rebuild).
-    async fn insert(&self, conn: &mut DbConn, how: BitsWrite) -> StoreResult<()> {
+    pub(super) async fn insert(&self, conn: &mut DbConn, how: BitsWrite) -> StoreResult<()> {
         let rows: Vec<(Uuid, Uuid, &str)> = self
             .0
             .iter()
@@ -59,7 +66,7 @@ impl TermsGained {
         write_word_bits(conn, &bits, how).await
     }
 
-    fn bits(&self) -> impl Iterator<Item = (Uuid, WordBits)> + '_ {
+    pub(super) fn bits(&self) -> impl Iterator<Item = (Uuid, WordBits)> + '_ {
         self.0
             .iter()
             .map(|(conversation, (_, terms))| (*conversation, WordBits::of(terms.iter())))
@@ -68,14 +75,18 @@ impl TermsGained {
 
 /// Whether [`write_word_bits`] adds to the conversations' bits or replaces them.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum BitsWrite {
+pub(super) enum BitsWrite {
     Add,
     /// Replaces them with the bits of what the conversation holds now, and marks it indexed.
     Rebuild,
 }
 
 /// Writes conversations' word bits (`rows` sorted by conversation, as they are locked).
-async fn write_word_bits(conn: &mut DbConn, rows: &[(Uuid, WordBits)], how: BitsWrite) -> StoreResult<()> {
+pub(super) async fn write_word_bits(
+    conn: &mut DbConn,
+    rows: &[(Uuid, WordBits)],
+    how: BitsWrite,
+) -> StoreResult<()> {
     for chunk in rows.chunks(BULK_ROWS) {
         let mut update = sqlx::QueryBuilder::<Db>::new("UPDATE conversations SET ");
         for column in 0..WORD_BITS_COLUMNS {
@@ -111,7 +122,7 @@ async fn write_word_bits(conn: &mut DbConn, rows: &[(Uuid, WordBits)], how: Bits
 /// Rebuilds the index entries of `ids` from what the conversations hold now (their contact,
 /// their messages) and marks them indexed: the backfill of conversations written before the
 /// index existed, and the repair after retention deletes messages.
-async fn reindex_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<()> {
+pub(super) async fn reindex_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<()> {
     for chunk in ids.chunks(INDEX_BATCH) {
         let in_list = |query: &mut sqlx::QueryBuilder<Db>| {
             let mut list = query.separated(", ");
@@ -170,7 +181,7 @@ async fn reindex_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<(
 }
 
 /// Locks conversations in id order, as every writer locks them.
-async fn lock_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<()> {
+pub(super) async fn lock_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<()> {
     for chunk in ids.chunks(BULK_ROWS) {
         let mut lock = sqlx::QueryBuilder::<Db>::new("SELECT id FROM conversations WHERE id IN (");
         let mut list = lock.separated(", ");
@@ -189,7 +200,7 @@ async fn lock_conversations(conn: &mut DbConn, ids: &[Uuid]) -> StoreResult<()> 
 
 /// How a searched listing finds its rows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum SearchPlan {
+pub(super) enum SearchPlan {
     /// No search.
     None,
     /// Few conversations have word `n` (the rarest): start from them, sort them by activity.
@@ -201,7 +212,10 @@ enum SearchPlan {
 
 /// Picks the plan: counts (up to `walk_above`) the index entries of each word's prefix in the
 /// organization, an index-only range read that stops at the cap.
-async fn plan_search(pool: &sqlx::Pool<Db>, filter: &ConversationFilter) -> StoreResult<SearchPlan> {
+pub(super) async fn plan_search(
+    pool: &sqlx::Pool<Db>,
+    filter: &ConversationFilter,
+) -> StoreResult<SearchPlan> {
     if filter.search.is_empty() {
         return Ok(SearchPlan::None);
     }
@@ -231,7 +245,7 @@ async fn plan_search(pool: &sqlx::Pool<Db>, filter: &ConversationFilter) -> Stor
 }
 
 /// `FROM` the conversations that have word `word` (each once), for [`SearchPlan::FromMatches`].
-fn push_search_matches(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, word: &str) {
+pub(super) fn push_search_matches(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, word: &str) {
     query
         .push(
             " FROM (SELECT DISTINCT t.conversation_id FROM conversation_terms t \
@@ -250,7 +264,10 @@ fn push_search_matches(query: &mut sqlx::QueryBuilder<Db>, org_id: Uuid, word: &
 
 /// ` AND` conversation `c` has a word starting with each of `words`: its word bits first (on the
 /// row already read), then one index probe each for the rows that pass.
-fn push_search_probes<'w>(query: &mut sqlx::QueryBuilder<Db>, words: impl Iterator<Item = &'w String>) {
+pub(super) fn push_search_probes<'w>(
+    query: &mut sqlx::QueryBuilder<Db>,
+    words: impl Iterator<Item = &'w String>,
+) {
     for word in words {
         for (column, mask) in WordBits::required(word) {
             query
@@ -271,7 +288,7 @@ fn push_search_probes<'w>(query: &mut sqlx::QueryBuilder<Db>, words: impl Iterat
 }
 
 /// Conversations not indexed yet (written before migration 11), oldest ids first.
-async fn unindexed_conversations(conn: &mut DbConn, limit: i64) -> StoreResult<Vec<Uuid>> {
+pub(super) async fn unindexed_conversations(conn: &mut DbConn, limit: i64) -> StoreResult<Vec<Uuid>> {
     sqlx::query_scalar("SELECT id FROM conversations WHERE NOT search_indexed ORDER BY id LIMIT $1")
         .bind(limit)
         .fetch_all(&mut *conn)

@@ -1,4 +1,4 @@
-//! `snorq bench-signup`: bursts of concurrent signups against a running service, measuring its
+//! `snorq-tools bench-signup`: bursts of concurrent signups against a running service, measuring its
 //! resident memory (peak and settled, read from /proc) and how `/readyz` answers meanwhile.
 //! Password hashing is the expensive part (19 MiB of working memory each): this shows that the
 //! bounded hashing pool keeps memory flat and the service responsive.
