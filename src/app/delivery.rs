@@ -12,7 +12,7 @@ use snorq_connectors::{ErrorClass, OutboundContent, OutboundMessage, Platform, S
 use uuid::Uuid;
 
 use crate::crypto::{SecretField, Vault};
-use crate::domain::{self, ConnectionStatus, MessageStatus};
+use crate::domain::{self, ConnectionStatus, MessageStatus, StoredContent};
 use crate::queue::{QueuedJob, RetrySchedule, SendJob, SendRates};
 use crate::store::{
     OutboundStore, REASON_CONNECTION_UNAVAILABLE, SendContext, SendOutcome, SendResult, StoreResult,
@@ -331,31 +331,14 @@ impl Failure {
 
 /// The stored content back into what the connector sends.
 fn content(content_type: &str, content: &Value) -> Result<OutboundContent, Box<Failure>> {
-    let text = |key: &str| content.get(key).and_then(Value::as_str).map(str::to_owned);
-    let url = || text("url").ok_or_else(|| Failure::ours("invalid_request", "the stored media has no URL"));
-    Ok(match content_type {
-        "text" => OutboundContent::Text {
-            body: text("text").unwrap_or_default(),
-        },
-        "image" => OutboundContent::Image {
-            url: url()?,
-            caption: text("caption"),
-        },
-        "video" => OutboundContent::Video {
-            url: url()?,
-            caption: text("caption"),
-        },
-        "audio" => OutboundContent::Audio { url: url()? },
-        "file" => OutboundContent::File {
-            url: url()?,
-            filename: text("filename"),
-            caption: text("caption"),
-        },
-        other => {
-            return Err(Failure::ours(
-                "invalid_request",
-                format!("messages of type {other} cannot be sent"),
-            ));
-        }
+    let stored = StoredContent::read(content_type, content).content;
+    super::content::to_platform(&stored).ok_or_else(|| {
+        Failure::ours(
+            "invalid_request",
+            format!(
+                "a message of kind {} without a public URL cannot be sent",
+                stored.kind()
+            ),
+        )
     })
 }

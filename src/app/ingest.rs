@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use snorq_connectors::{Content, DeliveryStatus, Direction, Event, Platform, WatermarkKind};
 use uuid::Uuid;
 
-use crate::domain::{self, MessageStatus};
+use crate::domain::{self, MessageStatus, StoredContent};
 use crate::store::{
     Author, IncomingMessage, IncomingReceipt, IncomingWatermark, IncomingWebhook, IngestEvent, IngestOutcome,
     IngestStore, ReplayFilter, StoreResult, WebhookStatus,
@@ -19,6 +19,7 @@ use crate::store::{
 
 use super::AppResult;
 use super::batcher::{Batched, Batcher};
+use super::content;
 
 /// How ingest batches its writes.
 #[derive(Debug, Clone, Copy)]
@@ -96,22 +97,15 @@ fn preview(content: &Content) -> String {
     text.chars().take(PREVIEW_CHARS).collect()
 }
 
-/// The stored content: the connector's tagged content, plus further attachments and the quoted
-/// message when there are any.
+/// The stored content (`domain::StoredContent`): the message's content, further attachments
+/// and the quoted message when there are any.
 fn content_json(m: &snorq_connectors::InboundMessage) -> Value {
-    let mut value = serde_json::to_value(&m.content).unwrap_or_else(|_| json!({ "kind": m.content.kind() }));
-    if let Value::Object(map) = &mut value {
-        if !m.extra_content.is_empty() {
-            map.insert(
-                "extra".into(),
-                serde_json::to_value(&m.extra_content).unwrap_or(Value::Null),
-            );
-        }
-        if let Some(reply_to) = &m.reply_to {
-            map.insert("reply_to".into(), Value::String(reply_to.clone()));
-        }
+    StoredContent {
+        content: content::from_platform(&m.content),
+        attachments: m.extra_content.iter().map(content::from_platform).collect(),
+        reply_to: m.reply_to.clone(),
     }
-    value
+    .to_json()
 }
 
 /// PostgreSQL refuses U+0000 in `text` and `jsonb`; SQLite would keep it. Replacing it here makes

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod batcher;
 pub mod connection_health;
 pub mod connections;
+pub mod content;
 pub mod dashboard;
 pub mod delivery;
 mod error;

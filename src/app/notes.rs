@@ -34,7 +34,7 @@ pub async fn list(
 pub async fn create(app: &App, access: &OrgAccess, conversation_id: Uuid, body: &str) -> AppResult<Note> {
     let body = body.trim();
     if body.is_empty() || body.chars().count() > MAX_NOTE_CHARS {
-        return Err(Invalid::new("body", format!("must be 1 to {MAX_NOTE_CHARS} characters")).into());
+        return Err(Invalid::new("text", format!("must be 1 to {MAX_NOTE_CHARS} characters")).into());
     }
     let note = Note {
         id: domain::new_id(),

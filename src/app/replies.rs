@@ -3,57 +3,27 @@
 //! the message and its send job are committed together.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use snorq_connectors::Platform;
 use uuid::Uuid;
 
-use crate::domain::{self, ConnectionStatus, Invalid};
+use crate::domain::{self, ConnectionStatus, Invalid, Media, MessageContent, StoredContent};
 use crate::store::{Constraint, NewOutbound, ReplyTarget, SendRecord, StoreError};
 
 use super::orgs::OrgAccess;
 use super::{App, AppError, AppResult};
 
 /// What an agent asked to send.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReplyRequest {
-    pub text: Option<String>,
-    pub media: Option<MediaReply>,
+    pub content: MessageContent,
     pub idempotency_key: Option<String>,
 }
 
-/// Media by public URL, with an optional caption (the text).
-#[derive(Debug, Clone)]
-pub struct MediaReply {
-    pub kind: MediaKind,
-    pub url: String,
-    pub filename: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Image,
-    Video,
-    Audio,
-    File,
-}
-
-impl MediaKind {
-    pub fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "image" => MediaKind::Image,
-            "video" => MediaKind::Video,
-            "audio" => MediaKind::Audio,
-            "file" => MediaKind::File,
-            _ => return None,
-        })
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            MediaKind::Image => "image",
-            MediaKind::Video => "video",
-            MediaKind::Audio => "audio",
-            MediaKind::File => "file",
+impl ReplyRequest {
+    pub fn text(text: impl Into<String>) -> Self {
+        ReplyRequest {
+            content: MessageContent::text(text),
+            idempotency_key: None,
         }
     }
 }
@@ -87,34 +57,15 @@ pub async fn reply(
     request: ReplyRequest,
 ) -> AppResult<Reply> {
     let org_id = access.org_id();
-    let text = request.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    let (content_type, content, media_url, preview) = match &request.media {
-        None => {
-            let body = text.unwrap_or_default().to_owned();
-            ("text", json!({ "text": body }), None, body)
-        }
-        Some(media) => {
-            let mut content = json!({ "url": media.url });
-            if let Some(caption) = text {
-                content["caption"] = json!(caption);
-            }
-            if let Some(filename) = &media.filename {
-                content["filename"] = json!(filename);
-            }
-            let preview = text.map_or_else(|| format!("[{}]", media.kind.as_str()), str::to_owned);
-            (media.kind.as_str(), content, Some(media.url.clone()), preview)
-        }
-    };
+    let content = sendable(request.content)?;
+    let stored = StoredContent::new(content.clone()).to_json();
     if let Some(key) = &request.idempotency_key {
         check_idempotency_key(key)?;
         // The same key again answers with the message it created, whatever changed since, as
         // long as it is the same request.
         if let Some(message) = app.store.outbound_by_idempotency_key(org_id, key).await? {
-            return replayed(message, conversation_id, content_type, &content);
+            return replayed(message, conversation_id, &content);
         }
-    }
-    if text.is_none() && request.media.is_none() {
-        return Err(Invalid::new("text", "give the text to send, or a media URL").into());
     }
     let target = app
         .store
@@ -125,9 +76,7 @@ pub async fn reply(
     check_connection(&target)?;
     let now = domain::now();
     check_window(app, &target, now).await?;
-    check_limits(platform, text, request.media.as_ref())?;
-
-    let (message_content_type, message_content) = (content_type.to_owned(), content.clone());
+    check_limits(platform, &content)?;
     let message = NewOutbound {
         id: domain::new_id(),
         organization_id: org_id,
@@ -135,10 +84,12 @@ pub async fn reply(
         connection_id: target.connection_id,
         platform,
         sender_user_id: Some(access.user_id),
-        content_type: content_type.to_owned(),
-        content,
-        media_url,
-        preview,
+        content_type: content.kind().to_owned(),
+        content: stored,
+        media_url: content.media().and_then(|m| m.url.clone()),
+        preview: content
+            .readable()
+            .map_or_else(|| format!("[{}]", content.kind()), str::to_owned),
         idempotency_key: request.idempotency_key.clone(),
         created_at: now,
     };
@@ -155,7 +106,7 @@ pub async fn reply(
                 .outbound_by_idempotency_key(org_id, key)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            replayed(message, conversation_id, &message_content_type, &message_content)
+            replayed(message, conversation_id, &content)
         }
         Err(err) => Err(err.into()),
     }
@@ -164,12 +115,7 @@ pub async fn reply(
 /// The message an earlier request created with the same key; a key reused for another
 /// conversation is a client bug, not a replay (answering with the other message would silently
 /// drop this reply).
-fn replayed(
-    message: SendRecord,
-    conversation_id: Uuid,
-    content_type: &str,
-    content: &serde_json::Value,
-) -> AppResult<Reply> {
+fn replayed(message: SendRecord, conversation_id: Uuid, content: &MessageContent) -> AppResult<Reply> {
     if message.conversation_id != conversation_id {
         return Err(AppError::conflict(
             "this Idempotency-Key was used for a message in another conversation",
@@ -178,7 +124,7 @@ fn replayed(
     }
     // Another body under the same key is a client bug too: answering with the first message
     // would report a reply as accepted that was never made.
-    if message.content_type != content_type || &message.content.0 != content {
+    if &StoredContent::read(&message.content_type, &message.content.0).content != content {
         return Err(AppError::conflict(
             "this Idempotency-Key was used for a different message",
             Some("idempotency_key"),
@@ -269,44 +215,86 @@ async fn check_window(app: &App, target: &ReplyTarget, now: DateTime<Utc>) -> Ap
     Ok(())
 }
 
-fn check_limits(platform: Platform, text: Option<&str>, media: Option<&MediaReply>) -> AppResult<()> {
-    let chars = text.map_or(0, |t| t.chars().count());
-    match media {
-        None => {
-            let max = max_text_chars(platform);
-            if chars > max {
-                return Err(Invalid::new(
-                    "text",
-                    format!("{platform} accepts at most {max} characters; this text has {chars}"),
-                )
-                .into());
-            }
+/// What can be sent at all: text, or media by public URL, trimmed; blank captions dropped.
+fn sendable(content: MessageContent) -> AppResult<MessageContent> {
+    let media = |mut m: Media| -> AppResult<Media> {
+        if m.id.is_some() {
+            return Err(Invalid::new(
+                "content.id",
+                "replies send media by public URL, not by platform id",
+            )
+            .into());
         }
-        Some(media) => {
-            if platform == Platform::TikTok {
-                return Err(Invalid::new("media", "TikTok replies can only be text").into());
-            }
-            let url = url::Url::parse(&media.url)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if url.is_none() || media.url.len() > MAX_MEDIA_URL_LEN {
-                return Err(Invalid::new("media.url", "must be a public http(s) URL").into());
-            }
-            let max = match platform {
-                Platform::WhatsApp => WHATSAPP_MAX_CAPTION_CHARS,
-                _ => max_text_chars(platform),
-            };
-            if media.kind == MediaKind::Audio && chars > 0 && platform == Platform::WhatsApp {
-                return Err(Invalid::new("text", "WhatsApp audio messages have no caption").into());
-            }
-            if chars > max {
-                return Err(Invalid::new(
-                    "text",
-                    format!("{platform} accepts captions of at most {max} characters; this one has {chars}"),
-                )
-                .into());
-            }
+        let url = m.url.as_deref().map(str::trim).unwrap_or_default();
+        let public = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if public.is_none() || url.len() > MAX_MEDIA_URL_LEN {
+            return Err(Invalid::new("content.url", "must be a public http(s) URL").into());
         }
+        m.url = Some(url.to_owned());
+        m.caption = m.caption.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        Ok(m)
+    };
+    Ok(match content {
+        MessageContent::Text { text } => {
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(Invalid::new("content.text", "give the text to send").into());
+            }
+            MessageContent::text(text)
+        }
+        MessageContent::Image(m) => MessageContent::Image(media(m)?),
+        MessageContent::Video(m) => MessageContent::Video(media(m)?),
+        MessageContent::Audio { media: m, .. } => MessageContent::Audio {
+            media: media(m)?,
+            voice: false,
+        },
+        MessageContent::File(m) => MessageContent::File(media(m)?),
+        other => {
+            return Err(Invalid::new(
+                "content.kind",
+                format!(
+                    "{} cannot be sent; replies are text, image, video, audio or file",
+                    other.kind()
+                ),
+            )
+            .into());
+        }
+    })
+}
+
+/// The platform's limits on what it takes (docs/platforms.md): text length, captions, media.
+fn check_limits(platform: Platform, content: &MessageContent) -> AppResult<()> {
+    let Some(media) = content.media() else {
+        let chars = content.readable().map_or(0, |t| t.chars().count());
+        let max = max_text_chars(platform);
+        if chars > max {
+            return Err(Invalid::new(
+                "content.text",
+                format!("{platform} accepts at most {max} characters; this text has {chars}"),
+            )
+            .into());
+        }
+        return Ok(());
+    };
+    if platform == Platform::TikTok {
+        return Err(Invalid::new("content.kind", "TikTok replies can only be text").into());
+    }
+    let chars = media.caption.as_deref().map_or(0, |t| t.chars().count());
+    if matches!(content, MessageContent::Audio { .. }) && chars > 0 && platform == Platform::WhatsApp {
+        return Err(Invalid::new("content.caption", "WhatsApp audio messages have no caption").into());
+    }
+    let max = match platform {
+        Platform::WhatsApp => WHATSAPP_MAX_CAPTION_CHARS,
+        _ => max_text_chars(platform),
+    };
+    if chars > max {
+        return Err(Invalid::new(
+            "content.caption",
+            format!("{platform} accepts captions of at most {max} characters; this one has {chars}"),
+        )
+        .into());
     }
     Ok(())
 }
@@ -315,43 +303,52 @@ fn check_limits(platform: Platform, text: Option<&str>, media: Option<&MediaRepl
 mod tests {
     use super::*;
 
+    fn image(url: &str, caption: Option<&str>) -> MessageContent {
+        MessageContent::Image(Media {
+            url: Some(url.into()),
+            caption: caption.map(str::to_owned),
+            ..Media::default()
+        })
+    }
+
     #[test]
     fn text_limits_follow_each_platform() {
-        let long = |n| "é".repeat(n);
-        assert!(check_limits(Platform::WhatsApp, Some(&long(4096)), None).is_ok());
-        assert!(check_limits(Platform::WhatsApp, Some(&long(4097)), None).is_err());
-        assert!(check_limits(Platform::Facebook, Some(&long(2000)), None).is_ok());
-        assert!(check_limits(Platform::Facebook, Some(&long(2001)), None).is_err());
-        assert!(check_limits(Platform::TikTok, Some(&long(6001)), None).is_err());
+        let long = |n| MessageContent::text("é".repeat(n));
+        assert!(check_limits(Platform::WhatsApp, &long(4096)).is_ok());
+        assert!(check_limits(Platform::WhatsApp, &long(4097)).is_err());
+        assert!(check_limits(Platform::Facebook, &long(2000)).is_ok());
+        assert!(check_limits(Platform::Facebook, &long(2001)).is_err());
+        assert!(check_limits(Platform::TikTok, &long(6001)).is_err());
     }
 
     #[test]
     fn media_needs_an_http_url_and_a_platform_that_takes_it() {
-        let media = |url: &str| MediaReply {
-            kind: MediaKind::Image,
-            url: url.into(),
-            filename: None,
-        };
-        assert!(
-            check_limits(
-                Platform::WhatsApp,
-                None,
-                Some(&media("https://example.com/a.png"))
-            )
-            .is_ok()
-        );
-        assert!(check_limits(Platform::WhatsApp, None, Some(&media("file:///etc/passwd"))).is_err());
-        assert!(check_limits(Platform::WhatsApp, None, Some(&media("not a url"))).is_err());
-        assert!(check_limits(Platform::TikTok, None, Some(&media("https://example.com/a.png"))).is_err());
+        assert!(sendable(image("https://example.com/a.png", None)).is_ok());
+        assert!(sendable(image("file:///etc/passwd", None)).is_err());
+        assert!(sendable(image("not a url", None)).is_err());
+        let by_id = MessageContent::Image(Media {
+            id: Some("9".into()),
+            ..Media::default()
+        });
+        assert!(sendable(by_id).is_err());
+        assert!(check_limits(Platform::TikTok, &image("https://example.com/a.png", None)).is_err());
         let caption = "x".repeat(1025);
-        assert!(
-            check_limits(
-                Platform::WhatsApp,
-                Some(&caption),
-                Some(&media("https://e.com/a.png"))
-            )
-            .is_err()
+        assert!(check_limits(Platform::WhatsApp, &image("https://e.com/a.png", Some(&caption))).is_err());
+        assert!(check_limits(Platform::Facebook, &image("https://e.com/a.png", Some(&caption))).is_ok());
+    }
+
+    #[test]
+    fn only_what_a_business_sends_can_be_sent() {
+        assert!(sendable(MessageContent::text("  ")).is_err());
+        assert_eq!(
+            sendable(MessageContent::text(" hi ")).ok(),
+            Some(MessageContent::text("hi"))
         );
+        let reaction = MessageContent::Reaction {
+            target_message_id: "m".into(),
+            emoji: Some("x".into()),
+        };
+        assert!(sendable(reaction).is_err());
     }
 
     #[test]

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use snorq_connectors::Platform;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -18,7 +17,9 @@ use super::error::{ApiResult, ProblemSchema};
 use super::extract::{OrgScope, PathIds, ValidJson, ValidQuery};
 use crate::app::inbox::{self, Change, ConversationView, ListQuery};
 use crate::app::{AppResult, notes};
-use crate::domain::{ConversationStatus, Invalid, MessageDirection, MessageStatus};
+use crate::domain::{
+    ConversationStatus, Invalid, MessageContent, MessageDirection, MessageStatus, StoredContent,
+};
 use crate::store::{InboxCounts, Label, MessageRecord, Note};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -338,11 +339,14 @@ pub struct MessageBody {
     id: Uuid,
     conversation_id: Uuid,
     direction: MessageDirection,
-    /// `text`, `image`, `video`, `audio`, `file`, `location`, `reaction`, ...
-    content_type: String,
-    #[schema(value_type = Object)]
-    content: Value,
-    media_url: Option<String>,
+    /// What it carries: one shape for customers' messages and replies alike.
+    content: MessageContent,
+    /// Further attachments that came in the same platform message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<MessageContent>,
+    /// The platform id of the message this one quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
     status: MessageStatus,
     /// The platform's id once known.
     external_id: Option<String>,
@@ -366,13 +370,14 @@ pub struct SenderBody {
 
 impl From<MessageRecord> for MessageBody {
     fn from(m: MessageRecord) -> Self {
+        let stored = StoredContent::read(&m.content_type, &m.content.0);
         MessageBody {
             id: m.id,
             conversation_id: m.conversation_id,
             direction: m.direction,
-            content_type: m.content_type,
-            content: m.content.0,
-            media_url: m.media_url,
+            content: stored.content,
+            attachments: stored.attachments,
+            reply_to: stored.reply_to,
             status: m.status,
             external_id: m.external_id,
             failure_reason: m.failure_reason,
@@ -432,7 +437,7 @@ pub struct NoteBody {
     conversation_id: Uuid,
     author_id: Option<Uuid>,
     author_name: Option<String>,
-    body: String,
+    text: String,
     created_at: DateTime<Utc>,
 }
 
@@ -443,7 +448,7 @@ impl From<Note> for NoteBody {
             conversation_id: n.conversation_id,
             author_id: n.author_id,
             author_name: n.author_name,
-            body: n.body,
+            text: n.body,
             created_at: n.created_at,
         }
     }
@@ -480,7 +485,7 @@ async fn notes_list(
 pub struct NewNote {
     /// 1 to 10,000 characters (not only white space).
     #[schema(pattern = r"^[\s\S]*\S[\s\S]*$", max_length = 10000)]
-    body: String,
+    text: String,
 }
 
 #[utoipa::path(post, path = "/orgs/{org_id}/conversations/{conversation_id}/notes", tag = "notes",
@@ -495,7 +500,7 @@ async fn note_create(
     ValidJson(body): ValidJson<NewNote>,
 ) -> ApiResult<(StatusCode, Json<NoteBody>)> {
     let id = ids.get("conversation_id")?;
-    let note = notes::create(&state.app, &access, id, &body.body).await?;
+    let note = notes::create(&state.app, &access, id, &body.text).await?;
     Ok((StatusCode::CREATED, Json(note.into())))
 }
 

@@ -21,7 +21,6 @@ use utoipa::{Modify, OpenApi};
         crate::http::schema::ConversationStatusName,
         crate::http::schema::ConversationStatusFilter,
         crate::http::schema::BoolText,
-        crate::http::schema::MediaKindName,
         crate::http::schema::SendStatusName,
         crate::http::schema::PageId,
     )),

@@ -49,16 +49,6 @@ pub enum BoolText {
     False,
 }
 
-/// The kind of media a reply carries.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum MediaKindName {
-    Image,
-    Video,
-    Audio,
-    File,
-}
-
 /// A Facebook Page id.
 #[derive(ToSchema)]
 #[schema(value_type = String, pattern = r"^[A-Za-z0-9_-]{1,128}$", example = "106540352242922")]

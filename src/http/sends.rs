@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use snorq_connectors::Platform;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,10 +16,10 @@ use super::AppState;
 use super::error::{ApiResult, ProblemSchema};
 use super::extract::{OrgScope, PathId, ValidJson, ValidQuery};
 use crate::app::orgs::OrgAccess;
-use crate::app::replies::{self, MediaKind, MediaReply, ReplyRequest};
+use crate::app::replies::{self, ReplyRequest};
 use crate::app::sends;
 use crate::app::{AppError, AppResult};
-use crate::domain::{Invalid, MessageStatus, Role};
+use crate::domain::{Invalid, MessageContent, MessageStatus, Role, StoredContent};
 use crate::store::{REASON_DISCARDED, SendAttempt, SendFilter, SendRecord, SendStatusFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -43,10 +42,8 @@ pub struct SendBody {
     #[schema(value_type = String, example = "whatsapp")]
     platform: Platform,
     direction: &'static str,
-    content_type: String,
-    #[schema(value_type = Object)]
-    content: Value,
-    media_url: Option<String>,
+    /// What it carries: the same shape as a message's `content`, and a reply's.
+    content: MessageContent,
     status: MessageStatus,
     discarded: bool,
     /// The platform's id once sent.
@@ -76,9 +73,7 @@ impl From<SendRecord> for SendBody {
             connection_id: s.connection_id,
             platform: s.platform.0,
             direction: "outbound",
-            content_type: s.content_type,
-            content: s.content.0,
-            media_url: s.media_url,
+            content: StoredContent::read(&s.content_type, &s.content.0).content,
             status: s.status,
             external_id: s.external_id,
             failure_reason: s.failure_reason,
@@ -98,32 +93,18 @@ impl From<SendRecord> for SendBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplyBody {
-    /// The text, or the caption of the media. Limits depend on the platform: WhatsApp 4,096
-    /// characters (1,024 for a caption), Messenger 2,000, TikTok 6,000.
+    /// Shorthand for `"content": {"kind": "text", "text": ...}`. Limits depend on the platform:
+    /// WhatsApp 4,096 characters, Messenger 2,000, TikTok 6,000.
     #[schema(
         pattern = r"^[\s\S]*\S[\s\S]*$",
         max_length = 6000,
         example = "Your order has shipped"
     )]
     text: Option<String>,
-    media: Option<MediaBody>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct MediaBody {
-    /// `image`, `video`, `audio` or `file`.
-    #[serde(rename = "type")]
-    #[schema(value_type = super::schema::MediaKindName)]
-    kind: String,
-    /// A public http(s) URL the platform fetches.
-    #[schema(
-        pattern = r"^https?://\S+$",
-        max_length = 2048,
-        example = "https://example.com/a.jpg"
-    )]
-    url: String,
-    filename: Option<String>,
+    /// What to send (instead of `text`): `text`, or `image`, `video`, `audio` or `file` by a
+    /// public http(s) `url`, with an optional `caption` (and `filename` for a file). WhatsApp
+    /// captions hold 1,024 characters; TikTok takes text only.
+    content: Option<MessageContent>,
 }
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -154,25 +135,28 @@ async fn reply(
                 .to_owned(),
         ),
     };
-    let media = body
-        .media
-        .map(|m| {
-            let kind = MediaKind::parse(&m.kind)
-                .ok_or_else(|| Invalid::new("media.type", "must be image, video, audio or file"))?;
-            Ok::<_, Invalid>(MediaReply {
-                kind,
-                url: m.url,
-                filename: m.filename,
-            })
-        })
-        .transpose()
-        .map_err(AppError::from)?;
+    let shorthand = body.text.is_some();
+    let content = match (body.text, body.content) {
+        (Some(text), None) => MessageContent::text(text),
+        (None, Some(content)) => content,
+        (Some(_), Some(_)) => {
+            return Err(AppError::from(Invalid::new("content", "give `text` or `content`, not both")).into());
+        }
+        (None, None) => {
+            return Err(AppError::from(Invalid::new("content", "give the text or content to send")).into());
+        }
+    };
     let request = ReplyRequest {
-        text: body.text,
-        media,
+        content,
         idempotency_key,
     };
-    let reply = replies::reply(&state.app, &access, conversation_id, request).await?;
+    let reply = match replies::reply(&state.app, &access, conversation_id, request).await {
+        // Errors name the field the client sent.
+        Err(AppError::Validation(invalid)) if shorthand && invalid.field == "content.text" => {
+            return Err(AppError::Validation(Invalid::new("text", invalid.message)).into());
+        }
+        other => other?,
+    };
     let mut response = (StatusCode::ACCEPTED, axum::Json(SendBody::from(reply.message))).into_response();
     if !reply.created {
         response

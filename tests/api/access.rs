@@ -49,7 +49,7 @@ async fn populate(app: &TestApp, email: &str, number: &str) -> Owned {
         .post(
             &org.path(&format!("/conversations/{conversation}/notes")),
             &org.token,
-            json!({"body": "n"}),
+            json!({"text": "n"}),
         )
         .await;
     let (_, key) = app
@@ -164,7 +164,7 @@ async fn another_organization_s_ids_answer_404_and_change_nothing(backend: Backe
         (
             Method::POST,
             format!("/conversations/{}/notes", them.conversation),
-            json!({"body": "x"}),
+            json!({"text": "x"}),
         ),
         (
             Method::DELETE,
@@ -292,7 +292,7 @@ async fn roles_decide_who_manages_and_who_works_the_inbox(backend: Backend) {
             (
                 Method::POST,
                 format!("/conversations/{c}/notes"),
-                json!({"body": who}),
+                json!({"text": who}),
             ),
             (Method::GET, format!("/conversations/{c}/notes"), Value::Null),
             (Method::GET, "/labels".to_owned(), Value::Null),
@@ -382,7 +382,7 @@ async fn roles_decide_who_manages_and_who_works_the_inbox(backend: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .find(|n| n["body"] == body)
+            .find(|n| n["text"] == body)
             .map(|n| str_of(&n["id"]))
             .unwrap()
     };

@@ -508,7 +508,7 @@ async fn message_history_pages_newest_first(backend: Backend) {
     assert!(reply["status"].is_string() && reply["attempts"].is_number());
     let texts: Vec<&str> = seen[1..]
         .iter()
-        .map(|m| m["content"]["body"].as_str().unwrap())
+        .map(|m| m["content"]["text"].as_str().unwrap())
         .collect();
     assert_eq!(
         texts,
@@ -547,17 +547,17 @@ async fn notes_stay_internal_and_are_deleted_by_author_or_admin(backend: Backend
         .await;
     let notes = org.path(&format!("/conversations/{conversation}/notes"));
     let (status, note) = app
-        .post(&notes, &member, json!({"body": "VIP customer, be nice"}))
+        .post(&notes, &member, json!({"text": "VIP customer, be nice"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{note}");
-    let (status, body) = app.post(&notes, &member, json!({"body": "   "})).await;
+    let (status, body) = app.post(&notes, &member, json!({"text": "   "})).await;
     assert_problem(
         status,
         &body,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    let (status, second) = app.post(&notes, &org.token, json!({"body": "second"})).await;
+    let (status, second) = app.post(&notes, &org.token, json!({"text": "second"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let page = org
         .get_ok(&app, &format!("/conversations/{conversation}/notes"))
@@ -566,7 +566,7 @@ async fn notes_stay_internal_and_are_deleted_by_author_or_admin(backend: Backend
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| n["body"].as_str().unwrap())
+        .map(|n| n["text"].as_str().unwrap())
         .collect();
     assert_eq!(bodies, ["second", "VIP customer, be nice"]);
     assert_eq!(page["items"][1]["author_name"], "Test User");
@@ -940,7 +940,7 @@ async fn retention_deletes_exactly_free_history_older_than_30_days(backend: Back
     app.post(
         &free.path(&format!("/conversations/{old}/notes")),
         &free.token,
-        json!({"body": "keep"}),
+        json!({"text": "keep"}),
     )
     .await;
     let done = snorq::app::retention::run(&*app.app.store, chrono::Utc::now(), chrono::Duration::hours(72))

@@ -9,6 +9,7 @@ mod common;
 mod access;
 mod auth;
 mod connections;
+mod content;
 mod dashboard;
 mod dashboard_browser;
 mod inbox;

@@ -373,7 +373,7 @@ async fn replies_are_checked_before_anything_is_stored(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    let media = |url: &str| json!({"media": {"type": "image", "url": url}});
+    let media = |url: &str| json!({"content": {"kind": "image", "url": url}});
     let path = format!("/api/v1/orgs/{}/conversations/{}/messages", s.org, s.conversation);
     let (status, body) = s.app.post(&path, &s.token, media("file:///etc/passwd")).await;
     assert_problem(
@@ -382,7 +382,7 @@ async fn replies_are_checked_before_anything_is_stored(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    assert_eq!(body["field"], "media.url");
+    assert_eq!(body["field"], "content.url");
     // Another organization's conversation does not exist for this one.
     let (other_token, _) = s.app.signup("other@example.com").await;
     let other_org = s.app.create_org(&other_token, "Other").await;
@@ -411,7 +411,10 @@ async fn replies_are_checked_before_anything_is_stored(backend: Backend) {
         .post(&path, &s.token, media("https://cdn.example.com/a.png"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body["content_type"], "image");
+    assert_eq!(
+        body["content"],
+        json!({"kind": "image", "url": "https://cdn.example.com/a.png"})
+    );
 }
 
 async fn retry_from_the_api_calls_the_platform_again(backend: Backend) {

@@ -171,6 +171,23 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement, on either backend.
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.url {
+            DatabaseUrl::Sqlite(url) => {
+                let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("connect");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
     /// Runs a statement with one timestamp bound as `$1` (as the service writes timestamps).
     pub async fn execute_at(&self, sql: &str, at: chrono::DateTime<chrono::Utc>) {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());

@@ -206,10 +206,7 @@ async fn greet_new_conversations(
         else {
             continue;
         };
-        let greeting = ReplyRequest {
-            text: Some(GREETING.to_owned()),
-            ..ReplyRequest::default()
-        };
+        let greeting = ReplyRequest::text(GREETING);
         if let Err(error) = replies::reply(&app, &access, conversation_id, greeting).await {
             tracing::warn!(%error, %conversation_id, "the demo agent could not greet a conversation");
         }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::app::dashboard::{ConnectionHealth, DashboardScope, HourBucket};
-use crate::domain::MessageStatus;
+use crate::domain::{MessageStatus, StoredContent};
 use crate::store::{REASON_DISCARDED, SendAttempt, SendRecord, WebhookSummary};
 
 /// Renders a template, or a plain 500 if a template cannot render (a bug, logged).
@@ -242,13 +242,10 @@ pub fn short_time(t: DateTime<Utc>) -> String {
 }
 
 fn preview(record: &SendRecord) -> String {
-    let content = &record.content.0;
+    let content = StoredContent::read(&record.content_type, &record.content.0).content;
     let text = content
-        .get("text")
-        .or_else(|| content.get("caption"))
-        .and_then(|t| t.as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("[{}]", record.content_type));
+        .readable()
+        .map_or_else(|| format!("[{}]", content.kind()), str::to_owned);
     let mut chars = text.chars();
     let short: String = chars.by_ref().take(80).collect();
     if chars.next().is_some() {

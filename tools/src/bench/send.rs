@@ -269,10 +269,7 @@ async fn enqueue(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let conversation = conversations[i % conversations.len()];
-                let request = ReplyRequest {
-                    text: Some(format!("reply {i}")),
-                    ..ReplyRequest::default()
-                };
+                let request = ReplyRequest::text(format!("reply {i}"));
                 replies::reply(&app, &access, conversation, request).await?;
                 i += lanes;
             }

@@ -450,7 +450,7 @@ pub(super) fn generate_conversation(
         let body = message_body(rng);
         let (content, status) = if inbound {
             last_inbound_at = Some(at);
-            (json!({"kind": "text", "body": body}), "DELIVERED")
+            (json!({"kind": "text", "text": body}), "DELIVERED")
         } else {
             (
                 json!({"text": body}),
