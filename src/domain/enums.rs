@@ -90,6 +90,15 @@ db_enum!(MessageStatus {
 });
 
 impl MessageStatus {
+    /// Every status, in rank order.
+    pub const ALL: [MessageStatus; 5] = [
+        MessageStatus::Pending,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+    ];
+
     /// Receipts only move a message forward: a status applies when its rank is higher.
     /// `failed` ranks highest, so nothing moves a failed message.
     pub fn rank(self) -> i64 {

@@ -3,12 +3,15 @@
 //! Enums are stored upper-case in the database (as in the schema seed) and travel lower-case
 //! in JSON; `as_db`/`from_db` are the only place that mapping lives.
 
+mod content;
 mod cursor;
 mod email;
 mod enums;
 mod names;
+pub mod receipts;
 pub mod search;
 
+pub use content::{ContactCard, Media, MessageContent, StoredContent};
 pub use cursor::{IdCursor, SnapshotCursor, TimeCursor};
 pub use email::Email;
 pub use enums::{ConnectionStatus, ConversationStatus, MessageDirection, MessageStatus, Plan, Role};
