@@ -371,6 +371,56 @@ async fn any_receipt_order_ends_at_the_highest_status(backend: Backend) {
     );
 }
 
+/// Many receipts in one batch (spread over webhooks, for known messages and for messages not
+/// stored yet) end where one at a time would: the batch is planned in memory and written with
+/// one look-up, one update and one insert.
+async fn receipts_in_one_batch_end_like_one_at_a_time(backend: Backend) {
+    let (db, store) = connected_store(backend).await;
+    let cases: Vec<(String, Vec<MessageStatus>, bool)> = (0..30)
+        .map(|i| {
+            let receipts = match i % 5 {
+                0 => vec![MessageStatus::Delivered, MessageStatus::Read],
+                1 => vec![MessageStatus::Read, MessageStatus::Delivered, MessageStatus::Sent],
+                2 => vec![MessageStatus::Failed, MessageStatus::Read],
+                3 => vec![MessageStatus::Delivered],
+                _ => vec![
+                    MessageStatus::Sent,
+                    MessageStatus::Delivered,
+                    MessageStatus::Delivered,
+                ],
+            };
+            (format!("wamid.batch.{i}"), receipts, i % 3 != 0)
+        })
+        .collect();
+    for (id, _, known) in &cases {
+        if *known {
+            ingest(&store, vec![message(id, Author::Business, 1)]).await;
+        }
+    }
+    // Interleaved: every case's first receipt, then every case's second, ...
+    let mut events = Vec::new();
+    for round in 0..3 {
+        for (id, receipts, _) in &cases {
+            if let Some(status) = receipts.get(round) {
+                events.push(receipt(id, *status));
+            }
+        }
+    }
+    let webhooks: Vec<IncomingWebhook> = events.chunks(7).map(|c| webhook(c.to_vec())).collect();
+    let outcomes = store.ingest(&webhooks).await.unwrap();
+    assert!(outcomes.iter().all(|o| o.applied == o.events), "{outcomes:?}");
+    for (id, _, known) in &cases {
+        if !*known {
+            ingest(&store, vec![message(id, Author::Business, 1)]).await;
+        }
+    }
+    for (id, receipts, _) in &cases {
+        let expected = receipts.iter().max_by_key(|s| s.rank()).unwrap().as_db();
+        assert_eq!(status_of(&db, id).await, expected, "{id}: {receipts:?}");
+    }
+    assert_eq!(db.count("SELECT COUNT(*) FROM pending_receipts").await, 0);
+}
+
 async fn a_late_echo_is_marked_by_an_earlier_watermark(backend: Backend) {
     let (db, store) = connected_store(backend).await;
     ingest(&store, vec![message("wamid.customer", Author::Customer, 30)]).await;
@@ -398,6 +448,7 @@ async fn a_late_echo_is_marked_by_an_earlier_watermark(backend: Backend) {
 
 backend_tests!(
     a_late_echo_is_marked_by_an_earlier_watermark,
+    receipts_in_one_batch_end_like_one_at_a_time,
     any_receipt_order_ends_at_the_highest_status,
     delivery_ids_before_their_message_are_kept,
     a_receipt_before_its_message_is_applied_when_the_message_appears,

@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::events::{LiveEvents, insert_live_events, live};
-use super::receipts::advance_status;
+use super::receipts::{WaitingReceipt, advance_status, settled};
 use super::search::{BitsWrite, TermsGained};
 use super::{Backend, Db, DbConn, HOUR_BUCKET, begin_write, db_error, push_send_jobs};
 use crate::domain::MessageStatus;
@@ -334,10 +334,17 @@ pub(super) async fn apply_receipts_for_sent(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
+    let mut waiting: HashMap<(Uuid, String), Vec<WaitingReceipt>> = HashMap::new();
     for (connection_id, external_id, status, code, message) in receipts {
-        let (Some(o), Some(status)) = (
+        waiting
+            .entry((connection_id, external_id))
+            .or_default()
+            .push((status, code, message));
+    }
+    for ((connection_id, external_id), receipts) in waiting {
+        let (Some(o), Some((status, code, message))) = (
             sent.get(&(connection_id, external_id.as_str())),
-            MessageStatus::from_db(&status),
+            settled(receipts),
         ) else {
             continue;
         };

@@ -1,18 +1,38 @@
 //! Ingest of receipts and read watermarks: statuses only move forward, receipts that arrive
 //! before their message wait for it, watermarks mark every earlier outbound message.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::events::{LiveEvents, live};
 use super::ingest::Route;
-use super::{DbConn, db_error};
-use crate::domain::MessageStatus;
+use super::messages::BULK_ROWS;
+use super::{Db, DbConn, db_error};
+use crate::domain::{MessageStatus, receipts};
 use crate::store::{IncomingReceipt, IncomingWatermark, StoreResult};
 
-pub(super) const STATUS_RANK: &str = "(CASE status WHEN 'PENDING' THEN 0 WHEN 'SENT' THEN 1 \
-                           WHEN 'DELIVERED' THEN 2 WHEN 'READ' THEN 3 ELSE 4 END)";
+/// The rank of the `status` column, from the domain's ranks (`domain::receipts`).
+static STATUS_RANK: LazyLock<String> = LazyLock::new(receipts::status_rank_sql);
+
+/// A receipt that waited for its message: status, error code, error message.
+pub(super) type WaitingReceipt = (String, Option<String>, Option<String>);
+
+/// Of the receipts that waited for one message, the one it settles at
+/// (`domain::receipts::settle`: the highest, whatever order they came in).
+pub(super) fn settled(
+    waiting: Vec<WaitingReceipt>,
+) -> Option<(MessageStatus, Option<String>, Option<String>)> {
+    let statuses = waiting.iter().filter_map(|(s, _, _)| MessageStatus::from_db(s));
+    let status = receipts::settle(MessageStatus::Pending, statuses)?;
+    waiting
+        .into_iter()
+        .find(|(s, _, _)| MessageStatus::from_db(s) == Some(status))
+        .map(|(_, code, message)| (status, code, message))
+}
 
 /// Moves a message forward to `status` (never back; failed is terminal). True if it changed.
 pub(super) async fn advance_status(
@@ -26,7 +46,8 @@ pub(super) async fn advance_status(
     let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE messages SET status = $2, error_code = COALESCE($3, error_code), \
          error_message = COALESCE($4, error_message), updated_at = $5 \
-         WHERE id = $1 AND {STATUS_RANK} < $6"
+         WHERE id = $1 AND {} < $6",
+        *STATUS_RANK
     ));
     let updated = sqlx::query(sql)
         .bind(message_id)
@@ -49,7 +70,7 @@ pub(super) async fn apply_pending_receipts(
     message_id: Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let pending: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+    let pending: Vec<WaitingReceipt> = sqlx::query_as(
         "DELETE FROM pending_receipts WHERE platform_connection_id = $1 AND external_id = $2 \
          RETURNING status, error_code, error_message",
     )
@@ -58,14 +79,12 @@ pub(super) async fn apply_pending_receipts(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    let mut changed = false;
-    for (status, code, message) in pending {
-        if let Some(status) = MessageStatus::from_db(&status) {
-            changed |=
-                advance_status(conn, message_id, status, code.as_deref(), message.as_deref(), now).await?;
+    match settled(pending) {
+        Some((status, code, message)) => {
+            advance_status(conn, message_id, status, code.as_deref(), message.as_deref(), now).await
         }
+        None => Ok(false),
     }
-    Ok(changed)
 }
 
 /// A message's conversation watermarks (delivered, read) and the message's own time.
@@ -91,11 +110,7 @@ pub(super) async fn apply_watermarks_to(
     let Some((delivered, read, created_at)) = watermarks else {
         return Ok(());
     };
-    let status = if read.is_some_and(|w| created_at <= w) {
-        MessageStatus::Read
-    } else if delivered.is_some_and(|w| created_at <= w) {
-        MessageStatus::Delivered
-    } else {
+    let Some(status) = receipts::watermark_status(created_at, delivered, read) else {
         return Ok(());
     };
     if advance_status(conn, message_id, status, None, None, now).await? {
@@ -219,10 +234,12 @@ pub(super) async fn apply_watermark(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
+    // `receipts::watermark_covers` and `receipts::advance`, as one statement.
     let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE messages SET status = $2, updated_at = $3 \
          WHERE conversation_id = $1 AND direction = 'OUTBOUND' AND created_at <= $4 \
-         AND status IN ('SENT', 'DELIVERED') AND {STATUS_RANK} < $5 RETURNING id"
+         AND status IN ('SENT', 'DELIVERED') AND {} < $5 RETURNING id",
+        *STATUS_RANK
     ));
     let changed: Vec<Uuid> = sqlx::query_scalar(sql)
         .bind(conversation_id)
@@ -240,6 +257,141 @@ pub(super) async fn apply_watermark(
             "message.updated",
             json!({ "message_id": id }),
         );
+    }
+    Ok(())
+}
+
+/// Applies a batch's receipts, planned in memory (`domain::receipts::plan`): one look-up of the
+/// messages they name, one conditional update of those that move (in id order, so concurrent
+/// batches take the rows' locks in one order), one insert of those that wait for their message.
+pub(super) async fn apply_receipts(
+    conn: &mut DbConn,
+    out: &mut LiveEvents,
+    batch: &[(Route, &IncomingReceipt)],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let keys: BTreeSet<(Uuid, &str)> = batch
+        .iter()
+        .map(|(route, r)| (route.organization_id, r.external_id.as_str()))
+        .collect();
+    let keys: Vec<(Uuid, &str)> = keys.into_iter().collect();
+    let mut messages: HashMap<(Uuid, String), Uuid> = HashMap::new();
+    let mut current: HashMap<(Uuid, String), MessageStatus> = HashMap::new();
+    for chunk in keys.chunks(BULK_ROWS) {
+        // The two plain IN lists let both planners use the (organization, external id) index;
+        // the row-value IN then keeps exactly the pairs asked for.
+        let mut select = sqlx::QueryBuilder::<Db>::new(
+            "SELECT id, organization_id, external_id, status FROM messages \
+             WHERE direction = 'OUTBOUND' AND external_id IS NOT NULL AND organization_id IN (",
+        );
+        let mut organizations = select.separated(", ");
+        for org in chunk.iter().map(|(org, _)| *org).collect::<BTreeSet<_>>() {
+            organizations.push_bind(org);
+        }
+        select.push(") AND external_id IN (");
+        let mut external_ids = select.separated(", ");
+        for (_, external_id) in chunk {
+            external_ids.push_bind(*external_id);
+        }
+        select.push(") AND (organization_id, external_id) IN (VALUES ");
+        let mut pairs = select.separated(", ");
+        for (org, external_id) in chunk {
+            pairs
+                .push("(")
+                .push_bind_unseparated(*org)
+                .push_unseparated(", ")
+                .push_bind_unseparated(*external_id)
+                .push_unseparated(")");
+        }
+        select.push(")");
+        let rows: Vec<(Uuid, Uuid, String, String)> = select
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for (id, org, external_id, status) in rows {
+            if let Some(status) = MessageStatus::from_db(&status) {
+                messages.entry((org, external_id.clone())).or_insert(id);
+                current.entry((org, external_id)).or_insert(status);
+            }
+        }
+    }
+    let plan = receipts::plan(
+        &current,
+        batch.iter().map(|(route, r)| {
+            (
+                (route.organization_id, r.external_id.clone()),
+                r.status,
+                (*route, *r),
+            )
+        }),
+    );
+
+    let mut advances: Vec<(Uuid, MessageStatus, &IncomingReceipt)> = plan
+        .advances
+        .iter()
+        .filter_map(|(key, status, (_, r))| Some((*messages.get(key)?, *status, *r)))
+        .collect();
+    advances.sort_unstable_by_key(|(id, _, _)| *id);
+    for chunk in advances.chunks(BULK_ROWS) {
+        // The domain decided from what it read; the rank condition keeps a concurrent writer's
+        // newer status.
+        let mut update = sqlx::QueryBuilder::<Db>::new(
+            "UPDATE messages SET status = v.column2, error_code = COALESCE(v.column3, error_code), \
+             error_message = COALESCE(v.column4, error_message), updated_at = v.column5 FROM (",
+        );
+        update.push_values(chunk, |mut row, (id, status, r)| {
+            row.push_bind(*id)
+                .push_bind(status.as_db())
+                .push_bind(&r.error_code)
+                .push_bind(&r.error_message)
+                .push_bind(now)
+                .push_bind(status.rank());
+        });
+        update.push(format!(
+            ") AS v WHERE messages.id = v.column1 AND {} < v.column6 \
+             RETURNING messages.id, messages.organization_id",
+            *STATUS_RANK
+        ));
+        let moved: Vec<(Uuid, Uuid)> = update
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for (id, org) in moved {
+            live(out, org, "message.updated", json!({ "message_id": id }));
+        }
+    }
+
+    // Kept until the message appears (a receipt can overtake the send's own response).
+    for chunk in plan.waiting.chunks(BULK_ROWS) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO pending_receipts (id, organization_id, platform_connection_id, external_id, status, \
+             error_code, error_message, platform_timestamp, received_at) ",
+        );
+        insert.push_values(chunk, |mut row, (_, status, (route, r))| {
+            row.push_bind(crate::domain::new_id())
+                .push_bind(route.organization_id)
+                .push_bind(route.connection_id)
+                .push_bind(&r.external_id)
+                .push_bind(status.as_db())
+                .push_bind(&r.error_code)
+                .push_bind(&r.error_message)
+                .push_bind(r.timestamp)
+                .push_bind(now);
+        });
+        insert.push(" ON CONFLICT (platform_connection_id, external_id, status) DO NOTHING");
+        insert
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
     Ok(())
 }
