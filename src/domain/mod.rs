@@ -9,6 +9,7 @@ mod email;
 mod enums;
 mod names;
 pub mod receipts;
+pub mod routing;
 pub mod search;
 
 pub use content::{ContactCard, Media, MessageContent, StoredContent};

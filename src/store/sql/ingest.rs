@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use super::events::{LiveEvents, insert_live_events};
 use super::messages::{apply_message, store_new_messages};
-use super::receipts::{apply_receipt, apply_watermark};
+use super::receipts::{apply_receipt, apply_receipts, apply_watermark};
 use super::{Backend, Db, DbConn, begin_write, db_error};
+use crate::domain::{ConnectionStatus, routing};
 use crate::store::{
-    Author, IncomingMessage, IncomingWebhook, IngestEvent, IngestOutcome, IngestStore, ReplayFilter,
-    StoreError, StoreResult, StoredWebhook, WebhookStatus, WebhookSummary,
+    Author, IncomingMessage, IncomingReceipt, IncomingWebhook, IngestEvent, IngestOutcome, IngestStore,
+    ReplayFilter, StoreError, StoreResult, StoredWebhook, WebhookStatus, WebhookSummary,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -39,19 +40,27 @@ pub(super) async fn route(
     if let Some(found) = routes.get(&(platform, account.to_owned())) {
         return Ok(*found);
     }
-    let row: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, organization_id FROM platform_connections \
+    // `domain::routing::live_connection` decides; the status condition here is the same rule
+    // in the form the live-account index answers (a disconnected account would scan).
+    let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT id, organization_id, status FROM platform_connections \
          WHERE platform = $1 AND platform_user_id = $2 AND status <> 'DISCONNECTED'",
     )
     .bind(platform.as_str())
     .bind(account)
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    let found = row.map(|(connection_id, organization_id)| Route {
-        connection_id,
-        organization_id,
-    });
+    let candidates = rows
+        .into_iter()
+        .filter_map(|(connection_id, organization_id, status)| {
+            let route = Route {
+                connection_id,
+                organization_id,
+            };
+            Some((ConnectionStatus::from_db(&status)?, route))
+        });
+    let found = routing::live_connection(candidates);
     routes.insert((platform, account.to_owned()), found);
     Ok(found)
 }
@@ -71,6 +80,13 @@ pub(super) async fn apply_event(
     }
 }
 
+/// What an optimistic attempt applies for the whole batch at once, after its other events.
+#[derive(Default)]
+pub(super) struct Deferred<'w> {
+    messages: Vec<(Route, &'w IncomingMessage)>,
+    receipts: Vec<(Route, &'w IncomingReceipt)>,
+}
+
 /// How events are isolated from each other within a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Isolation {
@@ -82,15 +98,16 @@ pub(super) enum Isolation {
 }
 
 /// Applies every event of one webhook and says how it went; live events go to `out`.
-/// In optimistic mode, customer messages are not applied here but pushed to `deferred`, to be
-/// applied for the whole batch at once by [`store_new_messages`].
+/// In optimistic mode, customer messages and receipts are not applied here but pushed to
+/// `deferred`, to be applied for the whole batch at once ([`store_new_messages`],
+/// [`apply_receipts`]).
 pub(super) async fn apply_webhook<'w>(
     tx: &mut Transaction<'static, Db>,
     routes: &mut Routes,
     webhook: &'w IncomingWebhook,
     isolation: Isolation,
     out: &mut LiveEvents,
-    deferred: &mut Vec<(Route, &'w IncomingMessage)>,
+    deferred: &mut Deferred<'w>,
 ) -> StoreResult<(IngestOutcome, Option<Uuid>)> {
     let mut outcome = IngestOutcome {
         webhook_id: webhook.id,
@@ -128,7 +145,8 @@ pub(super) async fn apply_webhook<'w>(
         organization.get_or_insert(route.organization_id);
         if isolation == Isolation::Optimistic {
             match event {
-                IngestEvent::Message(m) if m.author == Author::Customer => deferred.push((route, m)),
+                IngestEvent::Message(m) if m.author == Author::Customer => deferred.messages.push((route, m)),
+                IngestEvent::Receipt(r) => deferred.receipts.push((route, r)),
                 _ => apply_event(&mut *tx, out, route, event, now).await?,
             }
             outcome.applied += 1;
@@ -179,7 +197,7 @@ impl Backend {
         let mut routes = Routes::new();
         let mut changes = LiveEvents::new();
         let mut applied = Vec::with_capacity(batch.len());
-        let mut customer_messages = Vec::new();
+        let mut deferred = Deferred::default();
         for webhook in batch {
             applied.push(
                 apply_webhook(
@@ -188,13 +206,14 @@ impl Backend {
                     webhook,
                     isolation,
                     &mut changes,
-                    &mut customer_messages,
+                    &mut deferred,
                 )
                 .await?,
             );
         }
         let now = crate::domain::now();
-        store_new_messages(&mut tx, &mut changes, &customer_messages, now).await?;
+        store_new_messages(&mut tx, &mut changes, &deferred.messages, now).await?;
+        apply_receipts(&mut tx, &mut changes, &deferred.receipts, now).await?;
         // Ten parameters a row; chunks stay under SQLite's bound-parameter limit.
         for chunk in batch.iter().zip(&applied).collect::<Vec<_>>().chunks(500) {
             let mut insert = sqlx::QueryBuilder::<Db>::new(
@@ -262,7 +281,7 @@ impl IngestStore for Backend {
             webhook,
             Isolation::Savepoints,
             &mut changes,
-            &mut Vec::new(),
+            &mut Deferred::default(),
         )
         .await?;
         let updated = sqlx::query(
