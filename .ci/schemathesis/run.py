@@ -106,7 +106,7 @@ def seed(base, snorq, env):
     messages = expect(call(base, "GET", f"/api/v1/orgs/{org}/conversations/{conversation}/messages", token), 200, "messages")
     message = messages["items"][0]["id"]
     label = expect(call(base, "POST", f"/api/v1/orgs/{org}/labels", token, {"name": "vip"}), 201, "label")["id"]
-    note = expect(call(base, "POST", f"/api/v1/orgs/{org}/conversations/{conversation}/notes", token, {"body": "n"}), 201, "note")["id"]
+    note = expect(call(base, "POST", f"/api/v1/orgs/{org}/conversations/{conversation}/notes", token, {"text": "n"}), 201, "note")["id"]
     key = expect(call(base, "POST", f"/api/v1/orgs/{org}/api-keys", token, {"name": "k"}), 201, "api key")["id"]
     expect(call(base, "POST", f"/api/v1/orgs/{org}/invitations", token, {"email": "second@example.com"}), 201, "invitation")
     # An invitation addressed to the run's user, from another organization: accept and decline
