@@ -28,6 +28,11 @@ pub enum ErrorClass {
     InvalidRequest,
     /// Any other failure that a retry will not fix (permissions, policy, account state).
     Permanent,
+    /// The request may have reached the platform, but we cannot tell whether it was accepted:
+    /// no answer in time after it was sent, the connection lost after sending, or a success
+    /// answer we could not read. Repeating the call could act twice (a second message), so it
+    /// is not retryable; for reads and token calls it is an outage like `Transient`.
+    OutcomeUnknown,
 }
 
 impl ErrorClass {
@@ -40,12 +45,22 @@ impl ErrorClass {
             ErrorClass::RecipientUnavailable => "recipient_unavailable",
             ErrorClass::InvalidRequest => "invalid_request",
             ErrorClass::Permanent => "permanent",
+            ErrorClass::OutcomeUnknown => "outcome_unknown",
         }
     }
 
-    /// Whether retrying the same call later can succeed.
+    /// Whether repeating the same call later can succeed without risk of acting twice.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorClass::RateLimited | ErrorClass::Transient)
+    }
+
+    /// Whether the platform could not answer (now): throttled, down, unreachable, or silent.
+    /// What callers that only ask (proofs, token calls) treat as "try later".
+    pub fn is_outage(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::RateLimited | ErrorClass::Transient | ErrorClass::OutcomeUnknown
+        )
     }
 }
 
@@ -391,9 +406,11 @@ mod tests {
             RecipientUnavailable,
             InvalidRequest,
             Permanent,
+            OutcomeUnknown,
         ] {
             assert!(!class.is_retryable());
         }
+        assert!(OutcomeUnknown.is_outage() && Transient.is_outage() && !Permanent.is_outage());
         assert_eq!(
             serde_json::to_string(&RecipientUnavailable).unwrap(),
             "\"recipient_unavailable\""

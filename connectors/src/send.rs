@@ -266,8 +266,10 @@ impl Client {
         &self.http
     }
 
-    /// Runs a request with the configured timeout and reads the whole response. Transport
-    /// failures are `transient`; `secrets` are scrubbed from every message.
+    /// Runs a request with the configured timeout and reads the whole response. A failure to
+    /// connect is `transient` (nothing was sent); a failure after that (no answer in time, the
+    /// connection lost) is `outcome_unknown`: the platform may have acted on the request.
+    /// `secrets` are scrubbed from every message.
     pub(crate) async fn execute(
         &self,
         platform: Platform,
@@ -276,6 +278,11 @@ impl Client {
     ) -> Result<HttpReply, ApiError> {
         let transport_error = |error: reqwest::Error| {
             let timed_out = error.is_timeout();
+            let class = if error.is_connect() {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::OutcomeUnknown
+            };
             // Without the URL: a query string may hold a secret (Meta OAuth).
             let error = error.without_url();
             let message = if timed_out {
@@ -286,7 +293,7 @@ impl Client {
             } else {
                 error_chain(&error)
             };
-            ApiError::new(platform, ErrorClass::Transient, scrub(message, secrets))
+            ApiError::new(platform, class, scrub(message, secrets))
         };
         let response = request
             .timeout(self.config.timeout)
@@ -425,6 +432,15 @@ pub(crate) fn unreadable_success(platform: Platform, reply: &HttpReply, what: &s
                 reply.status
             ),
         )
+    }
+}
+
+/// A send answered with success but without the message id: the message may well have gone
+/// out, so the outcome is unknown (a read answered so is just unreadable: [`unreadable_success`]).
+pub(crate) fn unreadable_send_success(platform: Platform, reply: &HttpReply, what: &str) -> ApiError {
+    ApiError {
+        class: ErrorClass::OutcomeUnknown,
+        ..unreadable_success(platform, reply, what)
     }
 }
 

@@ -39,7 +39,7 @@ fn platform_error(platform: Platform, err: &ApiError) -> AppError {
             message: format!("{platform} rejected the token: {err}"),
             field: Some("access_token"),
         },
-        ErrorClass::RateLimited | ErrorClass::Transient => {
+        class if class.is_outage() => {
             AppError::PlatformUnavailable(format!("could not ask {platform} about the token: {err}"))
         }
         // The object is not visible with this token (Graph's error 100), or not allowed.

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use snorq_connectors::{ApiError, ErrorClass, Platform, Secret, oauth as urls};
+use snorq_connectors::{ApiError, Platform, Secret, oauth as urls};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -364,7 +364,7 @@ impl From<AppError> for Failure {
 /// A platform call failed at `step`: worth retrying later, or not.
 fn platform_failure(step: &'static str, err: &ApiError) -> Failure {
     tracing::warn!(error = %err, step, "connect flow: platform call failed");
-    if matches!(err.class, ErrorClass::Transient | ErrorClass::RateLimited) {
+    if err.class.is_outage() {
         Failure::Reason("platform_unavailable")
     } else {
         Failure::Reason(step)

@@ -27,7 +27,7 @@ backend_tests!(
     retries_stop_after_the_last_scheduled_attempt,
     window_closed_at_the_platform_fails_without_retry,
     auth_error_fails_the_send_and_marks_the_connection,
-    a_timeout_is_retried,
+    a_timeout_is_not_sent_twice,
     the_same_idempotency_key_sends_once,
     a_closed_window_is_refused_before_anything_is_stored,
     replies_are_checked_before_anything_is_stored,
@@ -255,18 +255,28 @@ async fn auth_error_fails_the_send_and_marks_the_connection(backend: Backend) {
     assert_eq!(s.platform_calls().await.len(), 1);
 }
 
-async fn a_timeout_is_retried(backend: Backend) {
+/// A call that got no answer in time may still have been accepted by the platform: it is not
+/// made again (the customer would get the reply twice), and the send fails visibly with the
+/// reason `outcome_unknown`.
+async fn a_timeout_is_not_sent_twice(backend: Backend) {
     let s = setup(backend).await;
     platform_answers(&s.platform, WhatsAppAcceptsAfter(Duration::from_secs(4)), Some(1)).await;
     let id = s.queued("are you there?").await;
-    let sent = s.wait_status(&id, "sent").await;
-    assert_eq!(sent["attempts"], 2);
-    let first = &sent["attempt_log"][0];
-    assert_eq!(first["outcome"], "retry");
+    let failed = s.wait_status(&id, "failed").await;
+    assert_eq!(failed["failure_reason"], "outcome_unknown", "{failed}");
+    assert_eq!(failed["attempts"], 1);
+    let first = &failed["attempt_log"][0];
     assert!(
-        first["error_message"].as_str().unwrap().contains("no response"),
+        first["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("may still have accepted"),
         "{first}"
     );
+    // Longer than the retry schedule's first wait (1 s): still the one call.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.platform_calls().await.len(), 1);
+    assert_eq!(s.send(&id).await["status"], "failed");
 }
 
 async fn the_same_idempotency_key_sends_once(backend: Backend) {

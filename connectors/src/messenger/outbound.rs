@@ -8,7 +8,8 @@ use crate::classify::{ApiError, SendError, classify_messenger};
 use crate::json::opt_text;
 use crate::secret::Secret;
 use crate::send::{
-    Client, MessagingType, OutboundContent, OutboundMessage, SendReceipt, graph_error, unreadable_success,
+    Client, MessagingType, OutboundContent, OutboundMessage, SendReceipt, graph_error,
+    unreadable_send_success,
 };
 
 const PLATFORM: Platform = Platform::Facebook;
@@ -117,7 +118,7 @@ pub(crate) async fn send(
     }
     let response = serde_json::from_slice::<SendResponse>(&reply.body).ok();
     let Some(message_id) = response.as_ref().and_then(|r| r.message_id.clone()) else {
-        return Err(unreadable_success(PLATFORM, &reply, "message_id"));
+        return Err(unreadable_send_success(PLATFORM, &reply, "message_id"));
     };
     Ok(SendReceipt {
         message_id,

@@ -10,7 +10,7 @@ use crate::json::{opt_int, opt_text};
 use crate::secret::{Secret, scrub};
 use crate::send::{
     Client, HttpReply, OutboundContent, OutboundMessage, SendReceipt, retry_after, secret_header,
-    unreadable_success,
+    unreadable_send_success,
 };
 
 const PLATFORM: Platform = Platform::TikTok;
@@ -135,7 +135,11 @@ pub(crate) async fn send(
     let reply = client.execute(PLATFORM, request, &[token]).await?;
     let data: Option<SendData> = read_response(&reply, &[token])?;
     let Some(message_id) = data.and_then(|d| d.message?.message_id) else {
-        return Err(unreadable_success(PLATFORM, &reply, "data.message.message_id"));
+        return Err(unreadable_send_success(
+            PLATFORM,
+            &reply,
+            "data.message.message_id",
+        ));
     };
     Ok(SendReceipt {
         message_id,

@@ -6,7 +6,9 @@ use crate::Platform;
 use crate::classify::{SendError, classify_whatsapp};
 use crate::json::opt_text;
 use crate::secret::Secret;
-use crate::send::{Client, OutboundContent, OutboundMessage, SendReceipt, graph_error, unreadable_success};
+use crate::send::{
+    Client, OutboundContent, OutboundMessage, SendReceipt, graph_error, unreadable_send_success,
+};
 
 const PLATFORM: Platform = Platform::WhatsApp;
 
@@ -150,7 +152,7 @@ pub(crate) async fn send(
         .as_ref()
         .and_then(|r| r.messages.as_ref()?.first()?.id.clone());
     let Some(message_id) = message_id else {
-        return Err(unreadable_success(PLATFORM, &reply, "messages[0].id"));
+        return Err(unreadable_send_success(PLATFORM, &reply, "messages[0].id"));
     };
     Ok(SendReceipt {
         message_id,
