@@ -22,7 +22,7 @@ use crate::app::delivery::{Delivered, Delivery, DeliverySettings};
 use crate::config::OutboundConfig;
 use crate::domain;
 use crate::queue::{RetrySchedule, SEND_QUEUE, SendJob};
-use crate::store::{QueuePool, Store};
+use crate::store::{QueuePool, Store, SweepPolicy};
 
 /// A worker silent for this many heartbeats (default 6 × 5 s) is dead and its jobs go back to
 /// the queue. Keep it longer than a send may take (the platform call times out first).
@@ -49,8 +49,10 @@ pub async fn run(
             rates: config.rates,
             max_batch: config.concurrency.max(1),
             writers: config.outcome_writers,
+            confirm_window: config.confirm_window,
         },
     ));
+    let sweeper = tokio::spawn(sweep(app.store.clone(), SweepSettings::of(&config)));
     let janitor = tokio::spawn(clean_up(
         app.store.clone(),
         delivery.clone(),
@@ -126,6 +128,7 @@ pub async fn run(
     let result = result.await;
     janitor.abort();
     refresher.abort();
+    sweeper.abort();
     result.context("send workers")
 }
 
@@ -155,6 +158,58 @@ async fn deliver(job: SendJob, delivery: Data<Arc<Delivery>>) -> Result<(), BoxD
         Err(err) => {
             tracing::warn!(message_id = %job.message_id, error = %err, "send job failed; it will run again");
             Err(Box::new(err))
+        }
+    }
+}
+
+/// When the stalled-send sweep runs and what it counts as stalled.
+#[derive(Debug, Clone, Copy)]
+struct SweepSettings {
+    every: Duration,
+    stall_after: Duration,
+    /// An attempt open this long was abandoned: longer than any call may take, plus the stall.
+    abandon_after: Duration,
+    confirm_window: chrono::Duration,
+}
+
+impl SweepSettings {
+    fn of(config: &OutboundConfig) -> Self {
+        SweepSettings {
+            every: (config.stall_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            stall_after: config.stall_after,
+            abandon_after: config.platforms.timeout + config.stall_after,
+            confirm_window: config.confirm_window,
+        }
+    }
+}
+
+/// Settles sends that stalled (docs/architecture.md, "Sends that stall"): abandoned attempts,
+/// unconfirmed sends past their window, pending sends whose job never ran. Every worker process
+/// runs it; the store makes concurrent passes safe.
+async fn sweep(store: Arc<dyn Store>, settings: SweepSettings) {
+    let mut every = tokio::time::interval(settings.every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let since = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1));
+    loop {
+        every.tick().await;
+        let now = domain::now();
+        let policy = SweepPolicy {
+            now,
+            abandoned_before: now - since(settings.abandon_after),
+            stalled_before: now - since(settings.stall_after),
+            confirm_window: settings.confirm_window,
+            limit: 500,
+        };
+        match store.sweep_sends(&policy).await {
+            Ok(done) if done.total() > 0 => tracing::info!(
+                unconfirmed = done.unconfirmed,
+                outcome_unknown = done.outcome_unknown,
+                requeued = done.requeued,
+                stalled = done.stalled,
+                "stalled sends settled"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "stalled-send sweep failed; will try again"),
         }
     }
 }

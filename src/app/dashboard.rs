@@ -99,13 +99,15 @@ pub async fn send_detail(
     sends::get_with_attempts(app, organization, id).await
 }
 
-pub async fn retry(app: &App, scope: &DashboardScope, organization: Uuid, id: Uuid) -> AppResult<SendRecord> {
+pub async fn retry(
+    app: &App,
+    scope: &DashboardScope,
+    organization: Uuid,
+    id: Uuid,
+    confirm: bool,
+) -> AppResult<SendRecord> {
     scope.administers(organization)?;
-    match app.store.retry_send(organization, id, domain::now()).await? {
-        SendChange::Changed(record) => Ok(record),
-        SendChange::WrongState(_) => Err(AppError::conflict("only failed sends can be retried", None)),
-        SendChange::NotFound => Err(AppError::NotFound),
-    }
+    sends::retry_one(app, organization, id, confirm).await
 }
 
 pub async fn discard(
@@ -125,8 +127,8 @@ pub async fn discard(
     }
 }
 
-pub async fn retry_matching(app: &App, filter: &SendFilter) -> AppResult<BulkRetry> {
-    sends::retry_matching(app, filter).await
+pub async fn retry_matching(app: &App, filter: &SendFilter, confirm: bool) -> AppResult<BulkRetry> {
+    sends::retry_matching(app, filter, confirm).await
 }
 
 /// Webhooks needing attention: the user's organizations', and every one for operators.

@@ -1,7 +1,12 @@
 //! Delivering one send job (docs/architecture.md, "The flow of a reply", steps 4-5): load the
-//! message and its connection, decrypt the token, pace, call the platform, and record what
-//! happened. Outcomes are written with group commit, and the job is acknowledged only after its
-//! outcome is committed.
+//! message and its connection, decrypt the token, pace, claim the attempt, call the platform,
+//! and record what happened. Claims and outcomes are written with group commit, and the job is
+//! acknowledged only after its outcome is committed.
+//!
+//! The claim is what makes a send happen once: it is committed before the platform call, so a
+//! job handed out twice (a crash, a lost lease, a sweep's new job) finds the attempt made and
+//! leaves it alone. An attempt whose outcome is never recorded is the sweep's to settle
+//! (`store::SweepPolicy`), never a reason to call again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +17,12 @@ use snorq_connectors::{ErrorClass, OutboundContent, OutboundMessage, Platform, S
 use uuid::Uuid;
 
 use crate::crypto::{SecretField, Vault};
+use crate::domain::delivery::{REASON_OUTCOME_UNKNOWN, confirms_by_correlation};
 use crate::domain::{self, ConnectionStatus, MessageStatus, StoredContent};
 use crate::queue::{QueuedJob, RetrySchedule, SendJob, SendRates};
 use crate::store::{
-    OutboundStore, REASON_CONNECTION_UNAVAILABLE, SendContext, SendOutcome, SendResult, StoreResult,
+    OutboundStore, REASON_CONNECTION_UNAVAILABLE, SendClaim, SendContext, SendOutcome, SendResult,
+    StoreResult,
 };
 
 use super::batcher::{Batched, Batcher};
@@ -31,14 +38,16 @@ pub struct DeliverySettings {
     pub max_batch: usize,
     /// Outcome transactions in flight at once.
     pub writers: usize,
+    /// How long a send whose outcome is unknown waits for the platform's status or echo.
+    pub confirm_window: chrono::Duration,
 }
 
 /// What became of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivered {
-    /// The platform was called and the outcome recorded (`sent`, `retry` or `failed`).
+    /// The outcome was recorded (`sent`, `retry`, `failed` or `unconfirmed`).
     Recorded(&'static str),
-    /// Nothing to do: the message is gone, no longer pending, or this attempt was made already.
+    /// Nothing to do: the message is gone, no longer pending, or this attempt was claimed already.
     Skipped(&'static str),
 }
 
@@ -48,8 +57,10 @@ pub struct Delivery {
     client: snorq_connectors::Client,
     pacer: Pacer,
     schedule: RetrySchedule,
+    confirm_window: chrono::Duration,
     outcomes: Batcher<OutcomeWrite>,
     contexts: Batcher<ContextLoad>,
+    claims: Batcher<ClaimWrite>,
 }
 
 /// Concurrent jobs' messages are loaded together, one query per batch.
@@ -71,6 +82,20 @@ impl Batched for ContextLoad {
             .map(|c| (c.message.id, c))
             .collect();
         Ok(ids.iter().map(|id| found.remove(id)).collect())
+    }
+}
+
+struct ClaimWrite(Arc<dyn OutboundStore>);
+
+#[async_trait]
+impl Batched for ClaimWrite {
+    type Item = SendClaim;
+    type Output = bool;
+    const BATCH_SIZE_METRIC: &'static str = "send_claim_batch_size";
+    const COMMIT_SECONDS_METRIC: &'static str = "send_claim_commit_duration_seconds";
+
+    async fn call(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>> {
+        self.0.claim_sends(claims).await
     }
 }
 
@@ -97,11 +122,13 @@ impl Delivery {
     ) -> Self {
         Delivery {
             outcomes: Batcher::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers),
+            claims: Batcher::start(ClaimWrite(store.clone()), settings.max_batch, settings.writers),
             contexts: Batcher::start(ContextLoad(store), settings.max_batch, settings.writers),
             vault,
             client,
             pacer: Pacer::new(settings.rates),
             schedule: settings.schedule,
+            confirm_window: settings.confirm_window,
         }
     }
 
@@ -109,38 +136,56 @@ impl Delivery {
         &self.pacer
     }
 
-    /// Makes the attempt `job` stands for, once. An `Err` is a database problem: the job should
-    /// run again later (nothing was recorded).
+    /// Makes the attempt `job` stands for, once. An `Err` is a database problem before the
+    /// platform was called: the job should run again later (nothing was sent).
     pub async fn run(&self, job: SendJob) -> StoreResult<Delivered> {
-        // Before the platform is called a failure is harmless to repeat: a few tries here, then
-        // the job goes back to apalis.
-        let mut loaded = self.contexts.submit(job.message_id).await;
-        for pause in [1, 2, 4, 8] {
-            if loaded.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(pause)).await;
-            loaded = self.contexts.submit(job.message_id).await;
-        }
-        let Some(context) = loaded? else {
+        let Some(context) = patiently(|| self.contexts.submit(job.message_id)).await? else {
             return Ok(Delivered::Skipped("message deleted"));
         };
         let message = &context.message;
         if message.status != MessageStatus::Pending {
             return Ok(Delivered::Skipped("message no longer pending"));
         }
-        if message.attempts != job.attempt - 1 {
-            return Ok(Delivered::Skipped("attempt already made"));
+        if message.unconfirmed_until.is_some() {
+            return Ok(Delivered::Skipped(
+                "awaiting the platform's word on an earlier attempt",
+            ));
         }
-        let started_at = domain::now();
-        let clock = Instant::now();
+        if message.attempts != job.attempt - 1 {
+            return Ok(Delivered::Skipped("attempt already claimed"));
+        }
         let platform = message.platform.0;
-        let attempt = self.attempt(&context, job).await;
+        let prepared = self.prepare(&context);
+        let mut started_at = domain::now();
+        let clock = Instant::now();
+        let claimed = prepared.is_ok();
+        let attempt = match prepared {
+            Err(failure) => Err(failure),
+            Ok((outbound, token)) => {
+                self.pacer.wait(platform, message.connection_id).await;
+                started_at = domain::now();
+                let claim = SendClaim {
+                    message_id: message.id,
+                    organization_id: message.organization_id,
+                    attempt: job.attempt,
+                    started_at,
+                };
+                if !patiently(|| self.claims.submit(claim.clone())).await? {
+                    return Ok(Delivered::Skipped("attempt already claimed"));
+                }
+                tracing::debug!(message_id = %message.id, attempt = job.attempt, %platform, "calling the platform");
+                self.client
+                    .send(platform, &context.account_id, &token, &outbound)
+                    .await
+                    .map(|receipt| receipt.message_id)
+                    .map_err(Failure::platform)
+            }
+        };
         let finished_at = domain::now();
         let (result, error, connection_problem) = match attempt {
             Ok(external_id) => (SendResult::Sent { external_id }, None, None),
             Err(failure) => {
-                let result = self.after_failure(job, &failure, finished_at);
+                let result = self.after_failure(job, platform, &failure, finished_at);
                 let problem = (failure.class == Some(ErrorClass::Auth)).then_some(ConnectionStatus::Expired);
                 (result, Some(failure), problem)
             }
@@ -156,6 +201,7 @@ impl Delivery {
             connection_id: message.connection_id,
             platform,
             attempt: job.attempt,
+            claimed,
             started_at,
             finished_at,
             result,
@@ -169,13 +215,13 @@ impl Delivery {
         Ok(if applied {
             Delivered::Recorded(kind)
         } else {
-            Delivered::Skipped("attempt already recorded")
+            Delivered::Skipped("settled meanwhile (the platform's word or another run came first)")
         })
     }
 
     /// Records an outcome, however long the database takes to come back: the platform was
-    /// called, and giving the job back to apalis would call it again. (If this process dies
-    /// meanwhile, the job is handed out again: at-least-once, as documented.)
+    /// called, and giving the job back to apalis is pointless (its claim stops a second call).
+    /// If this process dies meanwhile, the claim stays open and the sweep settles it.
     async fn record(&self, outcome: SendOutcome) -> bool {
         let mut pause = Duration::from_millis(500);
         loop {
@@ -191,8 +237,9 @@ impl Delivery {
         }
     }
 
-    /// The platform call, with everything checked first. `Ok`: the platform's message id.
-    async fn attempt(&self, context: &SendContext, job: SendJob) -> Result<String, Box<Failure>> {
+    /// Everything checked before a platform call, and the request to make. A failure here
+    /// called nobody: it is recorded as an unclaimed attempt.
+    fn prepare(&self, context: &SendContext) -> Result<(OutboundMessage, Secret), Box<Failure>> {
         let message = &context.message;
         let platform = message.platform.0;
         if context.connection_status != ConnectionStatus::Active {
@@ -248,22 +295,29 @@ impl Delivery {
         {
             outbound = outbound.messaging_type(kind);
         }
-        self.pacer.wait(platform, message.connection_id).await;
-        let token = Secret::new(token);
-        tracing::debug!(message_id = %message.id, attempt = job.attempt, %platform, "calling the platform");
-        self.client
-            .send(platform, &context.account_id, &token, &outbound)
-            .await
-            .map(|receipt| receipt.message_id)
-            .map_err(Failure::platform)
+        Ok((outbound, Secret::new(token)))
     }
 
     fn after_failure(
         &self,
         job: SendJob,
+        platform: Platform,
         failure: &Failure,
         now: chrono::DateTime<chrono::Utc>,
     ) -> SendResult {
+        // The platform may have accepted it: never call again on a schedule. Wait for its word
+        // where it can give it; elsewhere say plainly that nobody knows.
+        if failure.class == Some(ErrorClass::OutcomeUnknown) {
+            return if confirms_by_correlation(platform) {
+                SendResult::Unconfirmed {
+                    until: now + self.confirm_window,
+                }
+            } else {
+                SendResult::Failed {
+                    reason: REASON_OUTCOME_UNKNOWN.to_owned(),
+                }
+            };
+        }
         let retryable = failure.class.is_some_and(ErrorClass::is_retryable);
         if retryable
             && let Some(delay) = self
@@ -284,6 +338,24 @@ impl Delivery {
             reason: failure.reason.clone(),
         }
     }
+}
+
+/// Runs a store call, trying again a few times (1, 2, 4, 8 s apart) when it fails: before the
+/// platform is called, a failure is harmless to repeat.
+async fn patiently<T, F, Fut>(mut call: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut result = call().await;
+    for pause in [1, 2, 4, 8] {
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(pause)).await;
+        result = call().await;
+    }
+    result
 }
 
 /// Why an attempt did not send: the platform's classified error, or a check of ours.

@@ -38,6 +38,9 @@ pub enum AppError {
         message: String,
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Retrying would possibly deliver a reply a second time: the platform may have accepted it.
+    #[error("{0}")]
+    ConfirmationRequired(String),
     #[error("the connection is {status}; reconnect it before sending")]
     ConnectionUnavailable { status: &'static str },
     #[error("the database is unavailable; try again shortly")]

@@ -164,6 +164,7 @@ fn to_ingest_event(event: Event) -> IngestEvent {
             platform: s.platform,
             account_id: clean(s.account_id),
             external_id: clean(s.message_id),
+            correlation: s.correlation.as_deref().and_then(parse_correlation),
             status: match s.status {
                 DeliveryStatus::Sent => MessageStatus::Sent,
                 DeliveryStatus::Delivered => MessageStatus::Delivered,

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use crate::domain::delivery::retry_needs_confirmation;
 use crate::domain::{self, IdCursor, Role};
 use crate::store::{SendAttempt, SendChange, SendFilter, SendRecord};
 
@@ -73,14 +74,30 @@ pub async fn count_up_to(app: &App, filter: &SendFilter, cap: usize) -> AppResul
 }
 
 /// A failed send back to pending with a fresh retry schedule; the platform is called again.
-pub async fn retry(app: &App, access: &OrgAccess, message_id: Uuid) -> AppResult<SendRecord> {
+/// A send whose outcome is unknown (the platform may have accepted it) is retried only when
+/// the agent `confirm`s that a second delivery is acceptable.
+pub async fn retry(app: &App, access: &OrgAccess, message_id: Uuid, confirm: bool) -> AppResult<SendRecord> {
     access.require(Role::Admin)?;
+    retry_one(app, access.org_id(), message_id, confirm).await
+}
+
+/// [`retry`] for a caller whose access to the organization is checked (the dashboard).
+pub async fn retry_one(app: &App, org_id: Uuid, message_id: Uuid, confirm: bool) -> AppResult<SendRecord> {
     match app
         .store
-        .retry_send(access.org_id(), message_id, domain::now())
+        .retry_send(org_id, message_id, domain::now(), confirm)
         .await?
     {
         SendChange::Changed(record) => Ok(record),
+        SendChange::WrongState(record)
+            if retry_needs_confirmation(record.send_status(), record.failure_reason.as_deref()) =>
+        {
+            Err(AppError::ConfirmationRequired(
+                "the platform may already have delivered this reply (its outcome is unknown); \
+                 retry with confirm=true to send it again anyway"
+                    .to_owned(),
+            ))
+        }
         SendChange::WrongState(record) => Err(AppError::conflict(
             format!(
                 "only failed sends can be retried; this one is {}",
@@ -120,15 +137,16 @@ pub struct BulkRetry {
     pub more: bool,
 }
 
-/// Retries every failed (not discarded) send matching the filter, in chunks.
-pub async fn retry_matching(app: &App, filter: &SendFilter) -> AppResult<BulkRetry> {
+/// Retries every failed (not discarded) send matching the filter, in chunks; those whose
+/// outcome is unknown only when `confirm`.
+pub async fn retry_matching(app: &App, filter: &SendFilter, confirm: bool) -> AppResult<BulkRetry> {
     // One pass in id order: a send that fails again while this runs is not picked up twice.
     let mut retried = 0;
     let mut after = None;
     loop {
         let (chunk, last) = app
             .store
-            .retry_sends(filter, after, domain::now(), BULK_CHUNK)
+            .retry_sends(filter, after, domain::now(), BULK_CHUNK, confirm)
             .await?;
         retried += chunk;
         after = last;
@@ -142,8 +160,8 @@ pub async fn retry_matching(app: &App, filter: &SendFilter) -> AppResult<BulkRet
 }
 
 fn status_word(record: &SendRecord) -> String {
-    match (&record.status, record.failure_reason.as_deref()) {
-        (_, Some("discarded")) => "discarded".to_owned(),
-        (status, _) => format!("{status:?}").to_lowercase(),
+    match record.failure_reason.as_deref() {
+        Some("discarded") => "discarded".to_owned(),
+        _ => record.send_status().as_str().to_owned(),
     }
 }

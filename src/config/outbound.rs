@@ -13,6 +13,10 @@ pub struct OutboundConfig {
     pub heartbeat: std::time::Duration,
     pub job_retention: chrono::Duration,
     pub event_retention: chrono::Duration,
+    /// How long a send whose outcome is unknown waits for the platform's word.
+    pub confirm_window: chrono::Duration,
+    /// When a due send, or an open attempt past the send timeout, counts as stalled.
+    pub stall_after: std::time::Duration,
     /// Outcome transactions in flight at once. One: with group commit a single writer makes the
     /// biggest batches, which measured fastest on both backends (docs/benchmarks.md, "Outbound benchmark").
     pub outcome_writers: usize,
@@ -28,6 +32,18 @@ impl OutboundConfig {
         }
         if raw.send_timeout_secs == 0 {
             return Err(ConfigError::new("send_timeout_secs", "must be at least 1"));
+        }
+        if !(1..=7 * 24 * 3600).contains(&raw.send_confirm_window_secs) {
+            return Err(ConfigError::new(
+                "send_confirm_window_secs",
+                "must be between 1 and 604800 (a week; Meta stops redelivering after that)",
+            ));
+        }
+        if !(1..=24 * 3600).contains(&raw.send_stall_secs) {
+            return Err(ConfigError::new(
+                "send_stall_secs",
+                "must be between 1 and 86400 (a day)",
+            ));
         }
         if raw.send_retry_delays_secs.len() > 100 {
             return Err(ConfigError::new("send_retry_delays_secs", "at most 100 retries"));
@@ -70,6 +86,10 @@ impl OutboundConfig {
             heartbeat: std::time::Duration::from_secs(raw.worker_heartbeat_secs),
             job_retention: chrono::Duration::hours(i64::from(raw.finished_job_retention_hours)),
             event_retention: chrono::Duration::hours(i64::from(raw.event_retention_hours)),
+            confirm_window: chrono::Duration::seconds(
+                i64::try_from(raw.send_confirm_window_secs).unwrap_or(i64::MAX),
+            ),
+            stall_after: std::time::Duration::from_secs(raw.send_stall_secs),
             outcome_writers: 1,
         })
     }

@@ -87,6 +87,12 @@ pub struct RawConfig {
     pub send_rate_tiktok: u32,
     /// How long one platform call may take.
     pub send_timeout_secs: u64,
+    /// How long a send whose outcome is unknown waits for the platform's status or echo before
+    /// it fails as `outcome_unknown`.
+    pub send_confirm_window_secs: u64,
+    /// A pending send due this long ago whose job has not run is re-queued (its job was lost);
+    /// an attempt open this long past the send timeout was abandoned by its worker.
+    pub send_stall_secs: u64,
     /// Graph API host (tests, simulators); default https://graph.facebook.com.
     pub graph_base_url: Option<String>,
     /// TikTok API for Business host; default https://business-api.tiktok.com.
@@ -173,6 +179,8 @@ impl Default for RawConfig {
             send_rate_facebook: 40,
             send_rate_tiktok: 10,
             send_timeout_secs: 20,
+            send_confirm_window_secs: 900,
+            send_stall_secs: 300,
             graph_base_url: None,
             tiktok_base_url: None,
             queue_poll_interval_ms: 1000,

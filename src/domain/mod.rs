@@ -5,6 +5,7 @@
 
 mod content;
 mod cursor;
+pub mod delivery;
 mod email;
 mod enums;
 mod names;
@@ -14,6 +15,7 @@ pub mod search;
 
 pub use content::{ContactCard, Media, MessageContent, StoredContent};
 pub use cursor::{IdCursor, SnapshotCursor, TimeCursor};
+pub use delivery::SendStatus;
 pub use email::Email;
 pub use enums::{ConnectionStatus, ConversationStatus, MessageDirection, MessageStatus, Plan, Role};
 pub use names::{DisplayName, OrgName, Password, Slug};

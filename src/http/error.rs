@@ -145,6 +145,9 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "window_closed", detail)
                     .with_extension("window_expires_at", serde_json::json!(expires_at))
             }
+            AppError::ConfirmationRequired(_) => {
+                Problem::new(StatusCode::CONFLICT, "confirmation_required", detail)
+            }
             AppError::ConnectionUnavailable { .. } => {
                 Problem::new(StatusCode::CONFLICT, "connection_unavailable", detail)
             }

@@ -59,6 +59,7 @@ pub struct PageId(String);
 #[schema(rename_all = "lowercase")]
 pub enum SendStatusName {
     Pending,
+    Unconfirmed,
     Sent,
     Delivered,
     Read,

@@ -19,7 +19,7 @@ use crate::app::orgs::OrgAccess;
 use crate::app::replies::{self, ReplyRequest};
 use crate::app::sends;
 use crate::app::{AppError, AppResult};
-use crate::domain::{Invalid, MessageContent, MessageStatus, Role, StoredContent};
+use crate::domain::{Invalid, MessageContent, Role, SendStatus, StoredContent};
 use crate::store::{REASON_DISCARDED, SendAttempt, SendFilter, SendRecord, SendStatusFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -44,12 +44,16 @@ pub struct SendBody {
     direction: &'static str,
     /// What it carries: the same shape as a message's `content`, and a reply's.
     content: MessageContent,
-    status: MessageStatus,
+    /// `unconfirmed`: the platform was called and may have accepted it; its status or echo is
+    /// awaited (see `send_confirm_window_secs`), then it becomes sent or failed `outcome_unknown`.
+    status: SendStatus,
     discarded: bool,
     /// The platform's id once sent.
     external_id: Option<String>,
     /// Why it failed: `window_closed`, `auth`, `rate_limited`, `transient`,
-    /// `recipient_unavailable`, `invalid_request`, `permanent`, `connection_unavailable`, ...
+    /// `recipient_unavailable`, `invalid_request`, `permanent`, `connection_unavailable`,
+    /// `outcome_unknown` (the platform may have accepted it; retrying needs `confirm=true`),
+    /// `stalled` (its job never ran), ...
     failure_reason: Option<String>,
     /// The platform's error code and message (of the last attempt).
     error_code: Option<String>,
@@ -74,7 +78,7 @@ impl From<SendRecord> for SendBody {
             platform: s.platform.0,
             direction: "outbound",
             content: StoredContent::read(&s.content_type, &s.content.0).content,
-            status: s.status,
+            status: s.send_status(),
             external_id: s.external_id,
             failure_reason: s.failure_reason,
             error_code: s.error_code,
@@ -201,7 +205,7 @@ impl FilterParams {
                 SendStatusFilter::parse(s).ok_or_else(|| {
                     Invalid::new(
                         "status",
-                        "must be pending, sent, delivered, read, failed or discarded",
+                        "must be pending, unconfirmed, sent, delivered, read, failed or discarded",
                     )
                 })
             })
@@ -334,16 +338,41 @@ async fn show(
     }))
 }
 
+/// Whether the agent accepts that a send whose outcome is unknown may arrive twice.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ConfirmParams {
+    /// Required (`true`) to retry a send whose outcome is unknown (`unconfirmed`, or failed
+    /// `outcome_unknown`): the platform may already have delivered it. Without it such a retry
+    /// answers 409 `confirmation_required`, and a bulk retry leaves those sends out.
+    #[param(value_type = Option<bool>)]
+    confirm: Option<String>,
+}
+
+impl ConfirmParams {
+    fn confirmed(&self) -> AppResult<bool> {
+        match self.confirm.as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(Invalid::new("confirm", "must be true or false").into()),
+        }
+    }
+}
+
 /// Retries a failed send now (admins).
-#[utoipa::path(post, path = "/orgs/{org_id}/sends/{message_id}/retry", tag = "sends", params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path)),
+#[utoipa::path(post, path = "/orgs/{org_id}/sends/{message_id}/retry", tag = "sends",
+    params(("org_id" = Uuid, Path), ("message_id" = Uuid, Path), ConfirmParams),
     responses((status = 202, body = SendBody), (status = 403, body = ProblemSchema), (status = 404, body = ProblemSchema),
-              (status = 409, body = ProblemSchema)), security(("bearer" = [])))]
+              (status = 409, body = ProblemSchema, description = "`conflict` (not failed), `confirmation_required` (its outcome is unknown: add `confirm=true`)"),
+              (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn retry(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
     PathId(id): PathId,
+    ValidQuery(params): ValidQuery<ConfirmParams>,
 ) -> ApiResult<(StatusCode, axum::Json<SendBody>)> {
-    let send = sends::retry(&state.app, &access, id).await?;
+    let send = sends::retry(&state.app, &access, id, params.confirmed()?).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(send.into())))
 }
 
@@ -368,16 +397,18 @@ struct BulkRetryBody {
 
 /// Retries every failed (not discarded) send matching the filter (admins), e.g. `{"reason": "auth"}`
 /// after reconnecting.
-#[utoipa::path(post, path = "/orgs/{org_id}/sends/retry", tag = "sends", params(("org_id" = Uuid, Path)), request_body = FilterParams,
+#[utoipa::path(post, path = "/orgs/{org_id}/sends/retry", tag = "sends", params(("org_id" = Uuid, Path), ConfirmParams), request_body = FilterParams,
     responses((status = 202, body = BulkRetryBody), (status = 403, body = ProblemSchema), (status = 422, body = ProblemSchema)), security(("bearer" = [])))]
 async fn retry_matching(
     State(state): State<AppState>,
     OrgScope(access): OrgScope,
+    ValidQuery(params): ValidQuery<ConfirmParams>,
     ValidJson(body): ValidJson<FilterParams>,
 ) -> ApiResult<(StatusCode, axum::Json<BulkRetryBody>)> {
     require_admin(&access)?;
+    let confirm = params.confirmed()?;
     let filter = body.into_filter(access.org_id())?;
-    let result = sends::retry_matching(&state.app, &filter).await?;
+    let result = sends::retry_matching(&state.app, &filter, confirm).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(BulkRetryBody {

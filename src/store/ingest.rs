@@ -66,6 +66,9 @@ pub struct IncomingReceipt {
     pub platform: Platform,
     pub account_id: String,
     pub external_id: String,
+    /// Our message id, when the platform carries our correlation value back (WhatsApp
+    /// statuses): how a send whose outcome was unknown learns its platform id.
+    pub correlation: Option<Uuid>,
     pub status: MessageStatus,
     pub timestamp: DateTime<Utc>,
     pub error_code: Option<String>,

@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{PlatformColumn, StoreResult};
-use crate::domain::{ConnectionStatus, MessageStatus};
+use crate::domain::{ConnectionStatus, MessageStatus, SendStatus};
 use crate::queue::QueuedJob;
 
 /// Failure reason of a send an agent gave up on; such sends leave the `failed` list.
@@ -69,10 +69,18 @@ pub struct SendRecord {
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Set while the platform's word on an unknown outcome is awaited (until then).
+    pub unconfirmed_until: Option<DateTime<Utc>>,
     pub sender_user_id: Option<Uuid>,
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl SendRecord {
+    pub fn send_status(&self) -> SendStatus {
+        SendStatus::of(self.status, self.unconfirmed_until)
+    }
 }
 
 /// Whether `create_outbound` stored a new message or found the one with the same key.
@@ -97,6 +105,17 @@ pub struct SendContext {
     pub connection_settings: Json<Value>,
 }
 
+/// An attempt about to call the platform, recorded before the call so that a second run of the
+/// same job (handed out again after a crash or a lost lease) sees it and does not call again.
+#[derive(Debug, Clone)]
+pub struct SendClaim {
+    pub message_id: Uuid,
+    pub organization_id: Uuid,
+    /// Claimed only if the message is still pending with `attempt - 1` attempts.
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+}
+
 /// How one provider call ended, to record.
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
@@ -105,8 +124,11 @@ pub struct SendOutcome {
     pub conversation_id: Uuid,
     pub connection_id: Uuid,
     pub platform: snorq_connectors::Platform,
-    /// The attempt made (1-based); recorded only if the message still has `attempt - 1`.
+    /// The attempt made (1-based). A claimed attempt is recorded only if the message still has
+    /// `attempt` attempts (its claim); an unclaimed one (refused before any call) only if it
+    /// still has `attempt - 1`.
     pub attempt: i32,
+    pub claimed: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub result: SendResult,
@@ -131,6 +153,10 @@ pub enum SendResult {
     Failed {
         reason: String,
     },
+    /// The platform may have accepted it: wait for its status or echo until `until`.
+    Unconfirmed {
+        until: DateTime<Utc>,
+    },
 }
 
 impl SendResult {
@@ -139,7 +165,43 @@ impl SendResult {
             SendResult::Sent { .. } => "sent",
             SendResult::Retry { .. } => "retry",
             SendResult::Failed { .. } => "failed",
+            SendResult::Unconfirmed { .. } => "unconfirmed",
         }
+    }
+}
+
+/// What the stalled-send sweep looks for, as of `now`.
+#[derive(Debug, Clone)]
+pub struct SweepPolicy {
+    pub now: DateTime<Utc>,
+    /// Claims (attempts in flight) started before this were abandoned: their worker died or
+    /// could not record the outcome. The platform may have accepted them.
+    pub abandoned_before: DateTime<Utc>,
+    /// Pending sends due before this have a job that never ran (lost or given up by the queue).
+    pub stalled_before: DateTime<Utc>,
+    /// How long an abandoned claim on a platform that echoes our correlation waits for it.
+    pub confirm_window: chrono::Duration,
+    /// Most sends of each kind handled in one pass.
+    pub limit: i64,
+}
+
+/// What one sweep pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Abandoned claims now awaiting the platform's word.
+    pub unconfirmed: u64,
+    /// Abandoned claims failed at once (their platform cannot confirm) and unconfirmed sends
+    /// whose window ended: failed with reason `outcome_unknown`.
+    pub outcome_unknown: u64,
+    /// Stalled sends given a new job.
+    pub requeued: u64,
+    /// Stalled sends re-queued too often: failed with reason `stalled`.
+    pub stalled: u64,
+}
+
+impl SweepReport {
+    pub fn total(&self) -> u64 {
+        self.unconfirmed + self.outcome_unknown + self.requeued + self.stalled
     }
 }
 
@@ -164,6 +226,7 @@ pub struct SendFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatusFilter {
     Pending,
+    Unconfirmed,
     Sent,
     Delivered,
     Read,
@@ -175,6 +238,7 @@ impl SendStatusFilter {
     pub fn parse(value: &str) -> Option<Self> {
         Some(match value {
             "pending" => SendStatusFilter::Pending,
+            "unconfirmed" => SendStatusFilter::Unconfirmed,
             "sent" => SendStatusFilter::Sent,
             "delivered" => SendStatusFilter::Delivered,
             "read" => SendStatusFilter::Read,
@@ -238,11 +302,21 @@ pub trait OutboundStore: Send + Sync + 'static {
     /// left out; any order).
     async fn send_contexts(&self, message_ids: &[Uuid]) -> StoreResult<Vec<SendContext>>;
 
+    /// Claims attempts before their platform calls, all in one transaction: a message is
+    /// claimed only if it is still pending, not unconfirmed, with `attempt - 1` attempts; it
+    /// then has `attempt` attempts and an open attempt row. `false`: another run has it.
+    async fn claim_sends(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>>;
+
     /// Records provider calls, all in one transaction: each message moves on only if it is still
-    /// pending with `attempt - 1` attempts (otherwise `false` for that outcome: a duplicate run),
-    /// gets its attempt row, its live event, its retry job; receipts that arrived before the
-    /// platform's id are applied; an auth failure marks the connection.
+    /// pending with its claim (see [`SendOutcome::attempt`]; otherwise `false`: a duplicate run,
+    /// or the platform's word arrived first), gets its live event and its retry job; the
+    /// attempt row is closed either way; receipts that arrived before the platform's id are
+    /// applied; an auth failure marks the connection.
     async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>>;
+
+    /// One pass of the stalled-send sweep (see [`SweepPolicy`]); safe to run in several
+    /// processes at once.
+    async fn sweep_sends(&self, policy: &SweepPolicy) -> StoreResult<SweepReport>;
 
     /// Outbound messages matching the filter, newest first, with ids below `before`.
     async fn sends(
@@ -256,9 +330,16 @@ pub trait OutboundStore: Send + Sync + 'static {
 
     async fn send_attempts(&self, org_id: Uuid, message_id: Uuid) -> StoreResult<Vec<SendAttempt>>;
 
-    /// A failed send back to pending, with a new job (a fresh retry budget).
-    async fn retry_send(&self, org_id: Uuid, message_id: Uuid, now: DateTime<Utc>)
-    -> StoreResult<SendChange>;
+    /// A failed send back to pending, with a new job (a fresh retry budget). A send whose
+    /// outcome is unknown (unconfirmed, or failed `outcome_unknown`) is reopened only when
+    /// `confirmed`: the platform may have accepted it already.
+    async fn retry_send(
+        &self,
+        org_id: Uuid,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+        confirmed: bool,
+    ) -> StoreResult<SendChange>;
 
     /// A failed or pending send marked failed with reason `discarded`; its pending job, if any,
     /// then does nothing.
@@ -271,12 +352,14 @@ pub trait OutboundStore: Send + Sync + 'static {
 
     /// Retries up to `limit` failed (not discarded) sends matching the filter with ids after
     /// `after`, in id order; how many, and the last id looked at (where the next chunk starts).
+    /// Sends whose outcome is unknown are included only when `confirmed`.
     async fn retry_sends(
         &self,
         filter: &SendFilter,
         after: Option<Uuid>,
         now: DateTime<Utc>,
         limit: i64,
+        confirmed: bool,
     ) -> StoreResult<(u64, Option<Uuid>)>;
 
     /// Failed (not discarded) sends per connection of these organizations.

@@ -12,6 +12,7 @@ mod connections;
 mod content;
 mod dashboard;
 mod dashboard_browser;
+mod delivery;
 mod inbox;
 mod live;
 mod oauth;

@@ -6,9 +6,9 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::delivery::worker_process;
 use common::outbound::{
     CUSTOMER, SEND_PATH, TOKEN, WA_NUMBER, WhatsAppAccepts, WhatsAppAcceptsAfter, customer_writes,
     graph_error, platform_answers, setup, setup_with,
@@ -16,8 +16,8 @@ use common::outbound::{
 use common::{Backend, TestApp, assert_problem, str_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use wiremock::Mock;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
 backend_tests!(
     a_reply_is_sent_then_delivered,
@@ -27,14 +27,12 @@ backend_tests!(
     retries_stop_after_the_last_scheduled_attempt,
     window_closed_at_the_platform_fails_without_retry,
     auth_error_fails_the_send_and_marks_the_connection,
-    a_timeout_is_not_sent_twice,
     the_same_idempotency_key_sends_once,
     a_closed_window_is_refused_before_anything_is_stored,
     replies_are_checked_before_anything_is_stored,
     retry_from_the_api_calls_the_platform_again,
     bulk_retry_and_discard,
     two_worker_processes_send_each_message_once,
-    a_killed_worker_s_job_is_picked_up_again,
     the_workers_come_back_after_a_database_outage,
     finished_jobs_and_stale_receipts_are_cleaned_up,
     tiktok_allows_ten_replies_per_customer_message,
@@ -253,30 +251,6 @@ async fn auth_error_fails_the_send_and_marks_the_connection(backend: Backend) {
     let (status, body, _) = s.reply("another", None).await;
     assert_problem(status, &body, StatusCode::CONFLICT, "connection_unavailable");
     assert_eq!(s.platform_calls().await.len(), 1);
-}
-
-/// A call that got no answer in time may still have been accepted by the platform: it is not
-/// made again (the customer would get the reply twice), and the send fails visibly with the
-/// reason `outcome_unknown`.
-async fn a_timeout_is_not_sent_twice(backend: Backend) {
-    let s = setup(backend).await;
-    platform_answers(&s.platform, WhatsAppAcceptsAfter(Duration::from_secs(4)), Some(1)).await;
-    let id = s.queued("are you there?").await;
-    let failed = s.wait_status(&id, "failed").await;
-    assert_eq!(failed["failure_reason"], "outcome_unknown", "{failed}");
-    assert_eq!(failed["attempts"], 1);
-    let first = &failed["attempt_log"][0];
-    assert!(
-        first["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("may still have accepted"),
-        "{first}"
-    );
-    // Longer than the retry schedule's first wait (1 s): still the one call.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(s.platform_calls().await.len(), 1);
-    assert_eq!(s.send(&id).await["status"], "failed");
 }
 
 async fn the_same_idempotency_key_sends_once(backend: Backend) {
@@ -564,25 +538,6 @@ async fn bulk_retry_and_discard(backend: Backend) {
 }
 
 /// Runs `snorq worker` as its own process against the test database.
-fn worker_process(app: &TestApp, platform: &MockServer) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_snorq"))
-        .arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SNORQ_DATABASE_URL", app.db.url_string())
-        .env("SNORQ_ENCRYPTION_KEYS", common::test_key())
-        .env("SNORQ_GRAPH_BASE_URL", platform.uri())
-        .env("SNORQ_SEND_RATE_WHATSAPP", "0")
-        .env("SNORQ_QUEUE_POLL_INTERVAL_MS", "50")
-        .env("SNORQ_WORKER_HEARTBEAT_SECS", "1")
-        .env("SNORQ_SEND_TIMEOUT_SECS", "10")
-        .env("SNORQ_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start snorq worker")
-}
-
 async fn two_worker_processes_send_each_message_once(backend: Backend) {
     let s = setup_with(backend, Duration::ZERO, |c| c.send_concurrency = 8).await;
     Mock::given(method("POST"))
@@ -590,7 +545,7 @@ async fn two_worker_processes_send_each_message_once(backend: Backend) {
         .respond_with(WhatsAppAccepts)
         .mount(&s.platform)
         .await;
-    let mut other = worker_process(&s.app, &s.platform);
+    let mut other = worker_process(&s.app, &s.platform.uri(), &[]);
     let mut ids = Vec::new();
     for i in 0..60 {
         ids.push(s.queued(&format!("message {i}")).await);
@@ -610,42 +565,6 @@ async fn two_worker_processes_send_each_message_once(backend: Backend) {
     let mut expected: Vec<String> = ids.iter().map(|id| format!("outbound:{id}")).collect();
     expected.sort();
     assert_eq!(correlations, expected, "every message sent exactly once");
-}
-
-async fn a_killed_worker_s_job_is_picked_up_again(backend: Backend) {
-    // The API process runs no workers; a separate worker process takes the job.
-    let s = setup_with(backend, Duration::ZERO, |c| c.workers = false).await;
-    platform_answers(
-        &s.platform,
-        WhatsAppAcceptsAfter(Duration::from_secs(30)),
-        Some(1),
-    )
-    .await;
-    let id = s.queued("survive a crash").await;
-    let mut first = worker_process(&s.app, &s.platform);
-    // Wait until the first worker is inside the platform call, then kill it (SIGKILL).
-    for _ in 0..200 {
-        if !s.platform_calls().await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        s.platform_calls().await.len(),
-        1,
-        "the first worker never called the platform"
-    );
-    first.kill().unwrap();
-    first.wait().unwrap();
-    assert_eq!(s.send(&id).await["status"], "pending");
-    // A new worker finds the job orphaned (its worker stopped heartbeating) and sends it.
-    let mut second = worker_process(&s.app, &s.platform);
-    let sent = s.wait_status(&id, "sent").await;
-    let _ = second.kill();
-    let _ = second.wait();
-    assert_eq!(sent["attempts"], 1);
-    // The platform saw the killed attempt and the one that completed (at-least-once).
-    assert_eq!(s.platform_calls().await.len(), 2);
 }
 
 async fn the_workers_come_back_after_a_database_outage(backend: Backend) {

@@ -93,6 +93,7 @@ fn receipt(external_id: &str, status: MessageStatus) -> IngestEvent {
         platform: Platform::WhatsApp,
         account_id: ACCOUNT.into(),
         external_id: external_id.into(),
+        correlation: None,
         status,
         timestamp: Utc::now(),
         error_code: (status == MessageStatus::Failed).then(|| "131026".into()),

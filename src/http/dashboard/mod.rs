@@ -476,6 +476,13 @@ async fn send(
 struct ActionForm {
     csrf: String,
     back: Option<String>,
+    /// The agent accepts that a send whose outcome is unknown may arrive twice.
+    confirm: Option<String>,
+}
+
+/// A checked confirmation box.
+fn confirmed(value: Option<&str>) -> bool {
+    value == Some("true")
 }
 
 /// Back to the page the action came from (only ever a dashboard page).
@@ -536,7 +543,14 @@ async fn row_action(
     };
     let (done, notice) = match action {
         RowAction::Retry => (
-            dashboard::retry(&state.app, &user.scope, org_id, message_id).await,
+            dashboard::retry(
+                &state.app,
+                &user.scope,
+                org_id,
+                message_id,
+                confirmed(form.confirm.as_deref()),
+            )
+            .await,
             "Retry queued: the platform will be called again.",
         ),
         RowAction::Discard => (
@@ -553,6 +567,7 @@ async fn row_action(
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BulkForm {
     csrf: String,
+    confirm: Option<String>,
     #[serde(flatten)]
     filter: SendsQuery,
 }
@@ -571,7 +586,7 @@ async fn retry_matching(
         status: Some(SendStatusFilter::Failed),
         ..form.filter.to_filter(&user.scope)
     };
-    match dashboard::retry_matching(&state.app, &filter).await {
+    match dashboard::retry_matching(&state.app, &filter, confirmed(form.confirm.as_deref())).await {
         Ok(result) => {
             let more = if result.more {
                 " More match: run it again."

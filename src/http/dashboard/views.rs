@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::app::dashboard::{ConnectionHealth, DashboardScope, HourBucket};
-use crate::domain::{MessageStatus, StoredContent};
+use crate::domain::delivery::retry_needs_confirmation;
+use crate::domain::{MessageStatus, SendStatus, StoredContent};
 use crate::store::{REASON_DISCARDED, SendAttempt, SendRecord, WebhookSummary};
 
 /// Renders a template, or a plain 500 if a template cannot render (a bug, logged).
@@ -215,12 +216,17 @@ pub struct SendRow {
     pub last_attempt: String,
     pub next_attempt: String,
     pub can_retry: bool,
+    /// Retrying may deliver it twice (its outcome is unknown): the form asks to confirm.
+    pub retry_needs_confirm: bool,
     pub can_discard: bool,
 }
 
 fn status_word(record: &SendRecord) -> (&'static str, &'static str) {
     if record.failure_reason.as_deref() == Some(REASON_DISCARDED) {
         return ("discarded", "discarded");
+    }
+    if record.send_status() == SendStatus::Unconfirmed {
+        return ("unconfirmed", "unconfirmed");
     }
     match record.status {
         MessageStatus::Pending if record.attempts > 0 => ("pending", "retrying"),
@@ -280,8 +286,12 @@ impl SendRow {
                 .next_attempt_at
                 .map(short_time)
                 .unwrap_or_else(|| "—".into()),
-            can_retry: status == "failed",
-            can_discard: matches!(status, "failed" | "pending"),
+            can_retry: matches!(status, "failed" | "unconfirmed"),
+            retry_needs_confirm: retry_needs_confirmation(
+                record.send_status(),
+                record.failure_reason.as_deref(),
+            ),
+            can_discard: matches!(status, "failed" | "pending" | "unconfirmed"),
         }
     }
 }

@@ -1,19 +1,6 @@
 //! Column lists shared by the statements of several areas. A prefix argument names the table
 //! ("u." in joins, "" in RETURNING, which SQLite wants bare).
 
-// The `Store` implementation shared by both backends, included by `postgres.rs` and
-// `sqlite.rs`. Each includer defines:
-//   type Backend  - the store struct, with a `pool: sqlx::Pool<Db>` field
-//   fn begin_write(&Pool<Db>)  - starts a write transaction (SQLite: BEGIN IMMEDIATE)
-//   fn db_error(sqlx::Error) -> StoreError  - maps errors, naming constraints
-//   const LOCK_ORGANIZATION  - SELECT that locks an organization row for the transaction
-//   const BACKEND, fn run_migrations(&Pool<Db>) (ours and the job queue's),
-//   fn push_send_jobs(&mut DbConn, &[QueuedJob]) (apalis, on the caller's transaction),
-//   const DELETE_FINISHED_JOBS, const HOUR_BUCKET.
-// Placeholders are `$n` (both drivers accept them); everything else here is standard SQL that
-// both dialects run unchanged.
-
-// Column lists take a table prefix ("u." in joins, "" in RETURNING, which SQLite wants bare).
 macro_rules! user_columns {
     ($p:literal) => {
         concat!($p, "id, ", $p, "email, ", $p, "name, ", $p, "created_at")
@@ -63,21 +50,17 @@ macro_rules! connection_columns {
     };
 }
 
-// Outbound sends, shared by both backends (included after `shared_sql.rs`, whose helpers it
-// uses: `advance_status`, `apply_pending_receipts`, `live`, `insert_live_events`).
-
+// Outbound sends: the message with its conversation's connection and platform.
 macro_rules! send_columns {
     () => {
         "m.id, m.organization_id, m.conversation_id, c.platform_connection_id AS connection_id, \
          c.platform, m.content_type, m.content, m.media_url, m.status, m.external_id, m.error_code, \
          m.error_message, m.failure_reason, m.attempts, m.next_attempt_at, m.last_attempt_at, \
-         m.sender_user_id, m.idempotency_key, m.created_at, m.updated_at"
+         m.unconfirmed_until, m.sender_user_id, m.idempotency_key, m.created_at, m.updated_at"
     };
 }
 
-// The team inbox, shared by both backends (included after `shared_sql.rs` and `search_sql.rs`,
-// whose `live`, `insert_live_events` and search conditions it uses). Each includer also defines
-// `compact_conversation_counts`.
+// The team inbox: a conversation with its connection, contact and counts.
 
 macro_rules! conversation_columns {
     () => {

@@ -10,11 +10,35 @@ use uuid::Uuid;
 
 use super::events::{LiveEvents, live};
 use super::ingest::Route;
-use super::receipts::{advance_status, apply_pending_receipts, apply_watermarks_to};
+use super::receipts::{
+    Correlated, adopt_correlated, advance_status, apply_pending_receipts, apply_watermarks_to,
+};
 use super::search::{BitsWrite, TermsGained};
 use super::{Db, DbConn, db_error};
 use crate::domain::MessageStatus;
 use crate::store::{Author, IncomingMessage, StoreError, StoreResult};
+
+/// Records the platform id of one of our sends, named by our correlation value.
+async fn learn_external_id(
+    conn: &mut DbConn,
+    route: Route,
+    ours: Uuid,
+    external_id: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Uuid>> {
+    sqlx::query_scalar::<_, Uuid>(
+        "UPDATE messages SET external_id = $3, updated_at = $4 \
+         WHERE organization_id = $1 AND id = $2 AND direction = 'OUTBOUND' AND external_id IS NULL \
+         RETURNING id",
+    )
+    .bind(route.organization_id)
+    .bind(ours)
+    .bind(external_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)
+}
 
 pub(super) async fn apply_message(
     conn: &mut DbConn,
@@ -34,18 +58,19 @@ pub(super) async fn apply_message(
         .await
         .map_err(db_error)?;
         let correlated = match (known, m.correlation) {
-            (None, Some(ours)) => sqlx::query_scalar::<_, Uuid>(
-                "UPDATE messages SET external_id = $3, updated_at = $4 \
-                 WHERE organization_id = $1 AND id = $2 AND direction = 'OUTBOUND' AND external_id IS NULL \
-                 RETURNING id",
-            )
-            .bind(route.organization_id)
-            .bind(ours)
-            .bind(&m.external_id)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?,
+            (None, Some(ours)) => {
+                let item = Correlated {
+                    organization_id: route.organization_id,
+                    message_id: ours,
+                    external_id: &m.external_id,
+                };
+                let adopted = adopt_correlated(conn, out, &[item], now).await?;
+                match adopted.first() {
+                    Some((id, _, _)) => Some(*id),
+                    // Not in doubt (e.g. failed for a known reason): only learn its platform id.
+                    None => learn_external_id(conn, route, ours, &m.external_id, now).await?,
+                }
+            }
             _ => None,
         };
         if let Some(id) = known.or(correlated) {

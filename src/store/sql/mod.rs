@@ -21,6 +21,7 @@ mod organizations;
 mod outbound;
 mod receipts;
 mod search;
+mod sweep;
 
 use super::{
     BACKEND, Backend, DELETE_FINISHED_JOBS, Db, DbConn, FOR_UPDATE, HOUR_BUCKET, LOCK_ORGANIZATION,

@@ -14,13 +14,18 @@ use super::events::{LiveEvents, insert_live_events, live};
 use super::receipts::{WaitingReceipt, advance_status, settled};
 use super::search::{BitsWrite, TermsGained};
 use super::{Backend, Db, DbConn, HOUR_BUCKET, begin_write, db_error, push_send_jobs};
-use crate::domain::MessageStatus;
+use crate::domain::{MessageStatus, SendStatus};
 use crate::queue::{QueuedJob, SendJob};
 use crate::store::{
     HourlyOutcome, NewOutbound, OutboundCreated, OutboundStore, PlatformColumn, ReplyTarget, SendAttempt,
-    SendChange, SendContext, SendFilter, SendOutcome, SendRecord, SendResult, SendStatusFilter, StoreError,
-    StoreResult,
+    SendChange, SendClaim, SendContext, SendFilter, SendOutcome, SendRecord, SendResult, SendStatusFilter,
+    StoreError, StoreResult, SweepPolicy, SweepReport,
 };
+
+/// The outcome of a claimed attempt whose platform call has not answered yet.
+pub(super) const ATTEMPT_IN_FLIGHT: &str = "in_flight";
+/// The outcome of a claim the sweep found abandoned (no outcome recorded in time).
+pub(super) const ATTEMPT_ABANDONED: &str = "abandoned";
 
 /// Sends that the `failed` filter shows: failed and not discarded.
 pub(super) const ACTIONABLE_FAILED: &str =
@@ -66,7 +71,7 @@ pub(super) fn send_event(record: &SendRecord) -> serde_json::Value {
     json!({
         "conversation_id": record.conversation_id,
         "message_id": record.id,
-        "status": record.status,
+        "status": record.send_status(),
         "attempts": record.attempts,
         "failure_reason": record.failure_reason,
         "error_code": record.error_code,
@@ -93,9 +98,14 @@ pub(super) fn push_send_filter(query: &mut sqlx::QueryBuilder<Db>, filter: &Send
         Some(SendStatusFilter::Discarded) => {
             query.push(" AND m.status = 'FAILED' AND m.failure_reason = 'discarded'");
         }
+        Some(SendStatusFilter::Pending) => {
+            query.push(" AND m.status = 'PENDING' AND m.unconfirmed_until IS NULL");
+        }
+        Some(SendStatusFilter::Unconfirmed) => {
+            query.push(" AND m.status = 'PENDING' AND m.unconfirmed_until IS NOT NULL");
+        }
         Some(status) => {
             let status = match status {
-                SendStatusFilter::Pending => MessageStatus::Pending,
                 SendStatusFilter::Sent => MessageStatus::Sent,
                 SendStatusFilter::Delivered => MessageStatus::Delivered,
                 _ => MessageStatus::Read,
@@ -126,24 +136,43 @@ pub(super) fn push_send_filter(query: &mut sqlx::QueryBuilder<Db>, filter: &Send
     }
 }
 
-/// Moves one failed send back to pending, due now; the new round's job is returned for the
-/// caller to push in the same transaction.
+/// Sends whose outcome is unknown: retried only when the agent confirmed.
+const OUTCOME_KNOWN: &str =
+    "COALESCE(m.failure_reason, '') <> 'outcome_unknown' AND m.unconfirmed_until IS NULL";
+
+/// Moves one failed (or, when `confirmed`, unconfirmed) send back to pending, due now; the new
+/// round's job is returned for the caller to push in the same transaction.
 pub(super) async fn reopen_send(
     conn: &mut DbConn,
     message_id: Uuid,
     now: DateTime<Utc>,
+    confirmed: bool,
 ) -> StoreResult<Option<QueuedJob>> {
-    let attempts: Option<i32> = sqlx::query_scalar(
+    let mut update = sqlx::QueryBuilder::<Db>::new(
         "UPDATE messages SET status = 'PENDING', failure_reason = NULL, error_code = NULL, \
-         error_message = NULL, next_attempt_at = $2, updated_at = $2 \
-         WHERE id = $1 AND status = 'FAILED' AND COALESCE(failure_reason, '') <> 'discarded' \
-         AND direction = 'OUTBOUND' RETURNING attempts",
-    )
-    .bind(message_id)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?;
+         error_message = NULL, unconfirmed_until = NULL, requeues = 0, next_attempt_at = ",
+    );
+    update
+        .push_bind(now)
+        .push(", updated_at = ")
+        .push_bind(now)
+        .push(" WHERE id = ")
+        .push_bind(message_id)
+        .push(
+            " AND direction = 'OUTBOUND' AND ((status = 'FAILED' AND COALESCE(failure_reason, '') <> 'discarded') \
+             OR (status = 'PENDING' AND unconfirmed_until IS NOT NULL))",
+        );
+    if !confirmed {
+        // The same condition as OUTCOME_KNOWN, on the bare table (SQLite's UPDATE takes no alias).
+        update.push(" AND COALESCE(failure_reason, '') <> 'outcome_unknown' AND unconfirmed_until IS NULL");
+    }
+    update.push(" RETURNING attempts");
+    let attempts: Option<i32> = update
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
     Ok(attempts.map(|attempts| QueuedJob {
         job: SendJob::new_round(message_id, attempts),
         delay: std::time::Duration::ZERO,
@@ -151,26 +180,47 @@ pub(super) async fn reopen_send(
 }
 
 /// The columns an outcome writes on its message.
-pub(super) fn outcome_fields(
-    o: &SendOutcome,
-) -> (MessageStatus, Option<&str>, Option<DateTime<Utc>>, Option<&str>) {
+pub(super) struct OutcomeFields<'o> {
+    status: MessageStatus,
+    external_id: Option<&'o str>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    failure_reason: Option<&'o str>,
+    unconfirmed_until: Option<DateTime<Utc>>,
+}
+
+pub(super) fn outcome_fields(o: &SendOutcome) -> OutcomeFields<'_> {
+    let mut fields = OutcomeFields {
+        status: MessageStatus::Pending,
+        external_id: None,
+        next_attempt_at: None,
+        failure_reason: None,
+        unconfirmed_until: None,
+    };
     match &o.result {
-        SendResult::Sent { external_id } => (MessageStatus::Sent, Some(external_id.as_str()), None, None),
-        SendResult::Retry { at, .. } => (MessageStatus::Pending, None, Some(*at), None),
-        SendResult::Failed { reason } => (MessageStatus::Failed, None, None, Some(reason.as_str())),
+        SendResult::Sent { external_id } => {
+            fields.status = MessageStatus::Sent;
+            fields.external_id = Some(external_id);
+        }
+        SendResult::Retry { at, .. } => fields.next_attempt_at = Some(*at),
+        SendResult::Failed { reason } => {
+            fields.status = MessageStatus::Failed;
+            fields.failure_reason = Some(reason);
+        }
+        SendResult::Unconfirmed { until } => fields.unconfirmed_until = Some(*until),
     }
+    fields
 }
 
 pub(super) fn outcome_event(o: &SendOutcome) -> serde_json::Value {
-    let (status, _, next_attempt_at, reason) = outcome_fields(o);
+    let fields = outcome_fields(o);
     json!({
         "conversation_id": o.conversation_id,
         "message_id": o.message_id,
-        "status": status,
+        "status": SendStatus::of(fields.status, fields.unconfirmed_until),
         "attempts": o.attempt,
-        "failure_reason": reason,
+        "failure_reason": fields.failure_reason,
         "error_code": o.error_code,
-        "next_attempt_at": next_attempt_at,
+        "next_attempt_at": fields.next_attempt_at,
     })
 }
 
@@ -216,10 +266,11 @@ pub(super) async fn forget_imported_echoes(conn: &mut DbConn, outcomes: &[SendOu
     Ok(())
 }
 
-/// Moves every message that is still pending with `attempt - 1` attempts, in one statement;
-/// returns the ids it moved (the others were recorded by a duplicate run already). A send the
-/// platform accepted is recorded even if an agent discarded it during the call: it did go out,
-/// and its receipts must find it.
+/// Moves every message that is still pending with the outcome's claim (`attempt` attempts, or
+/// `attempt - 1` for an attempt refused before any call), in one statement; returns the ids it
+/// moved (the others were recorded by a duplicate run, or settled by the platform's word). A
+/// send the platform accepted is recorded even if it was discarded, or failed as
+/// `outcome_unknown`, meanwhile: it did go out, and its receipts must find it.
 pub(super) async fn advance_sends(
     conn: &mut DbConn,
     outcomes: &[SendOutcome],
@@ -228,25 +279,28 @@ pub(super) async fn advance_sends(
     let mut update = sqlx::QueryBuilder::<Db>::new(
         "UPDATE messages SET status = v.column3, external_id = COALESCE(v.column4, messages.external_id), \
          attempts = v.column2, last_attempt_at = v.column5, next_attempt_at = v.column6, \
-         failure_reason = v.column7, error_code = v.column8, error_message = v.column9, updated_at = ",
+         failure_reason = v.column7, error_code = v.column8, error_message = v.column9, \
+         unconfirmed_until = v.column11, updated_at = ",
     );
     update.push_bind(now).push(" FROM (");
     update.push_values(outcomes, |mut row, o| {
-        let (status, external_id, next_attempt_at, reason) = outcome_fields(o);
+        let fields = outcome_fields(o);
         row.push_bind(o.message_id)
             .push_bind(o.attempt)
-            .push_bind(status.as_db())
-            .push_bind(external_id.map(str::to_owned))
+            .push_bind(fields.status.as_db())
+            .push_bind(fields.external_id.map(str::to_owned))
             .push_bind(o.finished_at)
-            .push_bind(next_attempt_at)
-            .push_bind(reason.map(str::to_owned))
+            .push_bind(fields.next_attempt_at)
+            .push_bind(fields.failure_reason.map(str::to_owned))
             .push_bind(o.error_code.clone())
-            .push_bind(o.error_message.clone());
+            .push_bind(o.error_message.clone())
+            .push_bind(if o.claimed { 0 } else { 1 })
+            .push_bind(fields.unconfirmed_until);
     });
     update.push(
-        ") AS v WHERE messages.id = v.column1 AND messages.attempts = v.column2 - 1 \
+        ") AS v WHERE messages.id = v.column1 AND messages.attempts = v.column2 - v.column10 \
          AND (messages.status = 'PENDING' OR (v.column3 = 'SENT' AND messages.status = 'FAILED' \
-         AND messages.failure_reason = 'discarded')) RETURNING messages.id",
+         AND messages.failure_reason IN ('discarded', 'outcome_unknown'))) RETURNING messages.id",
     );
     // QueryBuilder::push_values writes `VALUES (...), (...)`, which both dialects accept as a
     // derived table; its columns are column1, column2, ... in both.
@@ -258,13 +312,18 @@ pub(super) async fn advance_sends(
         .map_err(db_error)
 }
 
-pub(super) async fn insert_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
+/// Writes the attempts' rows: a claimed attempt's row exists (opened by its claim, or closed as
+/// abandoned by the sweep) and takes the outcome; an unclaimed one is inserted.
+pub(super) async fn write_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
     let mut insert = sqlx::QueryBuilder::<Db>::new(
         "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, \
          finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) ",
     );
     insert.push_values(outcomes, |mut row, o| {
-        let (_, _, next_attempt_at, _) = outcome_fields(o);
+        let next_attempt_at = outcome_fields(o).next_attempt_at;
         row.push_bind(crate::domain::new_id())
             .push_bind(o.organization_id)
             .push_bind(o.message_id)
@@ -278,6 +337,12 @@ pub(super) async fn insert_send_attempts(conn: &mut DbConn, outcomes: &[&SendOut
             .push_bind(o.error_message.clone())
             .push_bind(next_attempt_at);
     });
+    insert.push(
+        " ON CONFLICT (message_id, attempt) DO UPDATE SET finished_at = excluded.finished_at, \
+         outcome = excluded.outcome, http_status = excluded.http_status, error_code = excluded.error_code, \
+         error_subcode = excluded.error_subcode, error_message = excluded.error_message, \
+         next_attempt_at = excluded.next_attempt_at",
+    );
     insert
         .build()
         .persistent(false)
@@ -502,6 +567,7 @@ impl OutboundStore for Backend {
                 attempts: 0,
                 next_attempt_at: Some(m.created_at),
                 last_attempt_at: None,
+                unconfirmed_until: None,
                 sender_user_id: m.sender_user_id,
                 idempotency_key: m.idempotency_key.clone(),
                 created_at: m.created_at,
@@ -545,6 +611,62 @@ impl OutboundStore for Backend {
         Ok(contexts)
     }
 
+    async fn claim_sends(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let mut claimed: HashSet<Uuid> = HashSet::with_capacity(claims.len());
+        for chunk in claims.chunks(1000) {
+            let mut update = sqlx::QueryBuilder::<Db>::new(
+                "UPDATE messages SET attempts = v.column2, last_attempt_at = v.column3, \
+                 next_attempt_at = NULL, updated_at = v.column3 FROM (",
+            );
+            update.push_values(chunk, |mut row, c| {
+                row.push_bind(c.message_id)
+                    .push_bind(c.attempt)
+                    .push_bind(c.started_at);
+            });
+            update.push(
+                ") AS v WHERE messages.id = v.column1 AND messages.attempts = v.column2 - 1 \
+                 AND messages.status = 'PENDING' AND messages.unconfirmed_until IS NULL RETURNING messages.id",
+            );
+            let ids: Vec<Uuid> = update
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            claimed.extend(ids);
+        }
+        let open: Vec<&SendClaim> = claims
+            .iter()
+            .filter(|c| claimed.contains(&c.message_id))
+            .collect();
+        for chunk in open.chunks(1000) {
+            let mut insert = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, outcome) ",
+            );
+            insert.push_values(chunk, |mut row, c| {
+                row.push_bind(crate::domain::new_id())
+                    .push_bind(c.organization_id)
+                    .push_bind(c.message_id)
+                    .push_bind(c.attempt)
+                    .push_bind(c.started_at)
+                    .push_bind(ATTEMPT_IN_FLIGHT);
+            });
+            insert.push(
+                " ON CONFLICT (message_id, attempt) DO UPDATE SET started_at = excluded.started_at, \
+                 finished_at = NULL, outcome = excluded.outcome",
+            );
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(claims.iter().map(|c| claimed.contains(&c.message_id)).collect())
+    }
+
     async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
         let mut tx = begin_write(&self.pool).await?;
         let now = crate::domain::now();
@@ -571,8 +693,15 @@ impl OutboundStore for Backend {
                 outcome_event(o),
             );
         }
+        // A claimed attempt's row is closed whether or not its message moved: the call was made.
+        let attempts: Vec<&SendOutcome> = outcomes
+            .iter()
+            .filter(|o| o.claimed || recorded.contains(&o.message_id))
+            .collect();
+        for chunk in attempts.chunks(1000) {
+            write_send_attempts(&mut tx, chunk).await?;
+        }
         for chunk in done.chunks(1000) {
-            insert_send_attempts(&mut tx, chunk).await?;
             apply_receipts_for_sent(&mut tx, chunk, &mut events, now).await?;
         }
         for o in done.iter().filter(|o| o.connection_problem.is_some()) {
@@ -589,6 +718,10 @@ impl OutboundStore for Backend {
         insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(applied)
+    }
+
+    async fn sweep_sends(&self, policy: &SweepPolicy) -> StoreResult<SweepReport> {
+        super::sweep::sweep(&self.pool, policy).await
     }
 
     async fn sends(
@@ -638,12 +771,13 @@ impl OutboundStore for Backend {
         org_id: Uuid,
         message_id: Uuid,
         now: DateTime<Utc>,
+        confirmed: bool,
     ) -> StoreResult<SendChange> {
         let mut tx = begin_write(&self.pool).await?;
         let Some(before) = send_record(&mut tx, org_id, message_id).await? else {
             return Ok(SendChange::NotFound);
         };
-        let Some(job) = reopen_send(&mut tx, message_id, now).await? else {
+        let Some(job) = reopen_send(&mut tx, message_id, now, confirmed).await? else {
             return Ok(SendChange::WrongState(before));
         };
         push_send_jobs(&mut tx, &[job]).await?;
@@ -669,7 +803,7 @@ impl OutboundStore for Backend {
         };
         let changed = sqlx::query(
             "UPDATE messages SET status = 'FAILED', failure_reason = 'discarded', next_attempt_at = NULL, \
-             updated_at = $2 WHERE id = $1 AND direction = 'OUTBOUND' AND (status = 'PENDING' OR \
+             unconfirmed_until = NULL, updated_at = $2 WHERE id = $1 AND direction = 'OUTBOUND' AND (status = 'PENDING' OR \
              (status = 'FAILED' AND COALESCE(failure_reason, '') <> 'discarded'))",
         )
         .bind(message_id)
@@ -696,6 +830,7 @@ impl OutboundStore for Backend {
         after: Option<Uuid>,
         now: DateTime<Utc>,
         limit: i64,
+        confirmed: bool,
     ) -> StoreResult<(u64, Option<Uuid>)> {
         let mut tx = begin_write(&self.pool).await?;
         let mut query = sqlx::QueryBuilder::<Db>::new(
@@ -703,6 +838,9 @@ impl OutboundStore for Backend {
                                            ON c.id = m.conversation_id WHERE ",
         );
         query.push(ACTIONABLE_FAILED);
+        if !confirmed {
+            query.push(" AND ").push(OUTCOME_KNOWN);
+        }
         push_send_filter(&mut query, filter);
         if let Some(after) = after {
             query.push(" AND m.id > ").push_bind(after);
@@ -718,7 +856,7 @@ impl OutboundStore for Backend {
         let mut jobs = Vec::with_capacity(ids.len());
         let mut events = LiveEvents::new();
         for (id, org_id) in ids {
-            if let Some(job) = reopen_send(&mut tx, id, now).await? {
+            if let Some(job) = reopen_send(&mut tx, id, now, confirmed).await? {
                 jobs.push(job);
                 live(
                     &mut events,

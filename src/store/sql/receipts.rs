@@ -62,6 +62,62 @@ pub(super) async fn advance_status(
     Ok(updated.rows_affected() == 1)
 }
 
+/// One of our sends, named by the platform with our correlation value and its platform id.
+pub(super) struct Correlated<'a> {
+    pub organization_id: Uuid,
+    pub message_id: Uuid,
+    pub external_id: &'a str,
+}
+
+/// Our sends the platform confirmed (a status or echo carrying our correlation value) before
+/// we knew their platform ids: the sends whose outcome is unknown (unconfirmed, failed as
+/// `outcome_unknown`, or still in flight) become sent with the platform's id. A send never
+/// attempted is not adopted. Returns (message, organization, conversation, platform id).
+pub(super) async fn adopt_correlated(
+    conn: &mut DbConn,
+    out: &mut LiveEvents,
+    items: &[Correlated<'_>],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<(Uuid, Uuid, String)>> {
+    let mut adopted = Vec::new();
+    for chunk in items.chunks(BULK_ROWS) {
+        let mut update = sqlx::QueryBuilder::<Db>::new(
+            "UPDATE messages SET external_id = v.column3, status = 'SENT', unconfirmed_until = NULL, \
+             failure_reason = NULL, error_code = NULL, error_message = NULL, next_attempt_at = NULL, \
+             updated_at = v.column4 FROM (",
+        );
+        update.push_values(chunk, |mut row, c| {
+            row.push_bind(c.message_id)
+                .push_bind(c.organization_id)
+                .push_bind(c.external_id)
+                .push_bind(now);
+        });
+        update.push(
+            ") AS v WHERE messages.id = v.column1 AND messages.organization_id = v.column2 \
+             AND messages.direction = 'OUTBOUND' AND messages.external_id IS NULL AND messages.attempts > 0 \
+             AND (messages.status = 'PENDING' OR (messages.status = 'FAILED' \
+             AND messages.failure_reason = 'outcome_unknown')) \
+             RETURNING messages.id, messages.organization_id, messages.conversation_id, messages.external_id",
+        );
+        let rows: Vec<(Uuid, Uuid, Uuid, String)> = update
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for (id, org, conversation, external_id) in rows {
+            live(
+                out,
+                org,
+                "message.updated",
+                json!({"conversation_id": conversation, "message_id": id, "status": MessageStatus::Sent}),
+            );
+            adopted.push((id, org, external_id));
+        }
+    }
+    Ok(adopted)
+}
+
 /// Applies receipts that arrived before their message, then forgets them.
 pub(super) async fn apply_pending_receipts(
     conn: &mut DbConn,
@@ -139,6 +195,18 @@ pub(super) async fn apply_receipt(
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_error)?;
+    let message = match (message, r.correlation) {
+        (None, Some(ours)) => {
+            let item = Correlated {
+                organization_id: route.organization_id,
+                message_id: ours,
+                external_id: &r.external_id,
+            };
+            let adopted = adopt_correlated(conn, out, &[item], now).await?;
+            adopted.first().map(|(id, _, _)| *id)
+        }
+        (found, _) => found,
+    };
     match message {
         Some(id) => {
             let status = r.status;
@@ -199,6 +267,7 @@ pub(super) async fn apply_watermark(
             platform: w.platform,
             account_id: w.account_id.clone(),
             external_id: external_id.clone(),
+            correlation: None,
             status: w.status,
             timestamp: w.watermark,
             error_code: None,
@@ -318,6 +387,26 @@ pub(super) async fn apply_receipts(
                 messages.entry((org, external_id.clone())).or_insert(id);
                 current.entry((org, external_id)).or_insert(status);
             }
+        }
+    }
+    // Receipts naming one of our sends by correlation before we knew its platform id.
+    let mut asked = std::collections::HashSet::new();
+    let unknown: Vec<Correlated> = batch
+        .iter()
+        .filter_map(|(route, r)| {
+            let ours = r.correlation?;
+            let key = (route.organization_id, r.external_id.clone());
+            (!messages.contains_key(&key) && asked.insert(ours)).then_some(Correlated {
+                organization_id: route.organization_id,
+                message_id: ours,
+                external_id: &r.external_id,
+            })
+        })
+        .collect();
+    if !unknown.is_empty() {
+        for (id, org, external_id) in adopt_correlated(conn, out, &unknown, now).await? {
+            messages.insert((org, external_id.clone()), id);
+            current.insert((org, external_id), MessageStatus::Sent);
         }
     }
     let plan = receipts::plan(

@@ -25,7 +25,8 @@ pub struct SimulationArgs {
     #[arg(long, value_delimiter = ',', default_value = "whatsapp,facebook,tiktok")]
     pub platforms: Vec<Platform>,
     /// A failure to inject: [SCOPE:]KIND=SHARE, repeatable. KIND: rate-limited, server-error,
-    /// timeout, window-closed, token-expired. SCOPE: whatsapp, facebook or tiktok (that send
+    /// timeout, window-closed, token-expired, slow-accept (accepted, answered only after
+    /// --timeout-hold-secs), reset-after-accept (accepted, then the connection is cut). SCOPE: whatsapp, facebook or tiktok (that send
     /// API), tokens (the token endpoints), or left out (every send API). `--fail none`: no
     /// failures. Default: none for `simulate`; rate-limited=0.1, server-error=0.05 and
     /// window-closed=0.05 for `demo`.

@@ -23,16 +23,29 @@ pub enum FailureKind {
     WindowClosed,
     /// The platform's "access token expired" error (on the token endpoints: the refresh token).
     TokenExpired,
+    /// Sends: accepted (recorded, receipts and echoes follow) but answered only after the
+    /// hold, so the caller times out not knowing. Token endpoints: held like `timeout`.
+    SlowAccept,
+    /// Sends: accepted (recorded, receipts and echoes follow), then the connection is cut
+    /// mid-answer. Token endpoints: cut without a usable answer.
+    ResetAfterAccept,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 5] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::RateLimited,
         FailureKind::ServerError,
         FailureKind::Timeout,
         FailureKind::WindowClosed,
         FailureKind::TokenExpired,
+        FailureKind::SlowAccept,
+        FailureKind::ResetAfterAccept,
     ];
+
+    /// The platform accepted the send although the caller will not hear so.
+    pub fn accepts(self) -> bool {
+        matches!(self, FailureKind::SlowAccept | FailureKind::ResetAfterAccept)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +54,8 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::WindowClosed => "window-closed",
             FailureKind::TokenExpired => "token-expired",
+            FailureKind::SlowAccept => "slow-accept",
+            FailureKind::ResetAfterAccept => "reset-after-accept",
         }
     }
 }

@@ -174,7 +174,8 @@ async fn tiktok_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
 async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
     let platform = request.platform;
     let failure = shared.failure_for_send(platform);
-    let message_id = failure.is_none().then(|| shared.new_id(platform, true));
+    let accepted = failure.is_none_or(FailureKind::accepts);
+    let message_id = accepted.then(|| shared.new_id(platform, true));
     let sent = shared.record.send(SendRecord {
         seq: 0,
         at: chrono::Utc::now(),
@@ -184,7 +185,11 @@ async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
         content_type: request.content_type,
         text: request.text,
         correlation: request.correlation,
-        outcome: failure.map_or("accepted", FailureKind::as_str).to_owned(),
+        outcome: match failure {
+            Some(kind) if !kind.accepts() => kind.as_str().to_owned(),
+            _ => "accepted".to_owned(),
+        },
+        answer: failure.map(|kind| kind.as_str().to_owned()),
         message_id: message_id.clone(),
         webhooks: Vec::new(),
     });
@@ -198,6 +203,13 @@ async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
         let kind = failure.unwrap_or(FailureKind::ServerError);
         return failure_response(shared, platform, kind).await;
     };
+    match failure {
+        Some(FailureKind::SlowAccept) => {
+            shared.hold().await;
+        }
+        Some(FailureKind::ResetAfterAccept) => return cut_off(),
+        _ => {}
+    }
     match platform {
         Platform::WhatsApp => axum::Json(json!({
             "messaging_product": "whatsapp",
@@ -212,11 +224,28 @@ async fn answer_send(shared: &Arc<Shared>, request: SendRequest) -> Response {
     }
 }
 
+/// A 200 whose body breaks off: the connection is lost mid-answer, as in a reset.
+fn cut_off() -> Response {
+    let broken = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated reset after accept",
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(broken))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 /// The platform's own error for `kind` on a send.
 async fn failure_response(shared: &Shared, platform: Platform, kind: FailureKind) -> Response {
     let retry_after = shared.config.retry_after;
     match (kind, platform) {
-        (FailureKind::Timeout, _) => {
+        // Accepting kinds never come here (their send is answered as accepted); as a plain
+        // failure they are the timeout they resemble.
+        (FailureKind::Timeout | FailureKind::SlowAccept | FailureKind::ResetAfterAccept, _) => {
             shared.hold().await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
@@ -330,10 +359,11 @@ async fn token_failure(shared: &Shared, endpoint: &str, platform: Platform) -> O
     };
     shared.record.token_call(endpoint, kind.as_str());
     let response = match (kind, platform) {
-        (FailureKind::Timeout, _) => {
+        (FailureKind::Timeout | FailureKind::SlowAccept, _) => {
             shared.hold().await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+        (FailureKind::ResetAfterAccept, _) => cut_off(),
         (FailureKind::RateLimited, Platform::TikTok) => with_retry_after(
             (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -140,6 +140,7 @@ mod tests {
             text: Some("Your order shipped".into()),
             correlation: Some("outbound:1".into()),
             outcome: "accepted".into(),
+            answer: None,
             message_id: Some("ours-1".into()),
             webhooks: Vec::new(),
         }

@@ -30,6 +30,9 @@ pub struct SendRecord {
     pub correlation: Option<String>,
     /// `accepted`, or the injected failure (`rate-limited`, `window-closed`, ...).
     pub outcome: String,
+    /// An injected failure of the answer only (`slow-accept`, `reset-after-accept`: accepted all
+    /// the same), or of the whole send (then equal to `outcome`).
+    pub answer: Option<String>,
     /// The id the platform answered with (accepted sends).
     pub message_id: Option<String>,
     /// The follow-up webhooks the service took, in order: `sent`, `delivered`, `echo`, `read`.
@@ -164,6 +167,7 @@ mod tests {
             text: Some("hi".into()),
             correlation: None,
             outcome: outcome.into(),
+            answer: None,
             message_id: None,
             webhooks: Vec::new(),
         }
