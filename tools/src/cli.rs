@@ -1,4 +1,4 @@
-//! The command line of `snorq-tools`: `demo`, `simulate` and the `bench-*` load generators.
+//! The command line of `snorq-tools`: `demo`, `simulate`, `chaos` and the `bench-*` load generators.
 //! Each command takes only the flags that apply to it.
 
 use std::path::PathBuf;
@@ -53,6 +53,10 @@ pub enum Command {
     /// Bursts of concurrent signups against a running service: its resident memory (peak and
     /// settled) and /readyz latency meanwhile (see benches/signup.sh).
     BenchSignup(crate::bench::signup::SignupBenchArgs),
+    /// The delivery guarantees under faults: `snorq serve` and `snorq worker` against the
+    /// simulator under webhook and reply load, SIGKILLed mid-load, the database restarted
+    /// (PostgreSQL); checks that nothing was lost, stored twice or sent twice, and prints the counts.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 /// The service's own configuration, for the tools that run it in-process.
@@ -95,6 +99,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // The generators are clients of the service: they need none of its configuration.
         Command::BenchIngest(args) => crate::bench::run(args).await,
         Command::BenchSignup(args) => crate::bench::signup::run(args).await,
+        Command::Chaos(args) => {
+            telemetry::init_tracing_or(LogFormat::Text, "warn");
+            crate::chaos::run(args).await
+        }
         Command::Simulate(args) => {
             telemetry::init_tracing_or(LogFormat::Text, "warn");
             crate::simulator::command::run(*args).await

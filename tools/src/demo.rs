@@ -214,7 +214,7 @@ async fn greet_new_conversations(
 }
 
 /// Fresh account ids per run, so runs on a kept database do not collide.
-fn demo_accounts() -> Accounts {
+pub(crate) fn demo_accounts() -> Accounts {
     let digits = |lead: char| {
         let n: u64 = rand::random::<u64>() % 10u64.pow(14);
         format!("{lead}{n:014}")
@@ -233,7 +233,7 @@ fn demo_accounts() -> Accounts {
     }
 }
 
-fn random_secret() -> SecretString {
+pub(crate) fn random_secret() -> SecretString {
     SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>()))
 }
 

@@ -670,6 +670,35 @@ mod tests {
         simulator.stop().await;
     }
 
+    /// `slow-accept` and `reset-after-accept` accept the send (recorded, receipts follow) and
+    /// leave the caller without an answer: its outcome is unknown to it.
+    #[tokio::test]
+    async fn accepting_failures_record_the_send_and_leave_the_caller_in_doubt() {
+        for (kind, hold) in [
+            (FailureKind::SlowAccept, Duration::from_secs(2)),
+            (FailureKind::ResetAfterAccept, Duration::ZERO),
+        ] {
+            let accounts = super::super::payloads::tests::accounts();
+            let mut config = SimulatorConfig::new(accounts, None, 0.0);
+            config.hold = hold;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let simulator = Simulator::start(listener, config).await.unwrap();
+            simulator.fail_next(Platform::WhatsApp, kind);
+            let error = send(&client(&simulator), Platform::WhatsApp).await.unwrap_err();
+            assert_eq!(
+                error.class,
+                snorq_connectors::ErrorClass::OutcomeUnknown,
+                "{kind}: {error:?}"
+            );
+            let sends = simulator.sends();
+            assert_eq!(sends.len(), 1, "{sends:?}");
+            assert_eq!(sends[0].outcome, "accepted", "{kind}");
+            assert_eq!(sends[0].answer.as_deref(), Some(kind.as_str()));
+            assert!(sends[0].message_id.is_some());
+            simulator.stop().await;
+        }
+    }
+
     #[tokio::test]
     async fn accepted_sends_are_recorded_with_what_was_sent() {
         let simulator = simulator(None).await;
