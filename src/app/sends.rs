@@ -94,7 +94,7 @@ pub async fn retry_one(app: &App, org_id: Uuid, message_id: Uuid, confirm: bool)
         {
             Err(AppError::ConfirmationRequired(
                 "the platform may already have delivered this reply (its outcome is unknown); \
-                 retry with confirm=true to send it again anyway"
+                 confirm that it may arrive twice to send it again"
                     .to_owned(),
             ))
         }

@@ -112,6 +112,7 @@ backend_tests!(
     another_organization_s_send_cannot_be_touched,
     pages_load_nothing_from_elsewhere,
     auth_failures_are_retried_from_the_connection_row,
+    retrying_an_unknown_outcome_asks_to_confirm,
 );
 
 async fn failing_send(s: &Setup) -> String {
@@ -447,4 +448,35 @@ async fn auth_failures_are_retried_from_the_connection_row(backend: Backend) {
     assert!(location.contains("reason=auth"), "{location}");
     s.wait_status(&dead_token, "sent").await;
     assert_eq!(s.send(&undeliverable).await["status"], "failed");
+}
+
+/// A send whose outcome is unknown may already have reached the customer: its Retry form asks
+/// to confirm that it may arrive twice, and the server refuses it unconfirmed.
+async fn retrying_an_unknown_outcome_asks_to_confirm(backend: Backend) {
+    let s = setup(backend).await;
+    let id = failing_send(&s).await;
+    s.app
+        .db
+        .execute("UPDATE messages SET failure_reason = 'outcome_unknown' WHERE direction = 'OUTBOUND'")
+        .await;
+    let browser = Browser::new(&s.app);
+    let csrf = browser.sign_in("agent@example.com").await;
+    let (_, page) = browser.get("/dashboard/sends?status=failed").await;
+    let row = &page[page.find(&format!("id=\"send-{id}\"")).expect("the send's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("name=\"confirm\"") && row.contains("required") && row.contains("may arrive twice"),
+        "{row}"
+    );
+    let retry = format!("/dashboard/sends/{}/{id}/retry", s.org);
+    let (status, body) = browser.post(&retry, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("may already have delivered"), "{body}");
+    assert_eq!(s.send(&id).await["status"], "failed");
+    let (status, location) = browser
+        .post(&retry, &[("csrf", &csrf), ("confirm", "true")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    s.wait_status(&id, "sent").await;
+    assert_eq!(s.platform_calls().await.len(), 2);
 }

@@ -75,22 +75,13 @@ fn frame(user: &DashboardUser, nav: &'static str, notice: Option<String>) -> Fra
 
 /// An error on a page: the problem as a short page (never a stack of details).
 fn error_page(err: AppError) -> Response {
-    let status = match &err {
-        AppError::NotFound => StatusCode::NOT_FOUND,
-        AppError::Conflict { .. } => StatusCode::CONFLICT,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::Unavailable | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        AppError::Internal(source) => {
-            tracing::error!(error = ?source, "dashboard error");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        _ => StatusCode::BAD_REQUEST,
-    };
     let message = match &err {
         AppError::Internal(_) => "internal error".to_owned(),
         other => other.to_string(),
     };
+    // The API's status for the same error (and its logging of internal errors).
+    let status = StatusCode::from_u16(super::error::Problem::from(err).status)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = render(&views::MessagePage {
         title: "Something went wrong",
         message: &message,
