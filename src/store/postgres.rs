@@ -26,6 +26,9 @@ fn push_any_of(query: &mut sqlx::QueryBuilder<Db>, column: &str, ids: &[Uuid]) {
         .push(")");
 }
 /// Finished apalis jobs: done, killed, or failed with no attempts left.
+/// Whether the send queue has jobs due before `$2` that no worker has taken yet (a backlog).
+const QUEUE_BEHIND: &str = "SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' \
+     AND run_at < $2)";
 const DELETE_FINISHED_JOBS: &str = "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at < $2 \
      AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
 /// `YYYY-MM-DDTHH` of a timestamp column, in UTC.

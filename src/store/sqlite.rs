@@ -17,6 +17,9 @@ const BACKEND: &str = "sqlite";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 /// Finished apalis jobs: done, killed, or failed with no attempts left (`done_at` is epoch
 /// seconds here).
+/// Whether the send queue has jobs due before `$2` that no worker has taken yet (a backlog).
+const QUEUE_BEHIND: &str = "SELECT EXISTS (SELECT 1 FROM Jobs WHERE job_type = $1 AND status = 'Pending' \
+     AND run_at < $2)";
 const DELETE_FINISHED_JOBS: &str = "DELETE FROM Jobs WHERE job_type = $1 AND done_at < $2 \
      AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
 /// `YYYY-MM-DDTHH` of a timestamp column (stored as RFC 3339 text in UTC).

@@ -5,7 +5,8 @@
 //! the store type and its pool (`Backend`, `Db`, `DbConn`), starting a write transaction
 //! (`begin_write`: SQLite takes the write lock up front), mapping errors to named constraints
 //! (`db_error`), row locks (`FOR_UPDATE`, `LOCK_ORGANIZATION`, `lock_event_log`), lists of ids
-//! (`push_any_of`), the queue table (`push_send_jobs`, `DELETE_FINISHED_JOBS`, `job_time`) and
+//! (`push_any_of`), the queue table (`push_send_jobs`, `DELETE_FINISHED_JOBS`, `QUEUE_BEHIND`,
+//! `job_time`) and
 //! a few expressions (`HOUR_BUCKET`, `compact_conversation_counts`).
 
 #[macro_use]
@@ -25,7 +26,7 @@ mod sweep;
 
 use super::{
     BACKEND, Backend, DELETE_FINISHED_JOBS, Db, DbConn, FOR_UPDATE, HOUR_BUCKET, LOCK_ORGANIZATION,
-    begin_write, compact_conversation_counts, db_error, job_time, lock_event_log, push_any_of,
+    QUEUE_BEHIND, begin_write, compact_conversation_counts, db_error, job_time, lock_event_log, push_any_of,
     push_send_jobs, run_migrations,
 };
 use async_trait::async_trait;

@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use super::events::{LiveEvents, insert_live_events, live};
 use super::outbound::{ATTEMPT_ABANDONED, ATTEMPT_IN_FLIGHT};
-use super::{Db, DbConn, begin_write, db_error, push_send_jobs};
+use super::{Db, DbConn, QUEUE_BEHIND, begin_write, db_error, job_time, push_send_jobs};
 use crate::domain::SendStatus;
 use crate::domain::delivery::{
     MAX_REQUEUES, REASON_OUTCOME_UNKNOWN, REASON_STALLED, confirms_by_correlation,
 };
+use crate::queue::SEND_QUEUE;
 use crate::queue::{QueuedJob, SendJob};
 use crate::store::{StoreResult, SweepPolicy, SweepReport};
 
@@ -181,16 +182,27 @@ async fn ended_windows(
     Ok(())
 }
 
-/// Pending sends due long ago and not claimed: their job was lost or given up by the queue. A
-/// new job (a new round of retries); after [`MAX_REQUEUES`] of those, failed as stalled. A
-/// job that was only slow finds the send claimed by the new one (or the other way round) and
-/// does nothing.
+/// Pending sends due long ago and not claimed, while the queue is not behind: their job was
+/// lost or given up by the queue. A new job (a new round of retries); after [`MAX_REQUEUES`] of
+/// those, failed as stalled. A job that was only slow finds the send claimed by the new one (or
+/// the other way round) and does nothing.
 async fn stalled_sends(
     conn: &mut DbConn,
     policy: &SweepPolicy,
     events: &mut LiveEvents,
     report: &mut SweepReport,
 ) -> StoreResult<()> {
+    // Behind the queue's backlog a lost job cannot be told from one still waiting its turn:
+    // nothing counts as stalled until the workers catch up.
+    let behind: bool = sqlx::query_scalar(QUEUE_BEHIND)
+        .bind(SEND_QUEUE)
+        .bind(job_time(policy.stalled_before))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    if behind {
+        return Ok(());
+    }
     type Stalled = (Uuid, Uuid, Uuid, i32, i32, DateTime<Utc>);
     let stalled: Vec<Stalled> = sqlx::query_as(
         "SELECT id, organization_id, conversation_id, attempts, requeues, next_attempt_at FROM messages \
