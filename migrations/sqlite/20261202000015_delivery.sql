@@ -9,11 +9,13 @@ ALTER TABLE messages ADD COLUMN unconfirmed_until TEXT;
 -- How many times the stalled-send sweep queued a new job for this message.
 ALTER TABLE messages ADD COLUMN requeues integer NOT NULL DEFAULT 0;
 
--- The sweep's look-ups: due pending sends, unconfirmed sends, and attempts still open (a claim
--- is an attempt row without finished_at, written before the platform call).
+-- The sweep's look-ups: due pending sends, unconfirmed sends, and claims without an outcome
+-- (a claim, written before the platform call, gives the message its attempt number and
+-- last_attempt_at and clears next_attempt_at; every outcome sets next_attempt_at,
+-- unconfirmed_until or a final status).
 CREATE INDEX messages_pending_due_idx ON messages (next_attempt_at)
     WHERE status = 'PENDING' AND next_attempt_at IS NOT NULL;
 CREATE INDEX messages_unconfirmed_idx ON messages (unconfirmed_until)
     WHERE unconfirmed_until IS NOT NULL;
-CREATE INDEX send_attempts_open_idx ON send_attempts (started_at)
-    WHERE finished_at IS NULL;
+CREATE INDEX messages_in_flight_idx ON messages (last_attempt_at)
+    WHERE status = 'PENDING' AND next_attempt_at IS NULL AND unconfirmed_until IS NULL;

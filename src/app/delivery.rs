@@ -21,7 +21,7 @@ use crate::domain::delivery::{REASON_OUTCOME_UNKNOWN, confirms_by_correlation};
 use crate::domain::{self, ConnectionStatus, MessageStatus, StoredContent};
 use crate::queue::{QueuedJob, RetrySchedule, SendJob, SendRates};
 use crate::store::{
-    OutboundStore, REASON_CONNECTION_UNAVAILABLE, SendClaim, SendContext, SendOutcome, SendResult, SendWrite,
+    OutboundStore, REASON_CONNECTION_UNAVAILABLE, SendClaim, SendContext, SendOutcome, SendResult,
     StoreResult,
 };
 
@@ -58,8 +58,9 @@ pub struct Delivery {
     pacer: Pacer,
     schedule: RetrySchedule,
     confirm_window: chrono::Duration,
-    writes: Batcher<SendWrites>,
+    outcomes: Batcher<OutcomeWrite>,
     contexts: Batcher<ContextLoad>,
+    claims: Batcher<ClaimWrite>,
 }
 
 /// Concurrent jobs' messages are loaded together, one query per batch.
@@ -84,18 +85,31 @@ impl Batched for ContextLoad {
     }
 }
 
-/// Claims and outcomes of concurrent jobs are written together, one transaction per batch.
-struct SendWrites(Arc<dyn OutboundStore>);
+struct ClaimWrite(Arc<dyn OutboundStore>);
 
 #[async_trait]
-impl Batched for SendWrites {
-    type Item = SendWrite;
+impl Batched for ClaimWrite {
+    type Item = SendClaim;
     type Output = bool;
-    const BATCH_SIZE_METRIC: &'static str = "send_write_batch_size";
-    const COMMIT_SECONDS_METRIC: &'static str = "send_write_commit_duration_seconds";
+    const BATCH_SIZE_METRIC: &'static str = "send_claim_batch_size";
+    const COMMIT_SECONDS_METRIC: &'static str = "send_claim_commit_duration_seconds";
 
-    async fn call(&self, writes: &[SendWrite]) -> StoreResult<Vec<bool>> {
-        self.0.write_sends(writes).await
+    async fn call(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>> {
+        self.0.claim_sends(claims).await
+    }
+}
+
+struct OutcomeWrite(Arc<dyn OutboundStore>);
+
+#[async_trait]
+impl Batched for OutcomeWrite {
+    type Item = SendOutcome;
+    type Output = bool;
+    const BATCH_SIZE_METRIC: &'static str = "send_outcome_batch_size";
+    const COMMIT_SECONDS_METRIC: &'static str = "send_outcome_commit_duration_seconds";
+
+    async fn call(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
+        self.0.record_send_outcomes(outcomes).await
     }
 }
 
@@ -107,7 +121,8 @@ impl Delivery {
         settings: DeliverySettings,
     ) -> Self {
         Delivery {
-            writes: Batcher::start(SendWrites(store.clone()), settings.max_batch, settings.writers),
+            outcomes: Batcher::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers),
+            claims: Batcher::start(ClaimWrite(store.clone()), settings.max_batch, settings.writers),
             contexts: Batcher::start(ContextLoad(store), settings.max_batch, settings.writers),
             vault,
             client,
@@ -155,7 +170,7 @@ impl Delivery {
                     attempt: job.attempt,
                     started_at,
                 };
-                if !patiently(|| self.writes.submit(SendWrite::Claim(claim.clone()))).await? {
+                if !patiently(|| self.claims.submit(claim.clone())).await? {
                     return Ok(Delivered::Skipped("attempt already claimed"));
                 }
                 tracing::debug!(message_id = %message.id, attempt = job.attempt, %platform, "calling the platform");
@@ -210,7 +225,7 @@ impl Delivery {
     async fn record(&self, outcome: SendOutcome) -> bool {
         let mut pause = Duration::from_millis(500);
         loop {
-            match self.writes.submit(SendWrite::Outcome(outcome.clone())).await {
+            match self.outcomes.submit(outcome.clone()).await {
                 Ok(applied) => return applied,
                 Err(err) => {
                     tracing::warn!(message_id = %outcome.message_id, error = %err,

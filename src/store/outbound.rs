@@ -116,13 +116,6 @@ pub struct SendClaim {
     pub started_at: DateTime<Utc>,
 }
 
-/// What the send workers write: a claim before a platform call, or an outcome after one.
-#[derive(Debug, Clone)]
-pub enum SendWrite {
-    Claim(SendClaim),
-    Outcome(SendOutcome),
-}
-
 /// How one provider call ended, to record.
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
@@ -309,17 +302,18 @@ pub trait OutboundStore: Send + Sync + 'static {
     /// left out; any order).
     async fn send_contexts(&self, message_ids: &[Uuid]) -> StoreResult<Vec<SendContext>>;
 
-    /// Claims attempts and records outcomes, all in one transaction (so that both ride one
-    /// group commit); one answer per write, in order:
-    /// - a claim, made before a platform call, succeeds only if the message is still pending,
-    ///   not unconfirmed, with `attempt - 1` attempts; it then has `attempt` attempts and an
-    ///   open attempt row. `false`: another run has it;
-    /// - an outcome moves its message only if it is still pending with its claim (see
-    ///   [`SendOutcome::attempt`]; `false` otherwise: a duplicate run, or the platform's word
-    ///   arrived first), with its live event and retry job; the attempt row is closed either
-    ///   way; receipts that arrived before the platform's id are applied; an auth failure marks
-    ///   the connection.
-    async fn write_sends(&self, writes: &[SendWrite]) -> StoreResult<Vec<bool>>;
+    /// Claims attempts before their platform calls, all in one transaction: a message is
+    /// claimed only if it is still pending, not unconfirmed, with `attempt - 1` attempts; it
+    /// then has `attempt` attempts, `last_attempt_at` and no `next_attempt_at` (in flight until
+    /// an outcome sets it, a window or a final status). `false`: another run has it.
+    async fn claim_sends(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>>;
+
+    /// Records provider calls, all in one transaction: each message moves on only if it is still
+    /// pending with its claim (see [`SendOutcome::attempt`]; otherwise `false`: a duplicate run,
+    /// or the platform's word arrived first), gets its live event and its retry job; the
+    /// attempt gets its row either way; receipts that arrived before the platform's id are
+    /// applied; an auth failure marks the connection.
+    async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>>;
 
     /// One pass of the stalled-send sweep (see [`SweepPolicy`]); safe to run in several
     /// processes at once.

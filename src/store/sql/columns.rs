@@ -60,6 +60,16 @@ macro_rules! send_columns {
     };
 }
 
+/// A send whose attempt is claimed and has no outcome yet (`messages m`): pending, with neither
+/// a next attempt (a retry, a new job) nor a window (unconfirmed). Every outcome sets one of the
+/// three; the claim clears `next_attempt_at`.
+macro_rules! in_flight {
+    () => {
+        "m.direction = 'OUTBOUND' AND m.status = 'PENDING' AND m.next_attempt_at IS NULL \
+         AND m.unconfirmed_until IS NULL AND m.last_attempt_at IS NOT NULL"
+    };
+}
+
 // The team inbox: a conversation with its connection, contact and counts.
 
 macro_rules! conversation_columns {

@@ -19,11 +19,9 @@ use crate::queue::{QueuedJob, SendJob};
 use crate::store::{
     HourlyOutcome, NewOutbound, OutboundCreated, OutboundStore, PlatformColumn, ReplyTarget, SendAttempt,
     SendChange, SendClaim, SendContext, SendFilter, SendOutcome, SendRecord, SendResult, SendStatusFilter,
-    SendWrite, StoreError, StoreResult, SweepPolicy, SweepReport,
+    StoreError, StoreResult, SweepPolicy, SweepReport,
 };
 
-/// The outcome of a claimed attempt whose platform call has not answered yet.
-pub(super) const ATTEMPT_IN_FLIGHT: &str = "in_flight";
 /// The outcome of a claim the sweep found abandoned (no outcome recorded in time).
 pub(super) const ATTEMPT_ABANDONED: &str = "abandoned";
 
@@ -312,16 +310,17 @@ pub(super) async fn advance_sends(
         .map_err(db_error)
 }
 
-/// Writes the rows of attempts whose messages moved: a claimed attempt's row exists (opened by
-/// its claim, or closed as abandoned by the sweep) and takes the outcome; an unclaimed one is
-/// inserted.
+/// Writes the attempts' rows. The sweep may have written one already (`abandoned`): the real
+/// outcome replaces it. A message deleted meanwhile gets none.
 pub(super) async fn write_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
     if outcomes.is_empty() {
         return Ok(());
     }
     let mut insert = sqlx::QueryBuilder::<Db>::new(
         "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, \
-         finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) ",
+         finished_at, outcome, http_status, error_code, error_subcode, error_message, next_attempt_at) \
+         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, \
+         v.column9, v.column10, v.column11, v.column12 FROM (",
     );
     insert.push_values(outcomes, |mut row, o| {
         let next_attempt_at = outcome_fields(o).next_attempt_at;
@@ -339,38 +338,13 @@ pub(super) async fn write_send_attempts(conn: &mut DbConn, outcomes: &[&SendOutc
             .push_bind(next_attempt_at);
     });
     insert.push(
-        " ON CONFLICT (message_id, attempt) DO UPDATE SET finished_at = excluded.finished_at, \
+        ") AS v WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = v.column3) \
+         ON CONFLICT (message_id, attempt) DO UPDATE SET finished_at = excluded.finished_at, \
          outcome = excluded.outcome, http_status = excluded.http_status, error_code = excluded.error_code, \
          error_subcode = excluded.error_subcode, error_message = excluded.error_message, \
          next_attempt_at = excluded.next_attempt_at",
     );
     insert
-        .build()
-        .persistent(false)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-/// Closes claimed attempts' rows with their outcomes (rows that no longer exist are skipped).
-pub(super) async fn close_claims(conn: &mut DbConn, outcomes: &[&SendOutcome]) -> StoreResult<()> {
-    let mut update = sqlx::QueryBuilder::<Db>::new(
-        "UPDATE send_attempts SET finished_at = v.column3, outcome = v.column4, http_status = v.column5, \
-         error_code = v.column6, error_subcode = v.column7, error_message = v.column8 FROM (",
-    );
-    update.push_values(outcomes, |mut row, o| {
-        row.push_bind(o.message_id)
-            .push_bind(o.attempt)
-            .push_bind(o.finished_at)
-            .push_bind(o.result.outcome())
-            .push_bind(o.http_status)
-            .push_bind(o.error_code.clone())
-            .push_bind(o.error_subcode.clone())
-            .push_bind(o.error_message.clone());
-    });
-    update.push(") AS v WHERE send_attempts.message_id = v.column1 AND send_attempts.attempt = v.column2");
-    update
         .build()
         .persistent(false)
         .execute(&mut *conn)
@@ -491,118 +465,6 @@ pub(super) async fn mark_connection(
         );
     }
     Ok(())
-}
-
-/// Claims attempts (see [`OutboundStore::write_sends`]); whether each was claimed.
-async fn claim_sends(tx: &mut DbConn, claims: &[SendClaim]) -> StoreResult<Vec<bool>> {
-    let mut claimed: HashSet<Uuid> = HashSet::with_capacity(claims.len());
-    for chunk in claims.chunks(1000) {
-        let mut update = sqlx::QueryBuilder::<Db>::new(
-            "UPDATE messages SET attempts = v.column2, last_attempt_at = v.column3, \
-             next_attempt_at = NULL, updated_at = v.column3 FROM (",
-        );
-        update.push_values(chunk, |mut row, c| {
-            row.push_bind(c.message_id)
-                .push_bind(c.attempt)
-                .push_bind(c.started_at);
-        });
-        update.push(
-            ") AS v WHERE messages.id = v.column1 AND messages.attempts = v.column2 - 1 \
-             AND messages.status = 'PENDING' AND messages.unconfirmed_until IS NULL RETURNING messages.id",
-        );
-        let ids: Vec<Uuid> = update
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        claimed.extend(ids);
-    }
-    let open: Vec<&SendClaim> = claims
-        .iter()
-        .filter(|c| claimed.contains(&c.message_id))
-        .collect();
-    for chunk in open.chunks(1000) {
-        let mut insert = sqlx::QueryBuilder::<Db>::new(
-            "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, outcome) ",
-        );
-        insert.push_values(chunk, |mut row, c| {
-            row.push_bind(crate::domain::new_id())
-                .push_bind(c.organization_id)
-                .push_bind(c.message_id)
-                .push_bind(c.attempt)
-                .push_bind(c.started_at)
-                .push_bind(ATTEMPT_IN_FLIGHT);
-        });
-        insert.push(
-            " ON CONFLICT (message_id, attempt) DO UPDATE SET started_at = excluded.started_at, \
-             finished_at = NULL, outcome = excluded.outcome",
-        );
-        insert
-            .build()
-            .persistent(false)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(claims.iter().map(|c| claimed.contains(&c.message_id)).collect())
-}
-
-/// Records outcomes (see [`OutboundStore::write_sends`]); whether each message moved.
-async fn record_send_outcomes(tx: &mut DbConn, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
-    let now = crate::domain::now();
-    let mut recorded: HashSet<Uuid> = HashSet::with_capacity(outcomes.len());
-    // Chunks keep each statement under SQLite's bound-parameter limit.
-    for chunk in outcomes.chunks(1000) {
-        forget_imported_echoes(&mut *tx, chunk).await?;
-        recorded.extend(advance_sends(&mut *tx, chunk, now).await?);
-    }
-    let applied: Vec<bool> = outcomes
-        .iter()
-        .map(|o| recorded.contains(&o.message_id))
-        .collect();
-    let done: Vec<&SendOutcome> = outcomes
-        .iter()
-        .filter(|o| recorded.contains(&o.message_id))
-        .collect();
-    let mut events = LiveEvents::new();
-    for o in &done {
-        live(
-            &mut events,
-            o.organization_id,
-            "message.updated",
-            outcome_event(o),
-        );
-    }
-    for chunk in done.chunks(1000) {
-        write_send_attempts(&mut *tx, chunk).await?;
-    }
-    // A claimed attempt's row is closed even when its message did not move (the platform's
-    // word came first): the call was made. Only an update: the message (and with it the
-    // row) may be gone, deleted meanwhile.
-    let unmoved: Vec<&SendOutcome> = outcomes
-        .iter()
-        .filter(|o| o.claimed && !recorded.contains(&o.message_id))
-        .collect();
-    for chunk in unmoved.chunks(1000) {
-        close_claims(&mut *tx, chunk).await?;
-    }
-    for chunk in done.chunks(1000) {
-        apply_receipts_for_sent(&mut *tx, chunk, &mut events, now).await?;
-    }
-    for o in done.iter().filter(|o| o.connection_problem.is_some()) {
-        mark_connection(&mut *tx, o, &mut events, now).await?;
-    }
-    let jobs: Vec<QueuedJob> = done
-        .iter()
-        .filter_map(|o| match &o.result {
-            SendResult::Retry { next, .. } => Some(*next),
-            _ => None,
-        })
-        .collect();
-    push_send_jobs(&mut *tx, &jobs).await?;
-    insert_live_events(&mut *tx, &events, now).await?;
-    Ok(applied)
 }
 
 #[async_trait]
@@ -750,28 +612,87 @@ impl OutboundStore for Backend {
         Ok(contexts)
     }
 
-    async fn write_sends(&self, writes: &[SendWrite]) -> StoreResult<Vec<bool>> {
+    async fn claim_sends(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>> {
         let mut tx = begin_write(&self.pool).await?;
-        let mut outcomes = Vec::new();
-        let mut claims = Vec::new();
-        for write in writes {
-            match write {
-                SendWrite::Outcome(o) => outcomes.push(o.clone()),
-                SendWrite::Claim(c) => claims.push(c.clone()),
-            }
+        let mut claimed: HashSet<Uuid> = HashSet::with_capacity(claims.len());
+        for chunk in claims.chunks(1000) {
+            let mut update = sqlx::QueryBuilder::<Db>::new(
+                "UPDATE messages SET attempts = v.column2, last_attempt_at = v.column3, \
+                 next_attempt_at = NULL, updated_at = v.column3 FROM (",
+            );
+            update.push_values(chunk, |mut row, c| {
+                row.push_bind(c.message_id)
+                    .push_bind(c.attempt)
+                    .push_bind(c.started_at);
+            });
+            update.push(
+                ") AS v WHERE messages.id = v.column1 AND messages.attempts = v.column2 - 1 \
+                 AND messages.status = 'PENDING' AND messages.unconfirmed_until IS NULL RETURNING messages.id",
+            );
+            let ids: Vec<Uuid> = update
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            claimed.extend(ids);
         }
-        // Outcomes first: none of them shares a message with a claim of the same batch (an
-        // outcome follows its own claim's commit).
-        let mut recorded = record_send_outcomes(&mut tx, &outcomes).await?.into_iter();
-        let mut claimed = claim_sends(&mut tx, &claims).await?.into_iter();
         tx.commit().await.map_err(db_error)?;
-        Ok(writes
+        Ok(claims.iter().map(|c| claimed.contains(&c.message_id)).collect())
+    }
+
+    async fn record_send_outcomes(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let now = crate::domain::now();
+        let mut recorded: HashSet<Uuid> = HashSet::with_capacity(outcomes.len());
+        // Chunks keep each statement under SQLite's bound-parameter limit.
+        for chunk in outcomes.chunks(1000) {
+            forget_imported_echoes(&mut tx, chunk).await?;
+            recorded.extend(advance_sends(&mut tx, chunk, now).await?);
+        }
+        let applied: Vec<bool> = outcomes
             .iter()
-            .map(|write| match write {
-                SendWrite::Outcome(_) => recorded.next().unwrap_or(false),
-                SendWrite::Claim(_) => claimed.next().unwrap_or(false),
+            .map(|o| recorded.contains(&o.message_id))
+            .collect();
+        let done: Vec<&SendOutcome> = outcomes
+            .iter()
+            .filter(|o| recorded.contains(&o.message_id))
+            .collect();
+        let mut events = LiveEvents::new();
+        for o in &done {
+            live(
+                &mut events,
+                o.organization_id,
+                "message.updated",
+                outcome_event(o),
+            );
+        }
+        // A claimed attempt gets its row whether or not its message moved (the platform's word
+        // may have come first): the call was made.
+        let attempts: Vec<&SendOutcome> = outcomes
+            .iter()
+            .filter(|o| o.claimed || recorded.contains(&o.message_id))
+            .collect();
+        for chunk in attempts.chunks(1000) {
+            write_send_attempts(&mut tx, chunk).await?;
+        }
+        for chunk in done.chunks(1000) {
+            apply_receipts_for_sent(&mut tx, chunk, &mut events, now).await?;
+        }
+        for o in done.iter().filter(|o| o.connection_problem.is_some()) {
+            mark_connection(&mut tx, o, &mut events, now).await?;
+        }
+        let jobs: Vec<QueuedJob> = done
+            .iter()
+            .filter_map(|o| match &o.result {
+                SendResult::Retry { next, .. } => Some(*next),
+                _ => None,
             })
-            .collect())
+            .collect();
+        push_send_jobs(&mut tx, &jobs).await?;
+        insert_live_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(applied)
     }
 
     async fn sweep_sends(&self, policy: &SweepPolicy) -> StoreResult<SweepReport> {

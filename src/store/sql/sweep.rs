@@ -9,7 +9,7 @@ use snorq_connectors::Platform;
 use uuid::Uuid;
 
 use super::events::{LiveEvents, insert_live_events, live};
-use super::outbound::{ATTEMPT_ABANDONED, ATTEMPT_IN_FLIGHT};
+use super::outbound::ATTEMPT_ABANDONED;
 use super::{Db, DbConn, QUEUE_BEHIND, begin_write, db_error, job_time, push_send_jobs};
 use crate::domain::SendStatus;
 use crate::domain::delivery::{
@@ -53,85 +53,88 @@ fn updated(
     );
 }
 
-/// Open attempts older than the deadline: closed as abandoned; their message, if that attempt
-/// is still its last and nothing settled it, awaits the platform's word or fails at once.
+/// Claims older than the deadline: a pending message with no next attempt and no window is
+/// claimed, since `last_attempt_at` (every outcome sets one of the three). Its attempt gets an
+/// `abandoned` row, and the send awaits the platform's word or fails at once.
 async fn abandoned_claims(
     conn: &mut DbConn,
     policy: &SweepPolicy,
     events: &mut LiveEvents,
     report: &mut SweepReport,
 ) -> StoreResult<()> {
-    type Open = (Uuid, i32, Uuid, Uuid, String);
-    let open: Vec<Open> = sqlx::query_as(
-        "SELECT a.message_id, a.attempt, m.organization_id, m.conversation_id, c.platform \
-         FROM send_attempts a JOIN messages m ON m.id = a.message_id \
-         JOIN conversations c ON c.id = m.conversation_id \
-         WHERE a.finished_at IS NULL AND a.started_at < $1 ORDER BY a.started_at LIMIT $2",
-    )
+    type Open = (Uuid, i32, Uuid, Uuid, String, DateTime<Utc>);
+    let open: Vec<Open> = sqlx::query_as(concat!(
+        "SELECT m.id, m.attempts, m.organization_id, m.conversation_id, c.platform, m.last_attempt_at \
+         FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE ",
+        in_flight!(),
+        " AND m.last_attempt_at < $1 ORDER BY m.last_attempt_at LIMIT $2"
+    ))
     .bind(policy.abandoned_before)
     .bind(policy.limit)
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    for (message_id, attempt, org, conversation, platform) in open {
-        let closed = sqlx::query(
-            "UPDATE send_attempts SET finished_at = $3, outcome = $4, error_message = $5 \
-             WHERE message_id = $1 AND attempt = $2 AND finished_at IS NULL AND outcome = $6",
+    for (message_id, attempt, org, conversation, platform, started_at) in open {
+        let confirmable = platform.parse::<Platform>().is_ok_and(confirms_by_correlation);
+        let mut update = sqlx::QueryBuilder::<Db>::new("UPDATE messages SET ");
+        if confirmable {
+            update
+                .push("unconfirmed_until = ")
+                .push_bind(policy.now + policy.confirm_window);
+        } else {
+            update
+                .push("status = 'FAILED', failure_reason = ")
+                .push_bind(REASON_OUTCOME_UNKNOWN);
+        }
+        update
+            .push(", error_message = ")
+            .push_bind(ABANDONED_MESSAGE)
+            .push(", updated_at = ")
+            .push_bind(policy.now)
+            .push(" WHERE id = ")
+            .push_bind(message_id)
+            .push(" AND attempts = ")
+            .push_bind(attempt)
+            .push(" AND status = 'PENDING' AND next_attempt_at IS NULL AND unconfirmed_until IS NULL");
+        let moved = update
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if moved.rows_affected() == 0 {
+            continue; // the outcome, the platform's word or another sweeper came first
+        }
+        sqlx::query(
+            "INSERT INTO send_attempts (id, organization_id, message_id, attempt, started_at, finished_at, \
+             outcome, error_message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (message_id, attempt) DO NOTHING",
         )
+        .bind(crate::domain::new_id())
+        .bind(org)
         .bind(message_id)
         .bind(attempt)
+        .bind(started_at)
         .bind(policy.now)
         .bind(ATTEMPT_ABANDONED)
         .bind(ABANDONED_MESSAGE)
-        .bind(ATTEMPT_IN_FLIGHT)
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-        if closed.rows_affected() == 0 {
-            continue; // another sweeper, or the outcome, came first
-        }
-        let confirmable = platform.parse::<Platform>().is_ok_and(confirms_by_correlation);
-        let moved = if confirmable {
-            sqlx::query(
-                "UPDATE messages SET unconfirmed_until = $3, error_message = $4, updated_at = $5 \
-                 WHERE id = $1 AND attempts = $2 AND status = 'PENDING' AND unconfirmed_until IS NULL",
-            )
-            .bind(message_id)
-            .bind(attempt)
-            .bind(policy.now + policy.confirm_window)
-            .bind(ABANDONED_MESSAGE)
-            .bind(policy.now)
+        if confirmable {
+            report.unconfirmed += 1;
+            updated(
+                events,
+                org,
+                conversation,
+                message_id,
+                SendStatus::Unconfirmed,
+                None,
+            );
         } else {
-            sqlx::query(
-                "UPDATE messages SET status = 'FAILED', failure_reason = $3, error_message = $4, \
-                 next_attempt_at = NULL, updated_at = $5 \
-                 WHERE id = $1 AND attempts = $2 AND status = 'PENDING' AND unconfirmed_until IS NULL",
-            )
-            .bind(message_id)
-            .bind(attempt)
-            .bind(REASON_OUTCOME_UNKNOWN)
-            .bind(ABANDONED_MESSAGE)
-            .bind(policy.now)
-        }
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        if moved.rows_affected() == 1 {
-            if confirmable {
-                report.unconfirmed += 1;
-                updated(
-                    events,
-                    org,
-                    conversation,
-                    message_id,
-                    SendStatus::Unconfirmed,
-                    None,
-                );
-            } else {
-                report.outcome_unknown += 1;
-                let reason = Some(REASON_OUTCOME_UNKNOWN);
-                updated(events, org, conversation, message_id, SendStatus::Failed, reason);
-            }
+            report.outcome_unknown += 1;
+            let reason = Some(REASON_OUTCOME_UNKNOWN);
+            updated(events, org, conversation, message_id, SendStatus::Failed, reason);
         }
     }
     Ok(())

@@ -59,6 +59,9 @@ pub struct ChaosArgs {
 /// What the simulated platforms get wrong: answers that come too late or not at all after
 /// the send was accepted, and plain server errors (retried).
 const FAULTS: [&str; 3] = ["slow-accept=0.04", "reset-after-accept=0.04", "server-error=0.05"];
+/// Sends claimed and not answered yet (docs/architecture.md, "Sends that stall").
+const IN_FLIGHT: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'OUTBOUND' AND status = 'PENDING' \
+     AND next_attempt_at IS NULL AND unconfirmed_until IS NULL AND last_attempt_at IS NOT NULL";
 /// Customers per platform.
 const CUSTOMERS: usize = 8;
 /// The platforms customers write on and agents reply on: those whose sends can be confirmed
@@ -368,20 +371,12 @@ impl Run {
         tokio::time::sleep((length / 2).saturating_sub(began.elapsed())).await;
         // A worker during platform calls: wait for attempts in flight.
         for _ in 0..60 {
-            if db
-                .count("SELECT COUNT(*) FROM send_attempts WHERE finished_at IS NULL")
-                .await
-                .unwrap_or(0)
-                > 0
-            {
+            if db.count(IN_FLIGHT).await.unwrap_or(0) > 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        faults.calls_in_flight_at_worker_kill = db
-            .count("SELECT COUNT(*) FROM send_attempts WHERE finished_at IS NULL")
-            .await
-            .unwrap_or(0);
+        faults.calls_in_flight_at_worker_kill = db.count(IN_FLIGHT).await.unwrap_or(0);
         self.worker.kill().await?;
         faults.worker_kills += 1;
         self.worker = spawn(&self.snorq, "worker", &self.env, self.dir.path())?;
