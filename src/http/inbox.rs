@@ -18,7 +18,7 @@ use super::extract::{OrgScope, PathIds, ValidJson, ValidQuery};
 use crate::app::inbox::{self, Change, ConversationView, ListQuery};
 use crate::app::{AppResult, notes};
 use crate::domain::{
-    ConversationStatus, Invalid, MessageContent, MessageDirection, MessageStatus, StoredContent,
+    ConversationStatus, Invalid, MessageContent, MessageDirection, SendStatus, StoredContent,
 };
 use crate::store::{InboxCounts, Label, MessageRecord, Note};
 
@@ -347,7 +347,9 @@ pub struct MessageBody {
     /// The platform id of the message this one quotes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reply_to: Option<String>,
-    status: MessageStatus,
+    /// A reply is `unconfirmed` while the platform's word on an unknown outcome is awaited
+    /// (docs/api.md, "Delivery guarantees").
+    status: SendStatus,
     /// The platform's id once known.
     external_id: Option<String>,
     /// Why a send failed (`window_closed`, `auth`, `discarded`, ...).
@@ -378,7 +380,7 @@ impl From<MessageRecord> for MessageBody {
             content: stored.content,
             attachments: stored.attachments,
             reply_to: stored.reply_to,
-            status: m.status,
+            status: SendStatus::of(m.status, m.unconfirmed_until),
             external_id: m.external_id,
             failure_reason: m.failure_reason,
             error_code: m.error_code,

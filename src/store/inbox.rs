@@ -115,6 +115,8 @@ pub struct MessageRecord {
     pub media_url: Option<String>,
     #[sqlx(try_from = "String")]
     pub status: MessageStatus,
+    /// Set while a reply's outcome is unknown and the platform's word is awaited.
+    pub unconfirmed_until: Option<DateTime<Utc>>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub failure_reason: Option<String>,

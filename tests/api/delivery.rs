@@ -120,6 +120,22 @@ async fn a_timeout_waits_for_the_platform_s_word(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    // The conversation's history shows the same state.
+    let (status, history) = s
+        .app
+        .get(
+            &format!("/api/v1/orgs/{}/conversations/{}/messages", s.org, s.conversation),
+            &s.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let reply = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .expect("the reply in the history");
+    assert_eq!(reply["status"], "unconfirmed", "{reply}");
 
     deliver_status(&s, &id, "wamid.accepted-late", "delivered").await;
     let settled = s.send(&id).await;

@@ -84,8 +84,8 @@ macro_rules! conversation_columns {
 macro_rules! message_columns {
     () => {
         "m.id, m.conversation_id, m.direction, m.external_id, m.content_type, m.content, m.media_url, \
-         m.status, m.error_code, m.error_message, m.failure_reason, m.attempts, m.sender_user_id, \
-         u.name AS sender_name, m.created_at, m.updated_at"
+         m.status, m.unconfirmed_until, m.error_code, m.error_message, m.failure_reason, m.attempts, \
+         m.sender_user_id, u.name AS sender_name, m.created_at, m.updated_at"
     };
 }
 
