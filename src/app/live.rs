@@ -1,28 +1,33 @@
 //! Live events (`GET .../events`): each client follows its organization's event log from an id
-//! on. Ids of one organization become visible in order (the store makes sure), so "everything
+//! on, reading only below the store's horizon (every smaller id is settled), so "everything
 //! after the last id I saw" has no gaps, also after a reconnect (`Last-Event-ID`) and across
 //! processes sharing the database.
 //!
-//! One poll per process (every [`PUMP_INTERVAL`]) asks which organizations have new events and
-//! wakes only their streams. A stream checks every [`ACCESS_RECHECK`] that its caller may still
+//! One pump per process, woken by the store's event signal (commits here, and on PostgreSQL
+//! notifications from every process) and polling every [`PUMP_INTERVAL`] in case a signal was
+//! lost, takes the horizon, asks which organizations have new events and wakes only their streams. A stream checks every [`ACCESS_RECHECK`] that its caller may still
 //! read the organization (session or key live, still a member), and ends with a final
 //! `stream.closed` item when not. Streams are counted per user and per organization.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::store::{EventRecord, EventStore};
+use crate::store::{EventHorizon, EventRecord, EventStore};
 
 use super::orgs::OrgAccess;
 use super::{App, AppError, AppResult};
 
-/// How often a process looks for new events written by anyone.
-pub const PUMP_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a process looks for new events without a signal (a signal lost with a database
+/// connection, or, on SQLite, a commit by another process).
+pub const PUMP_INTERVAL: Duration = Duration::from_millis(250);
+/// Least time between two looks: under a stream of commits, one look covers many of them.
+const PUMP_MIN_GAP: Duration = Duration::from_millis(5);
 /// A client rereads its organization's log at least this often (a wake-up can be missed when
 /// another organization's commit overtook this one's).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -50,6 +55,8 @@ pub struct EventPump {
     started: OnceLock<()>,
     /// One channel per organization with streams open here.
     orgs: Arc<Mutex<HashMap<Uuid, watch::Sender<i64>>>>,
+    /// The newest horizon the pump has taken (streams read below it).
+    horizon: Arc<AtomicI64>,
     counts: Arc<Mutex<Counts>>,
     closing: watch::Sender<bool>,
 }
@@ -65,6 +72,7 @@ impl Default for EventPump {
         EventPump {
             started: OnceLock::new(),
             orgs: Arc::default(),
+            horizon: Arc::default(),
             counts: Arc::default(),
             closing: watch::channel(false).0,
         }
@@ -134,44 +142,69 @@ impl EventPump {
     /// first use. Only that organization's events wake it.
     pub fn subscribe(&self, store: Arc<dyn EventStore>, org: Uuid) -> watch::Receiver<i64> {
         self.started.get_or_init(|| {
-            tokio::spawn(pump(store, self.orgs.clone()));
+            tokio::spawn(pump(store, Arc::downgrade(&self.orgs), self.horizon.clone()));
         });
         let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
         orgs.entry(org).or_insert_with(|| watch::channel(0).0).subscribe()
     }
+
+    /// The newest horizon the pump has taken ([`EventHorizon::NONE`] before its first look).
+    fn horizon(&self) -> EventHorizon {
+        EventHorizon::new(self.horizon.load(Ordering::Acquire))
+    }
 }
 
-async fn pump(store: Arc<dyn EventStore>, orgs: Arc<Mutex<HashMap<Uuid, watch::Sender<i64>>>>) {
-    let mut interval = tokio::time::interval(PUMP_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = store.latest_event_id().await.unwrap_or(0);
+type OrgChannels = Mutex<HashMap<Uuid, watch::Sender<i64>>>;
+
+/// Runs until the [`EventPump`] is dropped.
+async fn pump(store: Arc<dyn EventStore>, orgs: Weak<OrgChannels>, published: Arc<AtomicI64>) {
+    let mut signal = store.event_signal();
+    let mut seen = None;
     loop {
-        interval.tick().await;
+        let Some(orgs) = orgs.upgrade() else { return };
         // Only when someone listens; the pump stays when all streams are gone (it is cheap).
         let listening = {
             let mut orgs = orgs.lock().unwrap_or_else(|p| p.into_inner());
             orgs.retain(|_, tx| tx.receiver_count() > 0);
             !orgs.is_empty()
         };
-        if !listening {
-            if let Ok(id) = store.latest_event_id().await {
-                seen = id;
-            }
-            continue;
-        }
-        match store.newest_event_ids_after(seen).await {
-            Ok(newest) => {
-                let orgs = orgs.lock().unwrap_or_else(|p| p.into_inner());
-                for (org, id) in newest {
-                    seen = seen.max(id);
-                    if let Some(tx) = orgs.get(&org) {
-                        tx.send_replace(id);
-                    }
-                }
+        match look(store.as_ref(), &orgs, listening, seen).await {
+            Ok((horizon, newest)) => {
+                published.fetch_max(horizon.below(), Ordering::AcqRel);
+                seen = Some(newest);
             }
             Err(err) => tracing::warn!(error = %err, "live events: cannot read the event log"),
         }
+        drop(orgs);
+        tokio::time::sleep(PUMP_MIN_GAP).await;
+        signal.borrow_and_update();
+        let _ = tokio::time::timeout(PUMP_INTERVAL, signal.changed()).await;
     }
+}
+
+/// One look at the log: the horizon, then (when streams listen here) whose organizations have
+/// new events below it. Returns the horizon and the newest id seen.
+async fn look(
+    store: &dyn EventStore,
+    orgs: &OrgChannels,
+    listening: bool,
+    seen: Option<i64>,
+) -> crate::store::StoreResult<(EventHorizon, i64)> {
+    let horizon = store.event_horizon().await?;
+    let seen = match seen {
+        Some(seen) if listening => seen,
+        _ => return Ok((horizon, store.latest_event_id(horizon).await?)),
+    };
+    let newest = store.newest_event_ids_after(seen, horizon).await?;
+    let orgs = orgs.lock().unwrap_or_else(|p| p.into_inner());
+    let mut latest = seen;
+    for (org, id) in newest {
+        latest = latest.max(id);
+        if let Some(tx) = orgs.get(&org) {
+            tx.send_replace(id);
+        }
+    }
+    Ok((horizon, latest))
 }
 
 /// The organization's events after `last_event_id` (or from now on), as they are written, for
@@ -189,9 +222,10 @@ pub async fn follow(
         security.live_streams_per_user,
         security.live_streams_per_org,
     )?;
+    let horizon = app.store.event_horizon().await?;
     let start = match last_event_id {
         Some(id) => id,
-        None => app.store.latest_org_event_id(org_id).await?,
+        None => app.store.latest_org_event_id(org_id, horizon).await?,
     };
     let wake = app.live.subscribe(app.store.clone(), org_id);
     let closing = app.live.closing.subscribe();
@@ -200,6 +234,7 @@ pub async fn follow(
         token_hash: access.token_hash.clone(),
         org_id,
         last: start,
+        horizon,
         buffered: std::collections::VecDeque::new(),
         wake,
         closing,
@@ -219,6 +254,8 @@ struct Follow {
     token_hash: Option<String>,
     org_id: Uuid,
     last: i64,
+    /// The newest horizon this stream knows (its own at opening, then the pump's).
+    horizon: EventHorizon,
     buffered: std::collections::VecDeque<EventRecord>,
     wake: watch::Receiver<i64>,
     closing: watch::Receiver<bool>,
@@ -252,7 +289,13 @@ impl Follow {
                 self.last = event.id;
                 return Some(LiveItem::Event(event));
             }
-            match self.app.store.events_after(self.org_id, self.last, BATCH).await {
+            self.horizon = self.horizon.max(self.app.live.horizon());
+            match self
+                .app
+                .store
+                .events_after(self.org_id, self.last, self.horizon, BATCH)
+                .await
+            {
                 Ok(events) if !events.is_empty() => {
                     self.buffered.extend(events);
                     continue;

@@ -1,5 +1,6 @@
 //! The PostgreSQL store (production).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -9,11 +10,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{Constraint, QueuePool, StoreError, StoreResult};
+use tokio::sync::{mpsc, watch};
+
+use super::{Constraint, EventSignal, QueuePool, StoreError, StoreResult};
 use crate::queue::{QueuedJob, SEND_QUEUE, send_task};
 
 const BACKEND: &str = "postgres";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// Concurrent writers lock rows: ingest batches take theirs in one order up front (`sql/batch_locks.rs`).
+const ROW_LOCKS: bool = true;
 /// Locks the rows a SELECT reads until commit (SQLite: the write transaction already does).
 const FOR_UPDATE: &str = " FOR UPDATE";
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1 FOR UPDATE";
@@ -37,6 +42,9 @@ const HOUR_BUCKET: &str = "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    events: EventSignal,
+    /// Set once the notification listener runs.
+    listening: Arc<OnceLock<()>>,
 }
 
 type Db = Postgres;
@@ -58,7 +66,13 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        Ok(PgStore { pool })
+        let (notify, requests) = mpsc::channel(1);
+        tokio::spawn(notify_others(pool.clone(), requests));
+        Ok(PgStore {
+            pool,
+            events: EventSignal::new(Some(notify)),
+            listening: Arc::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -171,27 +185,110 @@ fn is_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "3D000")
 }
 
-/// Makes this transaction's events of these organizations (sorted) visible in id order: the
-/// lock is held until commit, so a later id cannot commit before an earlier one.
-async fn lock_event_log(conn: &mut DbConn, organizations: &[Uuid]) -> StoreResult<()> {
-    for org in organizations {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(EVENT_LOG_LOCK_CLASS)
-            .bind(event_log_lock_key(*org))
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
+// The event log's horizon (docs/architecture.md, "The event log"). A transaction about to
+// append events first takes a shared advisory lock whose key is the next unallocated event id,
+// and holds it until it ends; its own ids, allocated afterwards, are all at least that key.
+// Nothing waits on these locks (all shared); they only make in-flight writers visible.
+// A reader reads the sequence first, then the locks: an id below both was allocated before the
+// lock read by a writer that had already ended then, so it has committed or never will.
+
+/// Keys of the event writers' locks are `EVENT_WRITER_TAG + id`: well above any id, and above
+/// every key sqlx's migration lock can take (below 2^62), so no other lock is mistaken for one.
+const EVENT_WRITER_TAG: i64 = 1 << 62;
+/// The next event id the sequence hands out (`events.id` is a bigserial with the default
+/// CACHE 1, so every allocation is visible here at once).
+const NEXT_EVENT_ID: &str = "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq";
+
+async fn mark_event_writer(conn: &mut DbConn) -> StoreResult<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared($1 + \
+         (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq))",
+    )
+    .bind(EVENT_WRITER_TAG)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 
-/// Advisory lock class of the event log ("snrq").
-const EVENT_LOG_LOCK_CLASS: i32 = 0x736e_7271;
+/// The lowest event id that may still commit: the sequence's next id, or the key of the oldest
+/// writer still running. Two statements, in this order (one statement could read them in either).
+async fn event_horizon(pool: &PgPool) -> StoreResult<i64> {
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    let next: i64 = sqlx::query_scalar(NEXT_EVENT_ID)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let oldest_writer: Option<i64> = sqlx::query_scalar(
+        "SELECT min(((classid::int8 << 32) | objid::int8) - $1) FROM pg_locks \
+         WHERE locktype = 'advisory' AND objsubid = 1 AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND ((classid::int8 << 32) | objid::int8) >= $1",
+    )
+    .bind(EVENT_WRITER_TAG)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(oldest_writer.map_or(next, |oldest| oldest.min(next)))
+}
 
-fn event_log_lock_key(org: Uuid) -> i32 {
-    let (hi, lo) = org.as_u64_pair();
-    let folded = hi ^ lo;
-    ((folded >> 32) as u32 ^ folded as u32) as i32
+/// The channel every process listens on; a notification carries nothing but "look again".
+const EVENTS_CHANNEL: &str = "snorq_events";
+
+/// Sends one NOTIFY per request, outside the writers' transactions: a NOTIFY inside one would
+/// take PostgreSQL's global notification lock at its commit, serializing every writer's commit.
+/// Ends when the store is dropped.
+async fn notify_others(pool: PgPool, mut requests: mpsc::Receiver<()>) {
+    while requests.recv().await.is_some() {
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(EVENTS_CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %err, "live events: cannot notify other processes");
+        }
+    }
+}
+
+/// Turns notifications from any process into this process's event signal, for as long as
+/// anyone here follows it. A lost connection is reconnected and counted as a signal (what was
+/// sent meanwhile is gone).
+async fn listen_for_events(pool: PgPool, signal: EventSignal) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(EVENTS_CHANNEL).await?;
+            signal.bump();
+            loop {
+                listener.try_recv().await?;
+                signal.bump();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            () = signal.abandoned() => return,
+            result = listening => {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "live events: listening for notifications failed; polling until it is back");
+                }
+            }
+        }
+        tokio::select! {
+            () = signal.abandoned() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+impl PgStore {
+    fn follow_events(&self) -> watch::Receiver<u64> {
+        let receiver = self.events.subscribe();
+        self.listening.get_or_init(|| {
+            tokio::spawn(listen_for_events(self.pool.clone(), self.events.clone()));
+        });
+        receiver
+    }
 }
 
 /// Folds the count deltas into one row per (organization, assignee), in one statement (rows

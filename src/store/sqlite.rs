@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{Constraint, QueuePool, StoreError, StoreResult};
+use super::{Constraint, EventSignal, QueuePool, StoreError, StoreResult};
 use crate::queue::{QueuedJob, SEND_QUEUE, send_task};
 
 const BACKEND: &str = "sqlite";
@@ -25,6 +25,8 @@ const DELETE_FINISHED_JOBS: &str = "DELETE FROM Jobs WHERE job_type = $1 AND don
 /// `YYYY-MM-DDTHH` of a timestamp column (stored as RFC 3339 text in UTC).
 const HOUR_BUCKET: &str = "substr(started_at, 1, 13)";
 // SQLite has no row locks; BEGIN IMMEDIATE (see `begin_write`) already serializes writers.
+/// One writer at a time: nothing to order.
+const ROW_LOCKS: bool = false;
 /// Locks the rows a SELECT reads until commit (SQLite: the write transaction already does).
 const FOR_UPDATE: &str = "";
 const LOCK_ORGANIZATION: &str = "SELECT plan FROM organizations WHERE id = $1";
@@ -44,6 +46,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Fires when a job is inserted into apalis's `Jobs` table, to wake idle workers.
     job_inserts: tokio::sync::broadcast::Sender<()>,
+    /// This process's commits of events (SQLite has no LISTEN/NOTIFY; another process sharing
+    /// the file is seen by polling).
+    events: EventSignal,
 }
 
 type Db = Sqlite;
@@ -89,7 +94,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        Ok(SqliteStore { pool, job_inserts })
+        Ok(SqliteStore {
+            pool,
+            job_inserts,
+            events: EventSignal::new(None),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -155,9 +164,20 @@ fn db_error(err: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(err, |db| Constraint::from_sqlite(db.message()))
 }
 
-/// One writer at a time (BEGIN IMMEDIATE): ids already become visible in order.
-async fn lock_event_log(_conn: &mut DbConn, _organizations: &[Uuid]) -> StoreResult<()> {
+/// One writer at a time (BEGIN IMMEDIATE): ids already become visible in commit order, so
+/// nothing needs marking and every committed event is below the horizon.
+async fn mark_event_writer(_conn: &mut DbConn) -> StoreResult<()> {
     Ok(())
+}
+
+async fn event_horizon(_pool: &SqlitePool) -> StoreResult<i64> {
+    Ok(i64::MAX)
+}
+
+impl SqliteStore {
+    fn follow_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.subscribe()
+    }
 }
 
 /// Folds the count deltas into one row per (organization, assignee); the write transaction

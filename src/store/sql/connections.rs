@@ -136,12 +136,12 @@ impl VerdictTarget<'_> {
 /// Applies a verdict and writes `connection.updated` when the status or the last error
 /// changed; `None` when the target row is gone (or the claim was lost).
 pub(super) async fn apply_verdict(
-    pool: &sqlx::Pool<Db>,
+    store: &Backend,
     target: VerdictTarget<'_>,
     verdict: &HealthVerdict,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<Connection>> {
-    let mut tx = begin_write(pool).await?;
+    let mut tx = begin_write(&store.pool).await?;
     let mut read = sqlx::QueryBuilder::<Db>::new("SELECT status, last_error FROM platform_connections");
     target.push(&mut read);
     read.push(FOR_UPDATE);
@@ -168,12 +168,13 @@ pub(super) async fn apply_verdict(
     let Some(saved) = saved else {
         return Ok(None);
     };
+    let mut events = LiveEvents::new();
     if saved.status.as_db() != status_before || saved.last_error != error_before {
-        let mut events = LiveEvents::new();
         connection_changed(&mut events, "connection.updated", &saved);
-        insert_live_events(&mut tx, &events, now).await?;
     }
+    let written = insert_live_events(&mut tx, &events, now).await?;
     tx.commit().await.map_err(db_error)?;
+    written.announce(&store.events);
     Ok(Some(saved))
 }
 
@@ -252,8 +253,9 @@ impl ConnectionStore for Backend {
         .map_err(db_error)?;
         let mut events = LiveEvents::new();
         connection_changed(&mut events, "connection.created", &saved);
-        insert_live_events(&mut tx, &events, saved.updated_at).await?;
+        let written = insert_live_events(&mut tx, &events, saved.updated_at).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(saved)
     }
 
@@ -362,8 +364,9 @@ impl ConnectionStore for Backend {
         };
         let mut events = LiveEvents::new();
         connection_changed(&mut events, "connection.updated", &saved);
-        insert_live_events(&mut tx, &events, saved.updated_at).await?;
+        let written = insert_live_events(&mut tx, &events, saved.updated_at).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(saved)
     }
 
@@ -495,7 +498,7 @@ impl ConnectionStore for Backend {
         verdict: &HealthVerdict,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>> {
-        apply_verdict(&self.pool, VerdictTarget::Claim(claim), verdict, now).await
+        apply_verdict(self, VerdictTarget::Claim(claim), verdict, now).await
     }
 
     async fn record_check(
@@ -511,7 +514,7 @@ impl ConnectionStore for Backend {
             id,
             token_fingerprint,
         };
-        let saved = apply_verdict(&self.pool, target, verdict, now).await?;
+        let saved = apply_verdict(self, target, verdict, now).await?;
         if saved.is_some() {
             sqlx::query("UPDATE platform_connections SET last_checked_at = $2 WHERE id = $1")
                 .bind(id)
@@ -559,8 +562,9 @@ impl ConnectionStore for Backend {
         for connection in &gone {
             connection_changed(&mut events, "connection.updated", connection);
         }
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(gone)
     }
 }

@@ -1,13 +1,14 @@
 //! The live event log: every area appends its events in its own transaction; streams read
-//! them by organization, in id order.
+//! them by organization, in id order, below the horizon (`store::events`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Backend, Db, DbConn, db_error, lock_event_log};
-use crate::store::{EventRecord, EventStore, StoreResult};
+use super::{Backend, Db, DbConn, db_error, event_horizon, mark_event_writer};
+use crate::store::{EventHorizon, EventRecord, EventSignal, EventStore, StoreResult};
 
 /// A live event, written with the batch it belongs to.
 pub(super) struct LiveEvent {
@@ -32,19 +33,31 @@ pub(super) fn live(
     });
 }
 
+/// Whether a transaction wrote live events: once it has committed, [`Written::announce`]
+/// wakes the readers.
+#[must_use = "announce the events once the transaction has committed"]
+pub(super) struct Written(bool);
+
+impl Written {
+    pub(super) fn announce(self, signal: &EventSignal) {
+        if self.0 {
+            signal.committed();
+        }
+    }
+}
+
+/// Appends the events in the caller's transaction. Call it last, just before the commit: until
+/// then the transaction holds the horizon back (readers wait for it; writers never do).
 pub(super) async fn insert_live_events(
     conn: &mut DbConn,
     events: &[LiveEvent],
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<Written> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Written(false));
     }
-    // Readers resume by id: ids of one organization must become visible in order.
-    let mut organizations: Vec<Uuid> = events.iter().map(|e| e.organization_id).collect();
-    organizations.sort_unstable();
-    organizations.dedup();
-    lock_event_log(conn, &organizations).await?;
+    // Before the ids are taken: readers must see that ids from here on may still commit.
+    mark_event_writer(conn).await?;
     let id_field = |event: &LiveEvent, field: &str| {
         event
             .payload
@@ -72,44 +85,64 @@ pub(super) async fn insert_live_events(
             .await
             .map_err(db_error)?;
     }
-    Ok(())
+    Ok(Written(true))
 }
 
 #[async_trait]
 impl EventStore for Backend {
-    async fn events_after(&self, org_id: Uuid, after: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
+    async fn event_horizon(&self) -> StoreResult<EventHorizon> {
+        event_horizon(&self.pool).await.map(EventHorizon::new)
+    }
+
+    async fn events_after(
+        &self,
+        org_id: Uuid,
+        after: i64,
+        horizon: EventHorizon,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
         sqlx::query_as(
             "SELECT id, kind, payload, created_at FROM events \
-             WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+             WHERE organization_id = $1 AND id > $2 AND id < $3 ORDER BY id LIMIT $4",
         )
         .bind(org_id)
         .bind(after)
+        .bind(horizon.below())
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)
     }
 
-    async fn latest_event_id(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+    async fn latest_event_id(&self, horizon: EventHorizon) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE id < $1")
+            .bind(horizon.below())
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)
     }
 
-    async fn newest_event_ids_after(&self, after: i64) -> StoreResult<Vec<(Uuid, i64)>> {
-        sqlx::query_as("SELECT organization_id, MAX(id) FROM events WHERE id > $1 GROUP BY organization_id")
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)
+    async fn newest_event_ids_after(&self, after: i64, horizon: EventHorizon) -> StoreResult<Vec<(Uuid, i64)>> {
+        sqlx::query_as(
+            "SELECT organization_id, MAX(id) FROM events WHERE id > $1 AND id < $2 GROUP BY organization_id",
+        )
+        .bind(after)
+        .bind(horizon.below())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
     }
 
-    async fn latest_org_event_id(&self, org_id: Uuid) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE organization_id = $1")
+    async fn latest_org_event_id(&self, org_id: Uuid, horizon: EventHorizon) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE organization_id = $1 AND id < $2")
             .bind(org_id)
+            .bind(horizon.below())
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)
+    }
+
+    fn event_signal(&self) -> watch::Receiver<u64> {
+        self.follow_events()
     }
 }

@@ -420,8 +420,9 @@ impl InboxStore for Backend {
         let record = conversation_record(&mut tx, org_id, id).await?;
         let mut events = LiveEvents::new();
         conversation_updated(&mut events, org_id, id);
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(record)
     }
 
@@ -443,12 +444,13 @@ impl InboxStore for Backend {
         .await
         .map_err(db_error)?;
         let record = conversation_record(&mut tx, org_id, id).await?;
+        let mut events = LiveEvents::new();
         if updated.rows_affected() > 0 {
-            let mut events = LiveEvents::new();
             conversation_updated(&mut events, org_id, id);
-            insert_live_events(&mut tx, &events, now).await?;
         }
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(record)
     }
 
@@ -580,8 +582,9 @@ impl InboxStore for Backend {
         }
         let mut events = LiveEvents::new();
         conversation_updated(&mut events, org_id, conversation_id);
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(true)
     }
 

@@ -1,7 +1,7 @@
 //! Webhook ingest: a batch of verified webhooks stored and applied in one transaction, a
 //! savepoint per event; routing each event to its organization.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,10 +9,11 @@ use snorq_connectors::Platform;
 use sqlx::Transaction;
 use uuid::Uuid;
 
+use super::batch_locks::{announce_created, lock_conversations};
 use super::events::{LiveEvents, insert_live_events};
 use super::messages::{apply_message, store_new_messages};
 use super::receipts::{apply_receipt, apply_receipts, apply_watermark};
-use super::{Backend, Db, DbConn, begin_write, db_error};
+use super::{Backend, Db, DbConn, ROW_LOCKS, begin_write, db_error};
 use crate::domain::{ConnectionStatus, routing};
 use crate::store::{
     Author, IncomingMessage, IncomingReceipt, IncomingWebhook, IngestEvent, IngestOutcome, IngestStore,
@@ -195,6 +196,14 @@ impl Backend {
     ) -> StoreResult<Vec<IngestOutcome>> {
         let mut tx = begin_write(&self.pool).await?;
         let mut routes = Routes::new();
+        let created = if ROW_LOCKS {
+            // A savepoint attempt does not create conversations ahead: one whose event then
+            // failed would be left empty.
+            let create = isolation == Isolation::Optimistic;
+            lock_conversations(&mut tx, &mut routes, batch, create, crate::domain::now()).await?
+        } else {
+            HashSet::new()
+        };
         let mut changes = LiveEvents::new();
         let mut applied = Vec::with_capacity(batch.len());
         let mut deferred = Deferred::default();
@@ -239,8 +248,10 @@ impl Backend {
                 .await
                 .map_err(db_error)?;
         }
-        insert_live_events(&mut tx, &changes, now).await?;
+        announce_created(&mut changes, &created);
+        let written = insert_live_events(&mut tx, &changes, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(applied.into_iter().map(|(outcome, _)| outcome).collect())
     }
 }
@@ -274,10 +285,15 @@ impl IngestStore for Backend {
 
     async fn reapply(&self, webhook: &IncomingWebhook) -> StoreResult<IngestOutcome> {
         let mut tx = begin_write(&self.pool).await?;
+        let mut routes = Routes::new();
+        if ROW_LOCKS {
+            let batch = std::slice::from_ref(webhook);
+            lock_conversations(&mut tx, &mut routes, batch, false, crate::domain::now()).await?;
+        }
         let mut changes = LiveEvents::new();
         let (outcome, organization) = apply_webhook(
             &mut tx,
-            &mut Routes::new(),
+            &mut routes,
             webhook,
             Isolation::Savepoints,
             &mut changes,
@@ -301,8 +317,9 @@ impl IngestStore for Backend {
         if updated.rows_affected() != 1 {
             return Err(StoreError::NotFound);
         }
-        insert_live_events(&mut tx, &changes, crate::domain::now()).await?;
+        let written = insert_live_events(&mut tx, &changes, crate::domain::now()).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(outcome)
     }
 

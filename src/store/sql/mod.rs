@@ -4,13 +4,15 @@
 //! SQL both dialects run unchanged. What differs is defined by the backend and imported here:
 //! the store type and its pool (`Backend`, `Db`, `DbConn`), starting a write transaction
 //! (`begin_write`: SQLite takes the write lock up front), mapping errors to named constraints
-//! (`db_error`), row locks (`FOR_UPDATE`, `LOCK_ORGANIZATION`, `lock_event_log`), lists of ids
+//! (`db_error`), row locks (`FOR_UPDATE`, `LOCK_ORGANIZATION`), the event log's horizon (`mark_event_writer`,
+//! `event_horizon`), lists of ids
 //! (`push_any_of`), the queue table (`push_send_jobs`, `DELETE_FINISHED_JOBS`, `QUEUE_BEHIND`,
 //! `job_time`) and
 //! a few expressions (`HOUR_BUCKET`, `compact_conversation_counts`).
 
 #[macro_use]
 mod columns;
+mod batch_locks;
 mod connections;
 mod events;
 mod identity;
@@ -26,7 +28,8 @@ mod sweep;
 
 use super::{
     BACKEND, Backend, DELETE_FINISHED_JOBS, Db, DbConn, FOR_UPDATE, HOUR_BUCKET, LOCK_ORGANIZATION,
-    QUEUE_BEHIND, begin_write, compact_conversation_counts, db_error, job_time, lock_event_log, push_any_of,
+    QUEUE_BEHIND, ROW_LOCKS, begin_write, compact_conversation_counts, db_error, event_horizon, job_time, mark_event_writer,
+    push_any_of,
     push_send_jobs, run_migrations,
 };
 use async_trait::async_trait;

@@ -548,8 +548,9 @@ impl OutboundStore for Backend {
             json!({"conversation_id": m.conversation_id, "message_id": m.id, "direction": "outbound",
                    "status": MessageStatus::Pending}),
         );
-        insert_live_events(&mut tx, &events, m.created_at).await?;
+        let written = insert_live_events(&mut tx, &events, m.created_at).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(OutboundCreated {
             message: SendRecord {
                 id: m.id,
@@ -690,13 +691,14 @@ impl OutboundStore for Backend {
             })
             .collect();
         push_send_jobs(&mut tx, &jobs).await?;
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(applied)
     }
 
     async fn sweep_sends(&self, policy: &SweepPolicy) -> StoreResult<SweepReport> {
-        super::sweep::sweep(&self.pool, policy).await
+        super::sweep::sweep(self, policy).await
     }
 
     async fn sends(
@@ -761,8 +763,9 @@ impl OutboundStore for Backend {
             .ok_or(StoreError::NotFound)?;
         let mut events = LiveEvents::new();
         live(&mut events, org_id, "message.updated", send_event(&after));
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(SendChange::Changed(after))
     }
 
@@ -794,8 +797,9 @@ impl OutboundStore for Backend {
             .ok_or(StoreError::NotFound)?;
         let mut events = LiveEvents::new();
         live(&mut events, org_id, "message.updated", send_event(&after));
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok(SendChange::Changed(after))
     }
 
@@ -842,8 +846,9 @@ impl OutboundStore for Backend {
             }
         }
         push_send_jobs(&mut tx, &jobs).await?;
-        insert_live_events(&mut tx, &events, now).await?;
+        let written = insert_live_events(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db_error)?;
+        written.announce(&self.events);
         Ok((jobs.len() as u64, last))
     }
 

@@ -457,8 +457,13 @@ pub(super) async fn apply_receipts(
         }
     }
 
-    // Kept until the message appears (a receipt can overtake the send's own response).
-    for chunk in plan.waiting.chunks(BULK_ROWS) {
+    // Kept until the message appears (a receipt can overtake the send's own response). In key
+    // order, so that batches inserting the same receipts do not wait on each other in a cycle.
+    let mut waiting: Vec<_> = plan.waiting.iter().collect();
+    waiting.sort_unstable_by(|(_, a, (ra, a_r)), (_, b, (rb, b_r))| {
+        (ra.connection_id, &a_r.external_id, a.as_db()).cmp(&(rb.connection_id, &b_r.external_id, b.as_db()))
+    });
+    for chunk in waiting.chunks(BULK_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO pending_receipts (id, organization_id, platform_connection_id, external_id, status, \
              error_code, error_message, platform_timestamp, received_at) ",

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::events::{LiveEvents, insert_live_events, live};
 use super::outbound::ATTEMPT_ABANDONED;
-use super::{Db, DbConn, QUEUE_BEHIND, begin_write, db_error, job_time, push_send_jobs};
+use super::{Backend, Db, DbConn, QUEUE_BEHIND, begin_write, db_error, job_time, push_send_jobs};
 use crate::domain::SendStatus;
 use crate::domain::delivery::{
     MAX_REQUEUES, REASON_OUTCOME_UNKNOWN, REASON_STALLED, confirms_by_correlation,
@@ -25,15 +25,16 @@ const WINDOW_ENDED_MESSAGE: &str = "the platform neither confirmed nor denied th
      have reached the customer. Retrying asks for confirmation";
 const STALLED_MESSAGE: &str = "its send job never ran, though it was queued again several times";
 
-pub(super) async fn sweep(pool: &sqlx::Pool<Db>, policy: &SweepPolicy) -> StoreResult<SweepReport> {
-    let mut tx = begin_write(pool).await?;
+pub(super) async fn sweep(store: &Backend, policy: &SweepPolicy) -> StoreResult<SweepReport> {
+    let mut tx = begin_write(&store.pool).await?;
     let mut events = LiveEvents::new();
     let mut report = SweepReport::default();
     abandoned_claims(&mut tx, policy, &mut events, &mut report).await?;
     ended_windows(&mut tx, policy, &mut events, &mut report).await?;
     stalled_sends(&mut tx, policy, &mut events, &mut report).await?;
-    insert_live_events(&mut tx, &events, policy.now).await?;
+    let written = insert_live_events(&mut tx, &events, policy.now).await?;
     tx.commit().await.map_err(db_error)?;
+    written.announce(&store.events);
     Ok(report)
 }
 
