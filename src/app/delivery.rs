@@ -71,6 +71,9 @@ impl Batched for ContextLoad {
     type Item = Uuid;
     type Output = Option<SendContext>;
     const BATCH_SIZE_METRIC: &'static str = "send_load_batch_size";
+    const ITEMS: &'static str = "sends to load";
+    const QUEUE_DEPTH_METRIC: &'static str = "send_load_queue_depth";
+    const QUEUE_WAIT_METRIC: &'static str = "send_load_queue_oldest_wait_seconds";
     const COMMIT_SECONDS_METRIC: &'static str = "send_load_duration_seconds";
 
     async fn call(&self, ids: &[Uuid]) -> StoreResult<Vec<Option<SendContext>>> {
@@ -92,6 +95,9 @@ impl Batched for ClaimWrite {
     type Item = SendClaim;
     type Output = bool;
     const BATCH_SIZE_METRIC: &'static str = "send_claim_batch_size";
+    const ITEMS: &'static str = "send claims";
+    const QUEUE_DEPTH_METRIC: &'static str = "send_claim_queue_depth";
+    const QUEUE_WAIT_METRIC: &'static str = "send_claim_queue_oldest_wait_seconds";
     const COMMIT_SECONDS_METRIC: &'static str = "send_claim_commit_duration_seconds";
 
     async fn call(&self, claims: &[SendClaim]) -> StoreResult<Vec<bool>> {
@@ -106,6 +112,9 @@ impl Batched for OutcomeWrite {
     type Item = SendOutcome;
     type Output = bool;
     const BATCH_SIZE_METRIC: &'static str = "send_outcome_batch_size";
+    const ITEMS: &'static str = "send outcomes";
+    const QUEUE_DEPTH_METRIC: &'static str = "send_outcome_queue_depth";
+    const QUEUE_WAIT_METRIC: &'static str = "send_outcome_queue_oldest_wait_seconds";
     const COMMIT_SECONDS_METRIC: &'static str = "send_outcome_commit_duration_seconds";
 
     async fn call(&self, outcomes: &[SendOutcome]) -> StoreResult<Vec<bool>> {
@@ -121,9 +130,9 @@ impl Delivery {
         settings: DeliverySettings,
     ) -> Self {
         Delivery {
-            outcomes: Batcher::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers),
-            claims: Batcher::start(ClaimWrite(store.clone()), settings.max_batch, settings.writers),
-            contexts: Batcher::start(ContextLoad(store), settings.max_batch, settings.writers),
+            outcomes: Batcher::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers, settings.max_batch * settings.writers * 4),
+            claims: Batcher::start(ClaimWrite(store.clone()), settings.max_batch, settings.writers, settings.max_batch * settings.writers * 4),
+            contexts: Batcher::start(ContextLoad(store), settings.max_batch, settings.writers, settings.max_batch * settings.writers * 4),
             vault,
             client,
             pacer: Pacer::new(settings.rates),

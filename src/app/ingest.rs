@@ -17,8 +17,11 @@ use crate::store::{
     IngestStore, ReplayFilter, StoreResult, WebhookStatus,
 };
 
-use super::AppResult;
-use super::batcher::{Batched, Batcher};
+use super::batcher::{Batched, Batcher, QueueFull};
+use super::{AppError, AppResult};
+
+/// What a refused webhook's `Retry-After` says (platforms use their own schedule anyway).
+const BUSY_RETRY_AFTER_SECS: u64 = 2;
 use super::content;
 
 /// How ingest batches its writes.
@@ -28,6 +31,8 @@ pub struct IngestSettings {
     pub max_batch: usize,
     /// Transactions in flight at once (SQLite has one writer; PostgreSQL benefits from a few).
     pub writers: usize,
+    /// Webhooks waiting for a writer; beyond it, [`Ingestor::submit`] refuses (`Busy`).
+    pub queue_limit: usize,
 }
 
 /// Accepts verified webhooks and answers once they are durable.
@@ -44,6 +49,9 @@ impl Batched for IngestWrite {
     type Output = IngestOutcome;
     const BATCH_SIZE_METRIC: &'static str = "ingest_batch_size";
     const COMMIT_SECONDS_METRIC: &'static str = "ingest_commit_duration_seconds";
+    const ITEMS: &'static str = "webhooks";
+    const QUEUE_DEPTH_METRIC: &'static str = "ingest_queue_depth";
+    const QUEUE_WAIT_METRIC: &'static str = "ingest_queue_oldest_wait_seconds";
 
     async fn call(&self, webhooks: &[IncomingWebhook]) -> StoreResult<Vec<IngestOutcome>> {
         self.0.ingest(webhooks).await
@@ -54,13 +62,26 @@ impl Ingestor {
     /// Starts the writer tasks; they end when the last `Ingestor` clone is dropped.
     pub fn start(store: Arc<dyn IngestStore>, settings: IngestSettings) -> Self {
         Ingestor {
-            commits: Batcher::start(IngestWrite(store), settings.max_batch, settings.writers),
+            commits: Batcher::start(
+                IngestWrite(store),
+                settings.max_batch,
+                settings.writers,
+                settings.queue_limit,
+            ),
         }
     }
 
-    /// Stores and applies one webhook; returns when it is committed.
+    /// Stores and applies one webhook; returns when it is committed. `Busy` at once when
+    /// `queue_limit` webhooks already wait: the platform delivers it again later, when the
+    /// writers have caught up, rather than every request waiting longer and longer.
     pub async fn submit(&self, webhook: IncomingWebhook) -> AppResult<IngestOutcome> {
-        Ok(self.commits.submit(webhook).await?)
+        match self.commits.try_submit(webhook).await {
+            Ok(outcome) => Ok(outcome?),
+            Err(QueueFull) => Err(AppError::Busy {
+                message: "ingest is behind; this webhook was not stored: deliver it again shortly",
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+            }),
+        }
     }
 }
 

@@ -77,6 +77,7 @@ impl App {
             ingest::IngestSettings {
                 max_batch: config.ingest.max_batch,
                 writers: config.ingest.writers,
+                queue_limit: config.ingest.queue_limit,
             },
         );
         App {

@@ -9,6 +9,8 @@ pub struct IngestConfig {
     pub max_batch: usize,
     /// Ingest transactions in flight at once.
     pub writers: usize,
+    /// Webhooks waiting for a writer before new ones are refused (503).
+    pub queue_limit: usize,
     /// A search whose rarest word is in more conversations than this walks the inbox instead.
     pub search_walk_threshold: u32,
 }
@@ -28,9 +30,13 @@ impl IngestConfig {
             (None, DatabaseUrl::Sqlite(_)) => 1,
             (None, DatabaseUrl::Postgres(_)) => 8,
         };
+        if raw.ingest_queue_limit == 0 {
+            return Err(ConfigError::new("ingest_queue_limit", "must be at least 1"));
+        }
         Ok(IngestConfig {
             max_batch: raw.ingest_max_batch,
             writers,
+            queue_limit: raw.ingest_queue_limit,
             search_walk_threshold: raw.search_walk_threshold,
         })
     }

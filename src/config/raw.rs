@@ -73,6 +73,9 @@ pub struct RawConfig {
     pub search_walk_threshold: u32,
     /// Ingest transactions in flight at once; default 1 on SQLite, 8 on PostgreSQL.
     pub ingest_writers: Option<usize>,
+    /// Verified webhooks waiting for an ingest writer; beyond it, webhooks answer 503 with
+    /// `Retry-After` (the platform delivers them again) instead of queueing without end.
+    pub ingest_queue_limit: usize,
     /// Whether `snorq serve` also runs the send workers (`--no-workers` turns them off).
     pub workers: bool,
     /// Sends in flight at once per worker process.
@@ -172,6 +175,7 @@ impl Default for RawConfig {
             ingest_max_batch: 256,
             search_walk_threshold: 1_000,
             ingest_writers: None,
+            ingest_queue_limit: 2048,
             workers: true,
             send_concurrency: 32,
             send_retry_delays_secs: vec![10, 60, 300, 1800, 7200, 21600],

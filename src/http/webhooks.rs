@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiResult, Problem, ProblemSchema};
 use super::extract::RawBody;
-use crate::app::ingest;
+use crate::app::{AppError, ingest};
 use crate::domain;
 use crate::store::WebhookStatus;
 
@@ -172,7 +172,10 @@ async fn receive(
         .ingestor
         .submit(webhook)
         .await
-        .inspect_err(|_| rejected(platform, "unavailable"))?;
+        .inspect_err(|err| {
+            let reason = if matches!(err, AppError::Busy { .. }) { "busy" } else { "unavailable" };
+            rejected(platform, reason);
+        })?;
     metrics::counter!("webhooks_applied_total", "platform" => platform.as_str(), "status" => outcome.status.as_db())
         .increment(1);
     if outcome.unroutable > 0 {

@@ -617,7 +617,67 @@ async fn database_down_answers_503_and_writes_nothing(backend: Backend) {
     assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 2);
 }
 
+/// Issue 21: when the writers are behind, webhooks beyond the queue limit are refused at once
+/// with 503 `busy` and `Retry-After` (the platform delivers them again), nothing of them stored,
+/// while the ones already queued are stored once the writers catch up.
+async fn a_full_ingest_queue_refuses_with_retry_after(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        with_webhook_secrets(config);
+        config.ingest_writers = Some(1);
+        config.ingest_max_batch = 1;
+        config.ingest_queue_limit = 1;
+    })
+    .await;
+    org_with(&app, "owner@example.com", &[("whatsapp", WA_NUMBER)]).await;
+    // Hold the writer up: another connection keeps the tables it writes locked.
+    let blocker = common::hold_write_lock(&app.db).await;
+    let requests: Vec<_> = (0..6)
+        .map(|i| {
+            let body = common::inbox::text_webhook(WA_NUMBER, &format!("55119{i}"), "Ana", &format!("wamid.q{i}"), "hi", 5)
+                .to_string();
+            let request = app
+                .http
+                .post(app.url("/webhooks/whatsapp"))
+                .header("X-Hub-Signature-256", meta_signature_header(META_SECRET.as_bytes(), body.as_bytes()))
+                .header("content-type", "application/json")
+                .body(body);
+            tokio::spawn(async move {
+                let response = request.send().await.expect("webhook");
+                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                let status = response.status();
+                (status, retry_after, response.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    // One webhook is in the writer's transaction, one waits in the queue: the other four are
+    // refused without waiting for the writer.
+    let mut refused = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while refused < 4 && tokio::time::Instant::now() < deadline {
+        refused = requests.iter().filter(|r| r.is_finished()).count();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused, 4, "four webhooks are refused while the writer is held up");
+    blocker.release().await;
+    let mut stored = 0;
+    for request in requests {
+        let (status, retry_after, body) = request.await.unwrap();
+        match status {
+            StatusCode::OK => stored += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(body["code"], "busy", "{body}");
+                assert_eq!(retry_after.as_deref(), Some("2"));
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(stored, 2);
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM webhook_events").await, 2);
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM messages").await, 2);
+}
+
 backend_tests!(
+    a_full_ingest_queue_refuses_with_retry_after,
     database_down_answers_503_and_writes_nothing,
     every_fixture_is_accepted_and_stored,
     redeliveries_change_nothing,

@@ -655,3 +655,44 @@ pub fn assert_problem(status: StatusCode, body: &Value, expected_status: StatusC
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Another client holding the tables ingest writes: the service's writers wait (SQLite: the
+/// write lock, within the 5 s busy timeout; PostgreSQL: an exclusive lock on `webhook_events`).
+pub enum WriteLock {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+pub async fn hold_write_lock(db: &TestDb) -> WriteLock {
+    match &db.url {
+        snorq::config::DatabaseUrl::Sqlite(url) => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.unwrap();
+            WriteLock::Sqlite(conn)
+        }
+        snorq::config::DatabaseUrl::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+            sqlx::query("LOCK TABLE webhook_events IN EXCLUSIVE MODE")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            WriteLock::Postgres(conn)
+        }
+    }
+}
+
+impl WriteLock {
+    pub async fn release(self) {
+        match self {
+            WriteLock::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+            }
+            WriteLock::Postgres(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //! Latency is measured from each request's scheduled start, so a stalled server shows up in the
 //! percentiles instead of silently lowering the offered rate.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -65,12 +65,25 @@ pub struct IngestBenchArgs {
     /// Tag of this run's message ids (default: the start time).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Also follow the organization's live events on this server (another process on the same
+    /// database) and report each message's latency from its 200 to the client. Needs `--setup`
+    /// (for the token) and `--check-database` (to match events to messages).
+    #[arg(long, requires = "setup", requires = "check_database")]
+    pub live_from: Option<String>,
+    /// Print the acknowledgements of every second, and (with `--rate`) how long throughput
+    /// stayed below the offered rate after a dip (an outage) began.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 #[derive(Debug, Default)]
 struct Tally {
     latencies_us: Vec<u64>,
     acked: HashSet<String>,
+    /// When each message's first 200 arrived.
+    acked_at: HashMap<String, Instant>,
+    /// 200s per second since the start.
+    per_second: Vec<u64>,
     retries: u64,
     gave_up: u64,
 }
@@ -84,9 +97,17 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
-    if args.setup {
-        setup(&client, &args).await?;
-    }
+    let live = match (args.setup, &args.live_from) {
+        (false, _) => None,
+        (true, None) => {
+            setup(&client, &args).await?;
+            None
+        }
+        (true, Some(live_from)) => {
+            let (token, org_id) = setup(&client, &args).await?;
+            Some(super::live::follow(&client, live_from, &org_id, &token).await?)
+        }
+    };
     let plan: Arc<Vec<usize>> = Arc::new(message_plan(args.count, args.duplicates));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(AtomicUsize::new(0));
@@ -110,7 +131,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
                     None => Instant::now(),
                 };
                 tokio::time::sleep_until(scheduled.into()).await;
-                deliver(&client, &args, &run_id, message, scheduled, &tally).await;
+                deliver(&client, &args, &run_id, message, (started, scheduled), &tally).await;
             }
         }));
     }
@@ -144,8 +165,17 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
         tally.retries,
         tally.gave_up
     );
+    if args.timeline {
+        print_timeline(&tally.per_second, args.rate);
+    }
     if let Some(url) = &args.check_database {
         check_database(url, &run_id, &tally.acked).await?;
+    }
+    if let (Some((arrivals, follower)), Some(url)) = (live, &args.check_database) {
+        // The last events are on their way.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        follower.abort();
+        super::live::report(url, &run_id, &tally.acked_at, &arrivals).await?;
     }
     if tally.gave_up > 0 {
         bail!("{} webhooks never got a 200", tally.gave_up);
@@ -200,7 +230,7 @@ async fn deliver(
     args: &IngestBenchArgs,
     run_id: &str,
     message: usize,
-    scheduled: Instant,
+    (started, scheduled): (Instant, Instant),
     tally: &Mutex<Tally>,
 ) {
     let body = body(args, run_id, message);
@@ -221,7 +251,14 @@ async fn deliver(
         if matches!(&sent, Ok(r) if r.status().is_success()) {
             let mut tally = tally.lock().await;
             tally.latencies_us.push(scheduled.elapsed().as_micros() as u64);
-            tally.acked.insert(format!("wamid.bench.{run_id}.{message}"));
+            let second = started.elapsed().as_secs() as usize;
+            if tally.per_second.len() <= second {
+                tally.per_second.resize(second + 1, 0);
+            }
+            tally.per_second[second] += 1;
+            let id = format!("wamid.bench.{run_id}.{message}");
+            tally.acked_at.entry(id.clone()).or_insert_with(Instant::now);
+            tally.acked.insert(id);
             tally.retries += attempts - 1;
             return;
         }
@@ -235,7 +272,8 @@ async fn deliver(
     }
 }
 
-async fn setup(client: &reqwest::Client, args: &IngestBenchArgs) -> anyhow::Result<()> {
+/// Signs up, creates an organization and connects the number: the token and the organization.
+async fn setup(client: &reqwest::Client, args: &IngestBenchArgs) -> anyhow::Result<(String, String)> {
     let base = args.target.trim_end_matches('/');
     let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
     let (token, _) = super::signup_and_login(
@@ -268,7 +306,31 @@ async fn setup(client: &reqwest::Client, args: &IngestBenchArgs) -> anyhow::Resu
         .await?
         .error_for_status()
         .context("connecting the benchmark number (already connected elsewhere?)")?;
-    Ok(())
+    Ok((token.to_owned(), org_id.to_owned()))
+}
+
+fn print_timeline(per_second: &[u64], rate: Option<f64>) {
+    let counts: Vec<String> = per_second.iter().map(u64::to_string).collect();
+    println!("200s per second: {}", counts.join(" "));
+    let Some(rate) = rate else { return };
+    match recovery(per_second, rate) {
+        Some((dip, back)) => println!(
+            "dip: throughput fell below half the offered rate in second {dip}; back at the offered rate \
+             (95%) from second {back}, {} s after the dip began",
+            back - dip
+        ),
+        None => println!("dip: none (throughput never fell below half the offered rate)"),
+    }
+}
+
+/// The first second below half the rate, and the first second from which throughput is at 95%
+/// of it or more (a backlog drains above it) until the generator's last full second.
+fn recovery(per_second: &[u64], rate: f64) -> Option<(usize, usize)> {
+    // The last second is partial.
+    let full = &per_second[..per_second.len().saturating_sub(1)];
+    let dip = full.iter().position(|n| (*n as f64) < rate / 2.0)?;
+    let back = (dip..full.len()).find(|&s| full[s..].iter().all(|n| *n as f64 >= rate * 0.95))?;
+    Some((dip, back))
 }
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -325,6 +387,15 @@ mod tests {
             assert!(*m <= seen.len());
             seen.insert(*m);
         }
+    }
+
+    #[test]
+    fn recovery_is_measured_from_the_dip_to_the_offered_rate() {
+        let seconds = [1000, 1000, 0, 0, 400, 2500, 1000, 990, 1000, 300];
+        assert_eq!(recovery(&seconds, 1000.0), Some((2, 5)));
+        assert_eq!(recovery(&[1000, 1000, 1000, 10], 1000.0), None);
+        // Never back: no recovery second.
+        assert_eq!(recovery(&[1000, 0, 500, 900, 10], 1000.0), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod inbox;
 pub mod ingest;
+pub mod live;
 pub mod send;
 pub mod signup;
 
