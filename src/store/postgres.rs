@@ -194,22 +194,23 @@ fn is_unavailable(code: &str) -> bool {
 
 /// Keys of the event writers' locks are `EVENT_WRITER_TAG + id`: well above any id, and above
 /// every key sqlx's migration lock can take (below 2^62), so no other lock is mistaken for one.
+/// (`EVENTS_INSERT` spells it out: 4611686018427387904.)
 const EVENT_WRITER_TAG: i64 = 1 << 62;
 /// The next event id the sequence hands out (`events.id` is a bigserial with the default
 /// CACHE 1, so every allocation is visible here at once).
 const NEXT_EVENT_ID: &str = "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq";
 
-async fn mark_event_writer(conn: &mut DbConn) -> StoreResult<()> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock_shared($1 + \
-         (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq))",
-    )
-    .bind(EVENT_WRITER_TAG)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
+/// How events are inserted (the `VALUES` list goes between the two parts): the transaction
+/// takes its writer lock in the same statement, before the first id is taken. The lock is in a
+/// materialized CTE the rows are joined with, so the first row (and with it the first id, a
+/// default computed on the joined row) exists only once the lock is held.
+const EVENTS_INSERT: (&str, &str) = (
+    "WITH writer AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(4611686018427387904 + \
+     (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq))) \
+     INSERT INTO events (organization_id, kind, payload, created_at, conversation_id, message_id) \
+     SELECT v.* FROM writer CROSS JOIN (",
+    ") AS v",
+);
 
 /// The lowest event id that may still commit: the sequence's next id, or the key of the oldest
 /// writer still running. Two statements, in this order (one statement could read them in either).
@@ -291,6 +292,39 @@ impl PgStore {
     }
 }
 
+/// Finds and locks, in one statement and in id order, the conversations of these threads
+/// ((connection, thread)), of the outbound messages these receipts name ((organization,
+/// platform id)) and of these messages of ours: (id, connection, thread) of each.
+async fn lock_conversation_rows(
+    conn: &mut DbConn,
+    threads: &[(Uuid, String)],
+    named: &[(Uuid, String)],
+    ours: &[Uuid],
+) -> StoreResult<Vec<(Uuid, Uuid, String)>> {
+    let (connections, keys): (Vec<Uuid>, Vec<&str>) = threads.iter().map(|(c, k)| (*c, k.as_str())).unzip();
+    let (organizations, external_ids): (Vec<Uuid>, Vec<&str>) =
+        named.iter().map(|(o, e)| (*o, e.as_str())).unzip();
+    sqlx::query_as(
+        "SELECT c.id, c.platform_connection_id, c.external_id FROM conversations c WHERE c.id IN ( \
+           SELECT id FROM conversations \
+             WHERE (platform_connection_id, external_id) IN (SELECT * FROM unnest($1::uuid[], $2::text[])) \
+           UNION SELECT m.conversation_id FROM messages m \
+             JOIN unnest($3::uuid[], $4::text[]) AS n (organization_id, external_id) \
+             ON m.organization_id = n.organization_id AND m.external_id = n.external_id \
+             WHERE m.direction = 'OUTBOUND' AND m.external_id IS NOT NULL \
+           UNION SELECT conversation_id FROM messages WHERE id = ANY($5)) \
+         ORDER BY c.id FOR UPDATE OF c",
+    )
+    .bind(connections)
+    .bind(keys)
+    .bind(organizations)
+    .bind(external_ids)
+    .bind(ours.to_vec())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)
+}
+
 /// Folds the count deltas into one row per (organization, assignee), in one statement (rows
 /// appended meanwhile are not in its snapshot and stay).
 async fn compact_conversation_counts(pool: &PgPool) -> StoreResult<u64> {
@@ -316,3 +350,12 @@ async fn compact_conversation_counts(pool: &PgPool) -> StoreResult<u64> {
 )]
 #[path = "sql/mod.rs"]
 mod sql;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_events_insert_marks_its_writer_with_the_tag_readers_look_for() {
+        let tag = super::EVENT_WRITER_TAG.to_string();
+        assert!(super::EVENTS_INSERT.0.contains(&format!("pg_advisory_xact_lock_shared({tag} +")));
+    }
+}

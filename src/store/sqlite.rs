@@ -166,9 +166,10 @@ fn db_error(err: sqlx::Error) -> StoreError {
 
 /// One writer at a time (BEGIN IMMEDIATE): ids already become visible in commit order, so
 /// nothing needs marking and every committed event is below the horizon.
-async fn mark_event_writer(_conn: &mut DbConn) -> StoreResult<()> {
-    Ok(())
-}
+const EVENTS_INSERT: (&str, &str) = (
+    "INSERT INTO events (organization_id, kind, payload, created_at, conversation_id, message_id) ",
+    "",
+);
 
 async fn event_horizon(_pool: &SqlitePool) -> StoreResult<i64> {
     Ok(i64::MAX)
@@ -178,6 +179,19 @@ impl SqliteStore {
     fn follow_events(&self) -> tokio::sync::watch::Receiver<u64> {
         self.events.subscribe()
     }
+}
+
+/// Never called: SQLite has one writer at a time, so ingest batches lock nothing
+/// (`ROW_LOCKS` is false).
+async fn lock_conversation_rows(
+    _conn: &mut DbConn,
+    _threads: &[(Uuid, String)],
+    _named: &[(Uuid, String)],
+    _ours: &[Uuid],
+) -> StoreResult<Vec<(Uuid, Uuid, String)>> {
+    Err(StoreError::Database(sqlx::Error::Protocol(
+        "SQLite serializes writers; row locks are never taken".into(),
+    )))
 }
 
 /// Folds the count deltas into one row per (organization, assignee); the write transaction

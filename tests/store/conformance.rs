@@ -464,6 +464,46 @@ async fn an_event_wakes_only_its_own_organizations_streams(backend: Backend) {
     pump.close();
 }
 
+/// Issue 21: a commit of events signals the readers of every process on the database
+/// (PostgreSQL: LISTEN/NOTIFY between two pools; SQLite, which has no notifications: the
+/// writing process's own readers), and the events are below the horizon once signalled.
+async fn committed_events_signal_the_readers_of_every_process(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let writer = db.store().await;
+    let reader = match backend {
+        Backend::Postgres => db.store().await,
+        Backend::Sqlite => writer.clone(),
+    };
+    let ana = user(&writer, "ana@example.com").await;
+    let one = org(&writer, &ana, "one", Plan::Free).await;
+    let mut signal = reader.event_signal();
+    if matches!(backend, Backend::Postgres) {
+        // The listener signals once it listens; only then can it hear the commit.
+        tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed())
+            .await
+            .expect("the listener starts")
+            .unwrap();
+    }
+    signal.borrow_and_update();
+    let horizon = reader.event_horizon().await.unwrap();
+    let before = reader.latest_org_event_id(one.id, horizon).await.unwrap();
+    writer
+        .insert_connection(&connection(&one, Platform::WhatsApp, "5001"))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed())
+        .await
+        .expect("the commit reaches the reader's process")
+        .unwrap();
+    let horizon = reader.event_horizon().await.unwrap();
+    let events = reader.events_after(one.id, before, horizon, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["connection.created"],
+        "the signalled event is readable"
+    );
+}
+
 async fn one_live_connection_per_platform_account(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
@@ -605,6 +645,7 @@ async fn secrets_are_paged_and_swapped_only_if_unchanged(backend: Backend) {
 }
 
 backend_tests!(
+    committed_events_signal_the_readers_of_every_process,
     an_event_wakes_only_its_own_organizations_streams,
     users_are_unique_by_case_insensitive_email,
     timestamps_round_trip_exactly,

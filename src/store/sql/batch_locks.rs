@@ -14,21 +14,31 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::events::LiveEvents;
-use super::ingest::{Routes, route};
-use super::messages::{BULK_ROWS, find_conversations, resolve_conversations};
-use super::{Db, DbConn, FOR_UPDATE, db_error, push_any_of};
+use super::ingest::{Route, Routes, route};
+use super::messages::{first_message_of_each_thread, insert_conversations};
+use super::{DbConn, lock_conversation_rows};
 use crate::store::{IncomingMessage, IncomingWebhook, IngestEvent, StoreResult};
 
+/// The conversations a batch holds locked.
+#[derive(Default)]
+pub(super) struct LockedConversations {
+    /// Those of its messages and watermarks, by (connection, thread).
+    pub(super) by_thread: HashMap<(Uuid, String), Uuid>,
+    /// Those it created.
+    pub(super) created: HashSet<Uuid>,
+}
+
 /// Locks the conversations of every event in `batch` in id order; with `create`, first creates
-/// the missing ones of its messages (in key order). Returns the conversations created.
+/// the missing ones of its messages (in key order). Two statements: the insert (existing
+/// threads conflict and are skipped without waiting), then one that finds and locks them all.
 pub(super) async fn lock_conversations(
     conn: &mut DbConn,
     routes: &mut Routes,
     batch: &[IncomingWebhook],
     create: bool,
     now: DateTime<Utc>,
-) -> StoreResult<HashSet<Uuid>> {
-    let mut messages: Vec<(super::ingest::Route, &IncomingMessage)> = Vec::new();
+) -> StoreResult<LockedConversations> {
+    let mut messages: Vec<(Route, &IncomingMessage)> = Vec::new();
     let mut threads: BTreeSet<(Uuid, String)> = BTreeSet::new();
     // Receipts name a message, not its conversation: found through the message.
     let mut named: BTreeSet<(Uuid, String)> = BTreeSet::new();
@@ -60,74 +70,27 @@ pub(super) async fn lock_conversations(
             IngestEvent::Ignored { .. } => {}
         }
     }
-    let (mut conversations, created) = if create {
-        let (found, created) = resolve_conversations(conn, &messages, now).await?;
-        (found.into_values().collect::<BTreeSet<Uuid>>(), created)
+    if threads.is_empty() && named.is_empty() && ours.is_empty() {
+        return Ok(LockedConversations::default());
+    }
+    let created = if create {
+        let first_of: Vec<(Route, &IncomingMessage)> =
+            first_message_of_each_thread(&messages).into_values().collect();
+        insert_conversations(conn, &first_of, now).await?.1
     } else {
-        (BTreeSet::new(), HashSet::new())
+        HashSet::new()
     };
     let threads: Vec<(Uuid, String)> = threads.into_iter().collect();
-    conversations.extend(find_conversations(conn, &threads).await?.into_values());
-    conversations.extend(conversations_of_messages(conn, &named, &ours).await?);
-    let ids: Vec<Uuid> = conversations.into_iter().collect();
-    for chunk in ids.chunks(BULK_ROWS) {
-        let mut lock = sqlx::QueryBuilder::<Db>::new("SELECT id FROM conversations WHERE");
-        push_any_of(&mut lock, "id", chunk);
-        lock.push(" ORDER BY id").push(FOR_UPDATE);
-        lock.build()
-            .persistent(false)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(created)
-}
-
-/// The conversations of the messages named by (organization, platform id) or by our own id.
-async fn conversations_of_messages(
-    conn: &mut DbConn,
-    named: &BTreeSet<(Uuid, String)>,
-    ours: &BTreeSet<Uuid>,
-) -> StoreResult<Vec<Uuid>> {
-    let mut found = Vec::new();
-    let named: Vec<&(Uuid, String)> = named.iter().collect();
-    for chunk in named.chunks(BULK_ROWS) {
-        let mut by_org: HashMap<Uuid, Vec<&str>> = HashMap::new();
-        for (org, external_id) in chunk {
-            by_org.entry(*org).or_default().push(external_id);
-        }
-        for (org, external_ids) in by_org {
-            let mut select = sqlx::QueryBuilder::<Db>::new(
-                "SELECT DISTINCT conversation_id FROM messages WHERE organization_id = ",
-            );
-            select.push_bind(org).push(" AND external_id IN (");
-            let mut list = select.separated(", ");
-            for external_id in external_ids {
-                list.push_bind(external_id);
-            }
-            select.push(")");
-            let rows: Vec<Uuid> = select
-                .build_query_scalar()
-                .persistent(false)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_error)?;
-            found.extend(rows);
-        }
-    }
-    let ours: Vec<Uuid> = ours.iter().copied().collect();
-    for chunk in ours.chunks(BULK_ROWS) {
-        let mut select = sqlx::QueryBuilder::<Db>::new("SELECT DISTINCT conversation_id FROM messages WHERE");
-        push_any_of(&mut select, "id", chunk);
-        let rows: Vec<Uuid> = select
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_error)?;
-        found.extend(rows);
-    }
-    Ok(found)
+    let named: Vec<(Uuid, String)> = named.into_iter().collect();
+    let ours: Vec<Uuid> = ours.into_iter().collect();
+    let rows = lock_conversation_rows(conn, &threads, &named, &ours).await?;
+    let wanted: HashSet<&(Uuid, String)> = threads.iter().collect();
+    let by_thread = rows
+        .into_iter()
+        .map(|(id, connection, thread)| ((connection, thread), id))
+        .filter(|(key, _)| wanted.contains(key))
+        .collect();
+    Ok(LockedConversations { by_thread, created })
 }
 
 /// A conversation created by [`lock_conversations`] was found, not created, when its messages

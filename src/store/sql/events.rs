@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Backend, Db, DbConn, db_error, event_horizon, mark_event_writer};
+use super::{Backend, Db, DbConn, EVENTS_INSERT, db_error, event_horizon};
 use crate::store::{EventHorizon, EventRecord, EventSignal, EventStore, StoreResult};
 
 /// A live event, written with the batch it belongs to.
@@ -56,8 +56,6 @@ pub(super) async fn insert_live_events(
     if events.is_empty() {
         return Ok(Written(false));
     }
-    // Before the ids are taken: readers must see that ids from here on may still commit.
-    mark_event_writer(conn).await?;
     let id_field = |event: &LiveEvent, field: &str| {
         event
             .payload
@@ -67,9 +65,9 @@ pub(super) async fn insert_live_events(
     };
     // Chunks keep each statement well under SQLite's bound-parameter limit.
     for chunk in events.chunks(1000) {
-        let mut insert = sqlx::QueryBuilder::<Db>::new(
-            "INSERT INTO events (organization_id, kind, payload, created_at, conversation_id, message_id) ",
-        );
+        // On PostgreSQL the statement first marks this transaction as a writer, before any id is
+        // taken: readers must see that ids from there on may still commit (`EVENTS_INSERT`).
+        let mut insert = sqlx::QueryBuilder::<Db>::new(EVENTS_INSERT.0);
         insert.push_values(chunk, |mut row, event| {
             row.push_bind(event.organization_id)
                 .push_bind(event.kind)
@@ -78,6 +76,7 @@ pub(super) async fn insert_live_events(
                 .push_bind(id_field(event, "conversation_id"))
                 .push_bind(id_field(event, "message_id"));
         });
+        insert.push(EVENTS_INSERT.1);
         insert
             .build()
             .persistent(false)

@@ -1,7 +1,7 @@
 //! Webhook ingest: a batch of verified webhooks stored and applied in one transaction, a
 //! savepoint per event; routing each event to its organization.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use snorq_connectors::Platform;
 use sqlx::Transaction;
 use uuid::Uuid;
 
-use super::batch_locks::{announce_created, lock_conversations};
+use super::batch_locks::{LockedConversations, announce_created, lock_conversations};
 use super::events::{LiveEvents, insert_live_events};
 use super::messages::{apply_message, store_new_messages};
 use super::receipts::{apply_receipt, apply_receipts, apply_watermark};
@@ -196,13 +196,13 @@ impl Backend {
     ) -> StoreResult<Vec<IngestOutcome>> {
         let mut tx = begin_write(&self.pool).await?;
         let mut routes = Routes::new();
-        let created = if ROW_LOCKS {
+        let locked = if ROW_LOCKS {
             // A savepoint attempt does not create conversations ahead: one whose event then
             // failed would be left empty.
             let create = isolation == Isolation::Optimistic;
             lock_conversations(&mut tx, &mut routes, batch, create, crate::domain::now()).await?
         } else {
-            HashSet::new()
+            LockedConversations::default()
         };
         let mut changes = LiveEvents::new();
         let mut applied = Vec::with_capacity(batch.len());
@@ -221,7 +221,7 @@ impl Backend {
             );
         }
         let now = crate::domain::now();
-        store_new_messages(&mut tx, &mut changes, &deferred.messages, now).await?;
+        store_new_messages(&mut tx, &mut changes, &deferred.messages, &locked.by_thread, now).await?;
         apply_receipts(&mut tx, &mut changes, &deferred.receipts, now).await?;
         // Ten parameters a row; chunks stay under SQLite's bound-parameter limit.
         for chunk in batch.iter().zip(&applied).collect::<Vec<_>>().chunks(500) {
@@ -248,7 +248,7 @@ impl Backend {
                 .await
                 .map_err(db_error)?;
         }
-        announce_created(&mut changes, &created);
+        announce_created(&mut changes, &locked.created);
         let written = insert_live_events(&mut tx, &changes, now).await?;
         tx.commit().await.map_err(db_error)?;
         written.announce(&self.events);

@@ -88,7 +88,7 @@ pub(super) async fn apply_message(
             return Ok(());
         }
     }
-    let inserted = store_new_messages(conn, out, &[(route, m)], now).await?;
+    let inserted = store_new_messages(conn, out, &[(route, m)], &HashMap::new(), now).await?;
     // A redelivery inserts nothing and changes nothing, unread count included.
     if m.author == Author::Business
         && let Some(message_id) = inserted.into_values().next()
@@ -112,17 +112,19 @@ pub(super) const BULK_ROWS: usize = 500;
 /// them on the conversations: preview and times by platform time (late arrivals do not overwrite
 /// newer ones); for customer messages also the unread count, the reply window, the contact's
 /// details and reopening a closed conversation. Returns the inserted messages' ids by
-/// (conversation, platform id); a redelivered message is not among them.
+/// (conversation, platform id); a redelivered message is not among them. `known` holds
+/// conversations already found (and locked) by (connection, thread).
 pub(super) async fn store_new_messages(
     conn: &mut DbConn,
     out: &mut LiveEvents,
     items: &[(Route, &IncomingMessage)],
+    known: &HashMap<(Uuid, String), Uuid>,
     now: DateTime<Utc>,
 ) -> StoreResult<HashMap<(Uuid, String), Uuid>> {
     if items.is_empty() {
         return Ok(HashMap::new());
     }
-    let (conversations, created) = resolve_conversations(conn, items, now).await?;
+    let (conversations, created) = resolve_conversations(conn, items, known, now).await?;
     let conversation_of = |route: &Route, m: &IncomingMessage| {
         conversations
             .get(&(route.connection_id, m.conversation_key.clone()))
@@ -282,28 +284,67 @@ pub(super) async fn store_new_messages(
 }
 
 /// The conversation of every (connection, thread) in `items`, creating the missing ones; also
-/// which were created now.
+/// which were created now. Threads in `known` are taken from it.
 pub(super) async fn resolve_conversations(
     conn: &mut DbConn,
     items: &[(Route, &IncomingMessage)],
+    known: &HashMap<(Uuid, String), Uuid>,
     now: DateTime<Utc>,
 ) -> StoreResult<(HashMap<(Uuid, String), Uuid>, HashSet<Uuid>)> {
+    let first_of = first_message_of_each_thread(items);
+    let mut found: HashMap<(Uuid, String), Uuid> = HashMap::new();
+    let mut unknown = Vec::new();
+    for key in first_of.keys() {
+        match known.get(key) {
+            Some(id) => {
+                found.insert(key.clone(), *id);
+            }
+            None => unknown.push(key.clone()),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok((found, HashSet::new()));
+    }
+    found.extend(find_conversations(conn, &unknown).await?);
+    let missing: Vec<(Route, &IncomingMessage)> = first_of
+        .iter()
+        .filter(|(key, _)| !found.contains_key(*key))
+        .map(|(_, item)| *item)
+        .collect();
+    let (inserted, created) = insert_conversations(conn, &missing, now).await?;
+    found.extend(inserted);
+    // Created meanwhile by another writer: look those up again.
+    let raced: Vec<(Uuid, String)> = unknown.into_iter().filter(|key| !found.contains_key(key)).collect();
+    if !raced.is_empty() {
+        found.extend(find_conversations(conn, &raced).await?);
+    }
+    Ok((found, created))
+}
+
+/// The first message of each (connection, thread), in key order.
+pub(super) fn first_message_of_each_thread<'m>(
+    items: &[(Route, &'m IncomingMessage)],
+) -> BTreeMap<(Uuid, String), (Route, &'m IncomingMessage)> {
     let mut first_of: BTreeMap<(Uuid, String), (Route, &IncomingMessage)> = BTreeMap::new();
     for (route, m) in items {
         first_of
             .entry((route.connection_id, m.conversation_key.clone()))
             .or_insert((*route, *m));
     }
-    let keys: Vec<(Uuid, String)> = first_of.keys().cloned().collect();
-    let mut found = find_conversations(conn, &keys).await?;
-    // In key order (a BTreeMap), so every writer takes the conversations' locks in one order.
-    let missing: Vec<(Route, &IncomingMessage)> = first_of
-        .iter()
-        .filter(|(key, _)| !found.contains_key(*key))
-        .map(|(_, item)| *item)
-        .collect();
+    first_of
+}
+
+/// Inserts a conversation for each item's thread unless one exists, in the order given (key
+/// order, so every writer takes the new rows' index entries in one order): the inserted ones
+/// by (connection, thread), and their ids.
+pub(super) async fn insert_conversations(
+    conn: &mut DbConn,
+    items: &[(Route, &IncomingMessage)],
+    now: DateTime<Utc>,
+) -> StoreResult<(HashMap<(Uuid, String), Uuid>, HashSet<Uuid>)> {
+    let mut inserted = HashMap::new();
     let mut created = HashSet::new();
-    for chunk in missing.chunks(BULK_ROWS) {
+    for chunk in items.chunks(BULK_ROWS) {
         let mut insert = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO conversations (id, organization_id, platform_connection_id, platform, external_id, \
              contact_external_id, contact_name, contact_username, status, last_message_at, unread_count, \
@@ -336,15 +377,10 @@ pub(super) async fn resolve_conversations(
             .map_err(db_error)?;
         for (id, connection, external) in rows {
             created.insert(id);
-            found.insert((connection, external), id);
+            inserted.insert((connection, external), id);
         }
     }
-    // Created meanwhile by another writer: look those up again.
-    let raced: Vec<(Uuid, String)> = keys.into_iter().filter(|key| !found.contains_key(key)).collect();
-    if !raced.is_empty() {
-        found.extend(find_conversations(conn, &raced).await?);
-    }
-    Ok((found, created))
+    Ok((inserted, created))
 }
 
 pub(super) async fn find_conversations(

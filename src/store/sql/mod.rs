@@ -4,7 +4,7 @@
 //! SQL both dialects run unchanged. What differs is defined by the backend and imported here:
 //! the store type and its pool (`Backend`, `Db`, `DbConn`), starting a write transaction
 //! (`begin_write`: SQLite takes the write lock up front), mapping errors to named constraints
-//! (`db_error`), row locks (`FOR_UPDATE`, `LOCK_ORGANIZATION`), the event log's horizon (`mark_event_writer`,
+//! (`db_error`), row locks (`FOR_UPDATE`, `LOCK_ORGANIZATION`), the event log's horizon (`EVENTS_INSERT`,
 //! `event_horizon`), lists of ids
 //! (`push_any_of`), the queue table (`push_send_jobs`, `DELETE_FINISHED_JOBS`, `QUEUE_BEHIND`,
 //! `job_time`) and
@@ -27,8 +27,9 @@ mod search;
 mod sweep;
 
 use super::{
-    BACKEND, Backend, DELETE_FINISHED_JOBS, Db, DbConn, FOR_UPDATE, HOUR_BUCKET, LOCK_ORGANIZATION,
-    QUEUE_BEHIND, ROW_LOCKS, begin_write, compact_conversation_counts, db_error, event_horizon, job_time, mark_event_writer,
+    BACKEND, Backend, DELETE_FINISHED_JOBS, EVENTS_INSERT, Db, DbConn, FOR_UPDATE, HOUR_BUCKET, LOCK_ORGANIZATION,
+    QUEUE_BEHIND, ROW_LOCKS, begin_write, compact_conversation_counts, db_error, event_horizon, job_time,
+    lock_conversation_rows,
     push_any_of,
     push_send_jobs, run_migrations,
 };
