@@ -75,7 +75,13 @@ impl<W: Batched> Batcher<W> {
                 last_warning: last_warning.clone(),
                 started,
             };
-            tokio::spawn(run_batches(op.clone(), receiver.clone(), max_batch, lag, idle.clone()));
+            tokio::spawn(run_batches(
+                op.clone(),
+                receiver.clone(),
+                max_batch,
+                lag,
+                idle.clone(),
+            ));
         }
         Batcher { queue }
     }

@@ -130,9 +130,24 @@ impl Delivery {
         settings: DeliverySettings,
     ) -> Self {
         Delivery {
-            outcomes: Batcher::start(OutcomeWrite(store.clone()), settings.max_batch, settings.writers, settings.max_batch * settings.writers * 4),
-            claims: Batcher::start(ClaimWrite(store.clone()), settings.max_batch, settings.writers, settings.max_batch * settings.writers * 4),
-            contexts: Batcher::start(ContextLoad(store), settings.max_batch, settings.writers, settings.max_batch * settings.writers * 4),
+            outcomes: Batcher::start(
+                OutcomeWrite(store.clone()),
+                settings.max_batch,
+                settings.writers,
+                settings.max_batch * settings.writers * 4,
+            ),
+            claims: Batcher::start(
+                ClaimWrite(store.clone()),
+                settings.max_batch,
+                settings.writers,
+                settings.max_batch * settings.writers * 4,
+            ),
+            contexts: Batcher::start(
+                ContextLoad(store),
+                settings.max_batch,
+                settings.writers,
+                settings.max_batch * settings.writers * 4,
+            ),
             vault,
             client,
             pacer: Pacer::new(settings.rates),

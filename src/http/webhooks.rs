@@ -167,15 +167,14 @@ async fn receive(
 
     let webhook = ingest::prepare(platform, body.to_vec(), received_at);
     let webhook_id = webhook.id;
-    let outcome = state
-        .app
-        .ingestor
-        .submit(webhook)
-        .await
-        .inspect_err(|err| {
-            let reason = if matches!(err, AppError::Busy { .. }) { "busy" } else { "unavailable" };
-            rejected(platform, reason);
-        })?;
+    let outcome = state.app.ingestor.submit(webhook).await.inspect_err(|err| {
+        let reason = if matches!(err, AppError::Busy { .. }) {
+            "busy"
+        } else {
+            "unavailable"
+        };
+        rejected(platform, reason);
+    })?;
     metrics::counter!("webhooks_applied_total", "platform" => platform.as_str(), "status" => outcome.status.as_db())
         .increment(1);
     if outcome.unroutable > 0 {

@@ -108,7 +108,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Per organization with events after `after` and below the horizon, its newest such id:
     /// whom to wake.
-    async fn newest_event_ids_after(&self, after: i64, horizon: EventHorizon) -> StoreResult<Vec<(Uuid, i64)>>;
+    async fn newest_event_ids_after(
+        &self,
+        after: i64,
+        horizon: EventHorizon,
+    ) -> StoreResult<Vec<(Uuid, i64)>>;
 
     /// The organization's newest event id below the horizon (0 when there is none).
     async fn latest_org_event_id(&self, org_id: Uuid, horizon: EventHorizon) -> StoreResult<i64>;

@@ -198,7 +198,8 @@ fn is_unavailable(code: &str) -> bool {
 const EVENT_WRITER_TAG: i64 = 1 << 62;
 /// The next event id the sequence hands out (`events.id` is a bigserial with the default
 /// CACHE 1, so every allocation is visible here at once).
-const NEXT_EVENT_ID: &str = "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq";
+const NEXT_EVENT_ID: &str =
+    "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM events_id_seq";
 
 /// How events are inserted (the `VALUES` list goes between the two parts): the transaction
 /// takes its writer lock in the same statement, before the first id is taken. The lock is in a
@@ -356,6 +357,10 @@ mod tests {
     #[test]
     fn the_events_insert_marks_its_writer_with_the_tag_readers_look_for() {
         let tag = super::EVENT_WRITER_TAG.to_string();
-        assert!(super::EVENTS_INSERT.0.contains(&format!("pg_advisory_xact_lock_shared({tag} +")));
+        assert!(
+            super::EVENTS_INSERT
+                .0
+                .contains(&format!("pg_advisory_xact_lock_shared({tag} +"))
+        );
     }
 }

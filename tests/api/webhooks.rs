@@ -633,19 +633,36 @@ async fn a_full_ingest_queue_refuses_with_retry_after(backend: Backend) {
     let blocker = common::hold_write_lock(&app.db).await;
     let requests: Vec<_> = (0..6)
         .map(|i| {
-            let body = common::inbox::text_webhook(WA_NUMBER, &format!("55119{i}"), "Ana", &format!("wamid.q{i}"), "hi", 5)
-                .to_string();
+            let body = common::inbox::text_webhook(
+                WA_NUMBER,
+                &format!("55119{i}"),
+                "Ana",
+                &format!("wamid.q{i}"),
+                "hi",
+                5,
+            )
+            .to_string();
             let request = app
                 .http
                 .post(app.url("/webhooks/whatsapp"))
-                .header("X-Hub-Signature-256", meta_signature_header(META_SECRET.as_bytes(), body.as_bytes()))
+                .header(
+                    "X-Hub-Signature-256",
+                    meta_signature_header(META_SECRET.as_bytes(), body.as_bytes()),
+                )
                 .header("content-type", "application/json")
                 .body(body);
             tokio::spawn(async move {
                 let response = request.send().await.expect("webhook");
-                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
                 let status = response.status();
-                (status, retry_after, response.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    status,
+                    retry_after,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
             })
         })
         .collect();
@@ -657,7 +674,10 @@ async fn a_full_ingest_queue_refuses_with_retry_after(backend: Backend) {
         refused = requests.iter().filter(|r| r.is_finished()).count();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(refused, 4, "four webhooks are refused while the writer is held up");
+    assert_eq!(
+        refused, 4,
+        "four webhooks are refused while the writer is held up"
+    );
     blocker.release().await;
     let mut stored = 0;
     for request in requests {

@@ -21,9 +21,14 @@ async fn connected_store(backend: Backend) -> (TestDb, Arc<dyn Store>) {
 }
 
 /// A store with `max_connections`, an organization (returned) and its WhatsApp connection.
-async fn connected_store_with(backend: Backend, max_connections: u32) -> (TestDb, Arc<dyn Store>, uuid::Uuid) {
+async fn connected_store_with(
+    backend: Backend,
+    max_connections: u32,
+) -> (TestDb, Arc<dyn Store>, uuid::Uuid) {
     let db = TestDb::new(backend).await;
-    let store = snorq::store::connect(&db.url, max_connections).await.expect("connect");
+    let store = snorq::store::connect(&db.url, max_connections)
+        .await
+        .expect("connect");
     store.migrate().await.expect("migrate");
     let owner = store
         .insert_user(&NewUser {
@@ -496,7 +501,11 @@ async fn concurrent_writers_and_resuming_readers_see_every_event_once_in_order(b
                     let last = seen.last().copied().unwrap_or(0);
                     let events = store.events_after(org, last, horizon, 50).await.unwrap();
                     for event in &events {
-                        assert!(event.id > *seen.last().unwrap_or(&0), "ids went back: {seen:?} then {}", event.id);
+                        assert!(
+                            event.id > *seen.last().unwrap_or(&0),
+                            "ids went back: {seen:?} then {}",
+                            event.id
+                        );
                         seen.push(event.id);
                     }
                     // A client reconnecting with an id it saw gets exactly what followed it.
@@ -505,8 +514,14 @@ async fn concurrent_writers_and_resuming_readers_see_every_event_once_in_order(b
                         let horizon = store.event_horizon().await.unwrap();
                         let replay = store.events_after(org, seen[from], horizon, 50).await.unwrap();
                         let replayed: Vec<i64> = replay.iter().map(|e| e.id).collect();
-                        let expected: Vec<i64> = seen[from + 1..].iter().copied().take(replayed.len()).collect();
-                        assert_eq!(replayed[..expected.len()], expected[..], "a resume from {} differs", seen[from]);
+                        let expected: Vec<i64> =
+                            seen[from + 1..].iter().copied().take(replayed.len()).collect();
+                        assert_eq!(
+                            replayed[..expected.len()],
+                            expected[..],
+                            "a resume from {} differs",
+                            seen[from]
+                        );
                     }
                     if finished && events.is_empty() {
                         return seen;
@@ -553,12 +568,27 @@ async fn concurrent_batches_over_few_conversations_never_deadlock(backend: Backe
                             let mut rng = rand::rng();
                             let customer = format!("55{}", rng.random_range(0..6));
                             let event = match rng.random_range(0..4) {
-                                0 => message_in(&customer, &format!("wamid.b{w}.{round}.{i}"), Author::Business, 2),
+                                0 => message_in(
+                                    &customer,
+                                    &format!("wamid.b{w}.{round}.{i}"),
+                                    Author::Business,
+                                    2,
+                                ),
                                 1 => receipt(
-                                    &format!("wamid.b{}.{}.{}", rng.random_range(0..16), round, rng.random_range(0..24)),
+                                    &format!(
+                                        "wamid.b{}.{}.{}",
+                                        rng.random_range(0..16),
+                                        round,
+                                        rng.random_range(0..24)
+                                    ),
                                     MessageStatus::Delivered,
                                 ),
-                                _ => message_in(&customer, &format!("wamid.c{w}.{round}.{i}"), Author::Customer, 1),
+                                _ => message_in(
+                                    &customer,
+                                    &format!("wamid.c{w}.{round}.{i}"),
+                                    Author::Customer,
+                                    1,
+                                ),
                             };
                             webhook(vec![event])
                         })
@@ -578,7 +608,11 @@ async fn concurrent_batches_over_few_conversations_never_deadlock(backend: Backe
     let distinct = db.count("SELECT COUNT(DISTINCT external_id) FROM messages").await;
     assert_eq!(messages, distinct, "a message was stored twice");
     assert!(messages > 16 * 12 * 24 / 2, "only {messages} messages");
-    assert!(db.count("SELECT COUNT(DISTINCT conversation_id) FROM messages").await <= 6);
+    assert!(
+        db.count("SELECT COUNT(DISTINCT conversation_id) FROM messages")
+            .await
+            <= 6
+    );
     if let Some(name) = db.pg_name() {
         // The backends' statistics reach the shared counters when they end: close the pool.
         drop(store);
@@ -591,13 +625,18 @@ async fn concurrent_batches_over_few_conversations_never_deadlock(backend: Backe
                 ))
                 .await;
             deadlocks = db
-                .count(&format!("SELECT deadlocks FROM pg_stat_database WHERE datname = '{name}'"))
+                .count(&format!(
+                    "SELECT deadlocks FROM pg_stat_database WHERE datname = '{name}'"
+                ))
                 .await;
             if others == 0 {
                 break;
             }
         }
-        assert_eq!(deadlocks, 0, "PostgreSQL detected deadlocks between ingest batches");
+        assert_eq!(
+            deadlocks, 0,
+            "PostgreSQL detected deadlocks between ingest batches"
+        );
     }
 }
 

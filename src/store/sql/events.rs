@@ -121,7 +121,11 @@ impl EventStore for Backend {
             .map_err(db_error)
     }
 
-    async fn newest_event_ids_after(&self, after: i64, horizon: EventHorizon) -> StoreResult<Vec<(Uuid, i64)>> {
+    async fn newest_event_ids_after(
+        &self,
+        after: i64,
+        horizon: EventHorizon,
+    ) -> StoreResult<Vec<(Uuid, i64)>> {
         sqlx::query_as(
             "SELECT organization_id, MAX(id) FROM events WHERE id > $1 AND id < $2 GROUP BY organization_id",
         )

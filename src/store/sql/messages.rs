@@ -314,7 +314,10 @@ pub(super) async fn resolve_conversations(
     let (inserted, created) = insert_conversations(conn, &missing, now).await?;
     found.extend(inserted);
     // Created meanwhile by another writer: look those up again.
-    let raced: Vec<(Uuid, String)> = unknown.into_iter().filter(|key| !found.contains_key(key)).collect();
+    let raced: Vec<(Uuid, String)> = unknown
+        .into_iter()
+        .filter(|key| !found.contains_key(key))
+        .collect();
     if !raced.is_empty() {
         found.extend(find_conversations(conn, &raced).await?);
     }

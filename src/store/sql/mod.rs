@@ -27,11 +27,9 @@ mod search;
 mod sweep;
 
 use super::{
-    BACKEND, Backend, DELETE_FINISHED_JOBS, EVENTS_INSERT, Db, DbConn, FOR_UPDATE, HOUR_BUCKET, LOCK_ORGANIZATION,
-    QUEUE_BEHIND, ROW_LOCKS, begin_write, compact_conversation_counts, db_error, event_horizon, job_time,
-    lock_conversation_rows,
-    push_any_of,
-    push_send_jobs, run_migrations,
+    BACKEND, Backend, DELETE_FINISHED_JOBS, Db, DbConn, EVENTS_INSERT, FOR_UPDATE, HOUR_BUCKET,
+    LOCK_ORGANIZATION, QUEUE_BEHIND, ROW_LOCKS, begin_write, compact_conversation_counts, db_error,
+    event_horizon, job_time, lock_conversation_rows, push_any_of, push_send_jobs, run_migrations,
 };
 use async_trait::async_trait;
 

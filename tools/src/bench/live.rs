@@ -23,7 +23,10 @@ pub async fn follow(
     token: &str,
 ) -> anyhow::Result<(Arrivals, tokio::task::JoinHandle<()>)> {
     let response = client
-        .get(format!("{}/api/v1/orgs/{org_id}/events", base.trim_end_matches('/')))
+        .get(format!(
+            "{}/api/v1/orgs/{org_id}/events",
+            base.trim_end_matches('/')
+        ))
         .bearer_auth(token)
         .timeout(Duration::from_secs(24 * 3600))
         .send()
