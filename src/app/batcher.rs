@@ -232,6 +232,10 @@ async fn commit<W: Batched>(op: &W, batch: Vec<Pending<W>>) {
     }
 }
 
+fn missing_output() -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol("a batch write returned no output".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::fair_share;
@@ -246,8 +250,4 @@ mod tests {
         assert_eq!(fair_share(1, 8, 256), 1);
         assert_eq!(fair_share(5, 0, 256), 5);
     }
-}
-
-fn missing_output() -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol("a batch write returned no output".into()))
 }
