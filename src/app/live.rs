@@ -168,32 +168,33 @@ async fn pump(store: Arc<dyn EventStore>, orgs: Weak<OrgChannels>, published: Ar
             orgs.retain(|_, tx| tx.receiver_count() > 0);
             !orgs.is_empty()
         };
-        match look(store.as_ref(), &orgs, listening, seen).await {
-            Ok((horizon, newest)) => {
-                published.fetch_max(horizon.below(), Ordering::AcqRel);
-                seen = Some(newest);
-            }
+        // Before the look: a commit signalled while it runs makes another look follow at once.
+        signal.borrow_and_update();
+        match look(store.as_ref(), &orgs, &published, listening, seen).await {
+            Ok(newest) => seen = Some(newest),
             Err(err) => tracing::warn!(error = %err, "live events: cannot read the event log"),
         }
         drop(orgs);
         tokio::time::sleep(PUMP_MIN_GAP).await;
-        signal.borrow_and_update();
         let _ = tokio::time::timeout(PUMP_INTERVAL, signal.changed()).await;
     }
 }
 
-/// One look at the log: the horizon, then (when streams listen here) whose organizations have
-/// new events below it. Returns the horizon and the newest id seen.
+/// One look at the log: the horizon (published for the streams before any is woken, so that a
+/// woken stream reads below it), then (when streams listen here) whose organizations have new
+/// events below it. Returns the newest id seen.
 async fn look(
     store: &dyn EventStore,
     orgs: &OrgChannels,
+    published: &AtomicI64,
     listening: bool,
     seen: Option<i64>,
-) -> crate::store::StoreResult<(EventHorizon, i64)> {
+) -> crate::store::StoreResult<i64> {
     let horizon = store.event_horizon().await?;
+    published.fetch_max(horizon.below(), Ordering::AcqRel);
     let seen = match seen {
         Some(seen) if listening => seen,
-        _ => return Ok((horizon, store.latest_event_id(horizon).await?)),
+        _ => return store.latest_event_id(horizon).await,
     };
     let newest = store.newest_event_ids_after(seen, horizon).await?;
     let orgs = orgs.lock().unwrap_or_else(|p| p.into_inner());
@@ -204,7 +205,7 @@ async fn look(
             tx.send_replace(id);
         }
     }
-    Ok((horizon, latest))
+    Ok(latest)
 }
 
 /// The organization's events after `last_event_id` (or from now on), as they are written, for
