@@ -239,17 +239,42 @@ const EVENTS_CHANNEL: &str = "snorq_events";
 
 /// Sends one NOTIFY per request, outside the writers' transactions: a NOTIFY inside one would
 /// take PostgreSQL's global notification lock at its commit, serializing every writer's commit.
-/// Ends when the store is dropped.
+/// A NOTIFY is a transaction of its own; it is sent on a connection with `synchronous_commit`
+/// off, since a notification needs no durability and each would otherwise wait for a WAL flush
+/// of its own. At most one per [`NOTIFY_GAP`]: one covers every commit before it. Ends when the
+/// store is dropped.
 async fn notify_others(pool: PgPool, mut requests: mpsc::Receiver<()>) {
+    let mut conn: Option<sqlx::PgConnection> = None;
     while requests.recv().await.is_some() {
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(EVENTS_CHANNEL)
-            .execute(&pool)
-            .await
-        {
+        if let Err(err) = notify(&pool, &mut conn).await {
+            // Sent again with the next commit; streams poll meanwhile.
+            conn = None;
             tracing::debug!(error = %err, "live events: cannot notify other processes");
         }
+        tokio::time::sleep(NOTIFY_GAP).await;
     }
+}
+
+const NOTIFY_GAP: Duration = Duration::from_millis(2);
+
+/// The connection is taken out of the pool for good (detached): with `synchronous_commit` off
+/// it must never serve another caller's writes.
+async fn notify(pool: &PgPool, conn: &mut Option<sqlx::PgConnection>) -> Result<(), sqlx::Error> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => {
+            let mut fresh = pool.acquire().await?.detach();
+            sqlx::query("SET synchronous_commit = off")
+                .execute(&mut fresh)
+                .await?;
+            conn.insert(fresh)
+        }
+    };
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(EVENTS_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Turns notifications from any process into this process's event signal, for as long as
