@@ -5,7 +5,7 @@
 //! jobs' messages this way.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -66,7 +66,6 @@ impl<W: Batched> Batcher<W> {
         let receiver = Arc::new(Mutex::new(receiver));
         let op = Arc::new(op);
         let last_warning = Arc::new(AtomicU64::new(0));
-        let idle = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         for _ in 0..writers {
             let queue = queue.downgrade();
@@ -75,13 +74,7 @@ impl<W: Batched> Batcher<W> {
                 last_warning: last_warning.clone(),
                 started,
             };
-            tokio::spawn(run_batches(
-                op.clone(),
-                receiver.clone(),
-                max_batch,
-                lag,
-                idle.clone(),
-            ));
+            tokio::spawn(run_batches(op.clone(), receiver.clone(), max_batch, lag));
         }
         Batcher { queue }
     }
@@ -171,21 +164,18 @@ async fn run_batches<W: Batched>(
     queue: Arc<Mutex<mpsc::Receiver<Pending<W>>>>,
     max_batch: usize,
     lag: Lag<W>,
-    idle: Arc<AtomicUsize>,
 ) {
     loop {
         let mut batch = Vec::with_capacity(max_batch);
-        idle.fetch_add(1, Ordering::AcqRel);
         {
             let mut queue = queue.lock().await;
-            let first = queue.recv().await;
-            // Writers not in a transaction, this one included.
-            let idle_now = idle.fetch_sub(1, Ordering::AcqRel).max(1);
-            let Some(first) = first else { return };
+            let Some(first) = queue.recv().await else { return };
             lag.observe(first.queued_at);
-            let share = fair_share(queue.len() + 1, idle_now, max_batch);
             batch.push(first);
-            while batch.len() < share {
+            // Everything waiting, up to `max_batch`: one commit shares its WAL flush among them.
+            // (Splitting the queue evenly among idle writers measured slower: more, smaller
+            // transactions; docs/benchmarks.md, "Ingest benchmark".)
+            while batch.len() < max_batch {
                 match queue.try_recv() {
                     Ok(pending) => batch.push(pending),
                     Err(_) => break,
@@ -194,13 +184,6 @@ async fn run_batches<W: Batched>(
         }
         commit(op.as_ref(), batch).await;
     }
-}
-
-/// How many of the `queued` items one writer takes when `idle` writers are free: an even share,
-/// so that the idle writers commit in parallel instead of one writer taking everything while the
-/// others wait (at moderate load that serialized every commit), and at most `max_batch`.
-fn fair_share(queued: usize, idle: usize, max_batch: usize) -> usize {
-    queued.div_ceil(idle.max(1)).clamp(1, max_batch.max(1))
 }
 
 async fn commit<W: Batched>(op: &W, batch: Vec<Pending<W>>) {
@@ -234,20 +217,4 @@ async fn commit<W: Batched>(op: &W, batch: Vec<Pending<W>>) {
 
 fn missing_output() -> StoreError {
     StoreError::Database(sqlx::Error::Protocol("a batch write returned no output".into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fair_share;
-
-    #[test]
-    fn idle_writers_share_the_queue() {
-        // 32 waiting, 8 writers free: 4 each, 8 transactions at once.
-        assert_eq!(fair_share(32, 8, 256), 4);
-        assert_eq!(fair_share(33, 8, 256), 5);
-        // One writer free takes what it can.
-        assert_eq!(fair_share(1000, 1, 256), 256);
-        assert_eq!(fair_share(1, 8, 256), 1);
-        assert_eq!(fair_share(5, 0, 256), 5);
-    }
 }
