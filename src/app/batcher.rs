@@ -173,7 +173,7 @@ async fn run_batches<W: Batched>(
             lag.observe(first.queued_at);
             batch.push(first);
             // Everything waiting, up to `max_batch`: one commit shares its WAL flush among them.
-            // (Splitting the queue evenly among idle writers measured slower: more, smaller
+            // (Splitting the queue evenly among idle writers showed no gain: more, smaller
             // transactions; docs/benchmarks.md, "Ingest benchmark".)
             while batch.len() < max_batch {
                 match queue.try_recv() {
